@@ -1,0 +1,224 @@
+"""`/api/workflows/...`: the Tamma-compatible workflow API and its extensions.
+
+Status codes, shapes and `{"error": …}` bodies follow the original Fastify routes
+(reference/tamma-contract.md §1); the extensions only add fields, filters and routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response, status
+
+from tamma_sync.api.deps import StoreDep, TenantDep
+from tamma_sync.api.errors import ApiError, not_found
+from tamma_sync.api.pagination import decode_cursor, encode_cursor
+from tamma_sync.api.schemas import (
+    ERROR_RESPONSES,
+    CancelledInstance,
+    DefinitionIn,
+    InstanceIn,
+    InstanceList,
+    InstancePatchIn,
+    Ok,
+)
+from tamma_sync.models import (
+    Definition,
+    Instance,
+    InstancePatch,
+    SubStatus,
+    WorkflowStatus,
+)
+from tamma_sync.store import InstanceQuery
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=ERROR_RESPONSES)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+@router.post(
+    "/definitions",
+    status_code=status.HTTP_201_CREATED,
+    response_model_exclude_none=True,
+    responses={200: {"model": Definition, "description": "The definition existed: updated"}},
+)
+async def upsert_definition(
+    body: DefinitionIn, store: StoreDep, tenant: TenantDep, response: Response
+) -> Definition:
+    """Create (201) or update (200) a definition. Fields not sent keep their stored value."""
+    [(definition, created)] = await store.upsert_definitions(tenant, [body])
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return definition
+
+
+@router.get("/definitions", response_model_exclude_none=True)
+async def list_definitions(store: StoreDep, tenant: TenantDep) -> list[Definition]:
+    """Every definition, as a bare array (ordered by id)."""
+    return await store.list_definitions(tenant)
+
+
+@router.get("/definitions/{definition_id}", response_model_exclude_none=True)
+async def get_definition(definition_id: str, store: StoreDep, tenant: TenantDep) -> Definition:
+    definition = await store.get_definition(tenant, definition_id)
+    if definition is None:
+        raise not_found("Definition")
+    return definition
+
+
+@router.post("/instances", status_code=status.HTTP_201_CREATED, response_model_exclude_none=True)
+async def create_instance(body: InstanceIn, store: StoreDep, tenant: TenantDep) -> Instance:
+    """Create an instance (201). A caller-sent id is kept, and an instance already stored
+    under it is replaced; an empty or missing id gets a UUID."""
+    if not body.id:
+        body.id = str(uuid.uuid4())
+    return await store.create_instance(tenant, body)
+
+
+@router.get("/instances", response_model_exclude_none=True, response_model_by_alias=True)
+async def list_instances(
+    store: StoreDep,
+    tenant: TenantDep,
+    page: int | None = None,
+    page_size: Annotated[int | None, Query(alias="pageSize")] = None,
+    definition_id: Annotated[str | None, Query(alias="definitionId")] = None,
+    status_filter: Annotated[
+        str | None,
+        Query(alias="status", description="Running and/or Finished, comma-separated."),
+    ] = None,
+    sub_status: Annotated[
+        str | None,
+        Query(alias="subStatus", description="ELSA sub-statuses, comma-separated."),
+    ] = None,
+    correlation_id: Annotated[str | None, Query(alias="correlationId")] = None,
+    updated_since: Annotated[
+        int | None,
+        Query(alias="updatedSince", ge=0, description="Epoch ms: only instances updated since."),
+    ] = None,
+    order_by: Annotated[Literal["createdAt", "updatedAt"], Query(alias="orderBy")] = "createdAt",
+    order_direction: Annotated[
+        Literal["asc", "desc"] | None,
+        Query(
+            alias="orderDirection", description="Default: asc for createdAt, desc for updatedAt."
+        ),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(description="nextCursor of the previous page (keyset paging).")
+    ] = None,
+    include_total: Annotated[bool, Query(alias="includeTotal")] = True,
+) -> InstanceList:
+    """A page of instances, in a total order on (orderBy, id).
+
+    Compatible paging: `page` (from 1) and `pageSize` (default 50, at most 200). For deep
+    pages follow `nextCursor` instead: every page then costs what the first one does.
+    """
+    page = max(1, page or 1)
+    page_size = min(MAX_PAGE_SIZE, max(1, page_size or DEFAULT_PAGE_SIZE))
+    descending = (order_direction or ("asc" if order_by == "createdAt" else "desc")) == "desc"
+    query = InstanceQuery(
+        definition_id=definition_id or None,
+        sub_statuses=_sub_status_filter(status_filter, sub_status),
+        correlation_id=correlation_id,
+        updated_since=updated_since,
+        order_by=order_by,
+        descending=descending,
+        limit=page_size,
+        offset=(page - 1) * page_size,
+        after=decode_cursor(cursor, order_by, descending) if cursor else None,
+        with_total=include_total,
+    )
+    result = await store.list_instances(tenant, query)
+    return InstanceList(
+        data=result.items,
+        total=result.total,
+        page=page,
+        pageSize=page_size,
+        nextCursor=(
+            encode_cursor(order_by, descending, result.next_after) if result.next_after else None
+        ),
+    )
+
+
+@router.get("/instances/{instance_id}", response_model_exclude_none=True)
+async def get_instance(instance_id: str, store: StoreDep, tenant: TenantDep) -> Instance:
+    instance = await store.get_instance(tenant, instance_id)
+    if instance is None:
+        raise not_found("Instance")
+    return instance
+
+
+@router.put(
+    "/instances/{instance_id}",
+    response_model_exclude_none=True,
+    responses={404: {"description": "Instance not found"}},
+)
+async def update_instance(
+    instance_id: str, body: InstancePatchIn, store: StoreDep, tenant: TenantDep
+) -> Instance:
+    """Update `status`, `subStatus`, `currentActivity`, `variables` of an instance. A PUT
+    that changes nothing changes nothing: no new `updatedAt`, no event."""
+    instance = await store.update_instance(tenant, instance_id, body)
+    if instance is None:
+        raise not_found("Instance")
+    return instance
+
+
+@router.post(
+    "/instances/{instance_id}/cancel",
+    response_model_exclude_none=True,
+    responses={404: {"description": "Instance not found"}},
+)
+async def cancel_instance(
+    instance_id: str, store: StoreDep, tenant: TenantDep
+) -> CancelledInstance:
+    """Mark an instance cancelled in the mirror (nothing is sent to ELSA)."""
+    instance = await store.get_instance(tenant, instance_id)
+    if instance is None:
+        raise not_found("Instance")
+    if instance.sub_status is SubStatus.CANCELLED:
+        return CancelledInstance(**instance.model_dump(), message="Instance already cancelled")
+    cancelled = await store.update_instance(
+        tenant, instance_id, InstancePatch(status="cancelled", sub_status=SubStatus.CANCELLED)
+    )
+    if cancelled is None:
+        raise not_found("Instance")
+    log.info("instance %s cancelled (previous status %r)", instance_id, instance.status)
+    return CancelledInstance(**cancelled.model_dump())
+
+
+@router.delete("/instances/{instance_id}", responses={404: {"description": "Instance not found"}})
+async def delete_instance(instance_id: str, store: StoreDep, tenant: TenantDep) -> Ok:
+    if not await store.delete_instance(tenant, instance_id):
+        raise not_found("Instance")
+    return Ok()
+
+
+def _sub_status_filter(status_filter: str | None, sub_status: str | None) -> list[SubStatus] | None:
+    """The sub-statuses the `status` and `subStatus` filters allow together, or None."""
+    allowed: set[SubStatus] | None = None
+    if status_filter:
+        coarse = {_parse_status(part) for part in _split(status_filter)}
+        allowed = {member for member in SubStatus if member.status in coarse}
+    if sub_status:
+        try:
+            wanted = {SubStatus.parse(part) for part in _split(sub_status)}
+        except ValueError as exc:
+            raise ApiError(400, f"subStatus: {exc}") from exc
+        allowed = wanted if allowed is None else allowed & wanted
+    return None if allowed is None else sorted(allowed)
+
+
+def _parse_status(text: str) -> WorkflowStatus:
+    for member in WorkflowStatus:
+        if member.value.lower() == text.lower():
+            return member
+    raise ApiError(400, f"status: unknown status {text!r}; expected Running or Finished")
+
+
+def _split(values: str) -> list[str]:
+    return [part.strip() for part in values.split(",") if part.strip()]

@@ -1,0 +1,282 @@
+"""Domain models shared by every layer: what a definition, an instance and a change are.
+
+No I/O here. The JSON shape of these models (camelCase, nulls omitted, epoch-millisecond
+timestamps) is the Tamma-compatible wire shape, so the store can snapshot them into the
+change log and the API can return them as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+DEFAULT_TENANT_ID: Final = "00000000-0000-0000-0000-000000000000"
+
+#: Largest epoch-millisecond timestamp accepted anywhere (9999-12-31T23:59:59.999Z).
+MAX_EPOCH_MS: Final = 253_402_300_799_999
+#: Largest value of the 32-bit integer columns (version, incident count).
+MAX_INT32: Final = 2**31 - 1
+#: Longest identifier accepted (ids, definition ids, tenant ids, correlation ids).
+MAX_ID_LENGTH: Final = 255
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds, the unit of every timestamp on the API."""
+    return time.time_ns() // 1_000_000
+
+
+class WorkflowStatus(StrEnum):
+    """ELSA 3's coarse status."""
+
+    RUNNING = "Running"
+    FINISHED = "Finished"
+
+
+class SubStatus(StrEnum):
+    """ELSA 3's detailed status (`Interrupted` since ELSA 3.8): the typed state of an instance."""
+
+    PENDING = "Pending"
+    EXECUTING = "Executing"
+    SUSPENDED = "Suspended"
+    FINISHED = "Finished"
+    CANCELLED = "Cancelled"
+    FAULTED = "Faulted"
+    INTERRUPTED = "Interrupted"
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """The coarse status ELSA reports next to this sub-status."""
+        return WorkflowStatus.FINISHED if self in ENDED_SUB_STATUSES else WorkflowStatus.RUNNING
+
+    @classmethod
+    def parse(cls, text: str) -> SubStatus:
+        """Case-insensitive lookup; raises ValueError naming the valid values."""
+        found = _SUB_STATUS_BY_LOWER.get(text.strip().lower())
+        if found is None:
+            valid = ", ".join(member.value for member in cls)
+            raise ValueError(f"unknown subStatus {text!r}; expected one of {valid}")
+        return found
+
+
+ENDED_SUB_STATUSES: Final = frozenset({SubStatus.FINISHED, SubStatus.CANCELLED, SubStatus.FAULTED})
+_SUB_STATUS_BY_LOWER: Final = {member.value.lower(): member for member in SubStatus}
+
+#: How a legacy free-text `status` maps to the typed sub-status (case-insensitive, after
+#: trimming; `-` and spaces count as `_`). ELSA 2's vocabulary, Tamma's and the common
+#: words of other engines are covered; anything else (e.g. "Unknown") maps to no sub-status.
+LEGACY_STATUS_TO_SUB_STATUS: Final[dict[str, SubStatus]] = {
+    **dict.fromkeys(["pending", "idle", "queued", "created", "scheduled"], SubStatus.PENDING),
+    **dict.fromkeys(
+        ["running", "executing", "in_progress", "active", "started"], SubStatus.EXECUTING
+    ),
+    **dict.fromkeys(
+        ["suspended", "paused", "waiting", "blocked", "awaiting_approval"], SubStatus.SUSPENDED
+    ),
+    **dict.fromkeys(
+        ["finished", "completed", "complete", "succeeded", "success", "done"], SubStatus.FINISHED
+    ),
+    **dict.fromkeys(["cancelled", "canceled", "aborted"], SubStatus.CANCELLED),
+    **dict.fromkeys(["faulted", "failed", "failure", "error", "errored"], SubStatus.FAULTED),
+    "interrupted": SubStatus.INTERRUPTED,
+}
+
+
+def sub_status_from_legacy(status: str | None) -> SubStatus | None:
+    """The typed sub-status a legacy writer's `status` string stands for, or None."""
+    if status is None:
+        return None
+    key = status.strip().lower().replace("-", "_").replace(" ", "_")
+    return LEGACY_STATUS_TO_SUB_STATUS.get(key)
+
+
+def _parse_sub_status(value: Any) -> Any:
+    return SubStatus.parse(value) if isinstance(value, str) else value
+
+
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
+Int32 = Annotated[int, Field(ge=0, le=MAX_INT32)]
+#: A sub-status read case-insensitively, as ELSA reads its enums.
+SubStatusField = Annotated[SubStatus, BeforeValidator(_parse_sub_status)]
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    """A stable digest of an entity's content, used to skip writes that change nothing."""
+    return hashlib.blake2b(
+        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; either accepted on input."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict the API returns: camelCase keys, null fields omitted."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Definition(WireModel):
+    """The latest version of a workflow definition, keyed by its definition id."""
+
+    id: str
+    tenant_id: str = DEFAULT_TENANT_ID
+    name: str
+    version: int | None = None
+    description: str | None = None
+    activities: list[Any] | None = None
+    variables: list[Any] | None = None
+    version_id: str | None = Field(default=None, description="ELSA's id of this version row.")
+    is_published: bool | None = None
+    is_latest: bool | None = None
+    created_at: int | None = Field(default=None, description="When this version was created.")
+    synced_at: int = Field(description="When tamma-sync last stored a change to it.")
+    revision: int = Field(description="Bumped on every stored change.")
+    source_id: str | None = Field(default=None, description="The ELSA source it came from.")
+
+
+class DefinitionWrite(WireModel):
+    """A definition as a writer sends it. Fields left as None keep their stored value."""
+
+    id: EntityId
+    name: str | None = None
+    version: Int32 | None = None
+    description: str | None = None
+    activities: list[Any] | None = None
+    variables: list[Any] | None = None
+    version_id: ShortText | None = None
+    is_published: bool | None = None
+    is_latest: bool | None = None
+    created_at: EpochMs | None = None
+    source_id: ShortText | None = None
+
+
+class Instance(WireModel):
+    """A workflow instance as mirrored: the legacy `status` string next to the typed `subStatus`."""
+
+    id: str
+    definition_id: str
+    tenant_id: str = DEFAULT_TENANT_ID
+    status: str | None = Field(default=None, description="Exactly what the writer sent.")
+    sub_status: SubStatus | None = Field(
+        default=None, description="Typed state: from ELSA, or derived from a legacy status."
+    )
+    current_activity: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: str | None = None
+    name: str | None = None
+    incident_count: int | None = None
+    definition_version: int | None = None
+    definition_version_id: str | None = None
+    created_at: int
+    updated_at: int
+    finished_at: int | None = None
+    revision: int = Field(description="Bumped on every stored change.")
+    source_id: str | None = None
+
+    @property
+    def has_ended(self) -> bool:
+        return self.sub_status in ENDED_SUB_STATUSES
+
+
+class InstanceWrite(WireModel):
+    """A whole instance as a writer sends it: it replaces what is stored under its id.
+
+    `sub_status` left as None is derived from `status`; `created_at`/`updated_at` left as
+    None are stamped by the store.
+    """
+
+    id: EntityId
+    definition_id: EntityId
+    status: ShortText | None = None
+    sub_status: SubStatusField | None = None
+    current_activity: str | None = None
+    variables: dict[str, Any] | None = None
+    correlation_id: ShortText | None = None
+    name: str | None = None
+    incident_count: Int32 | None = None
+    definition_version: Int32 | None = None
+    definition_version_id: ShortText | None = None
+    created_at: EpochMs | None = None
+    updated_at: EpochMs | None = None
+    finished_at: EpochMs | None = None
+    source_id: ShortText | None = None
+
+
+class InstancePatch(WireModel):
+    """A partial update (the compatible PUT): None leaves a field as it is.
+
+    `variables` replaces the stored dict, as the original API did (no deep merge).
+    """
+
+    status: ShortText | None = None
+    sub_status: SubStatusField | None = None
+    current_activity: str | None = None
+    variables: dict[str, Any] | None = None
+    updated_at: EpochMs | None = None
+    finished_at: EpochMs | None = None
+
+    def apply_to(self, current: Instance) -> InstanceWrite:
+        """The whole instance after this patch; the store decides whether it changed.
+
+        A new `status` without a `subStatus` re-derives the sub-status from it. `updatedAt`
+        is left to the store (stamped only if the content changes) unless the patch sets it.
+        """
+        sub_status = self.sub_status
+        if sub_status is None and self.status is None:
+            sub_status = current.sub_status
+        return InstanceWrite(
+            id=current.id,
+            definition_id=current.definition_id,
+            status=self.status if self.status is not None else current.status,
+            sub_status=sub_status,
+            current_activity=(
+                self.current_activity
+                if self.current_activity is not None
+                else current.current_activity
+            ),
+            variables=self.variables if self.variables is not None else current.variables,
+            correlation_id=current.correlation_id,
+            name=current.name,
+            incident_count=current.incident_count,
+            definition_version=current.definition_version,
+            definition_version_id=current.definition_version_id,
+            created_at=current.created_at,
+            updated_at=self.updated_at,
+            finished_at=self.finished_at,
+            source_id=current.source_id,
+        )
+
+
+class EntityKind(StrEnum):
+    DEFINITION = "definition"
+    INSTANCE = "instance"
+
+
+class ChangeOp(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Change(WireModel):
+    """One row of the change log: what changed, and the entity as it was right after."""
+
+    seq: int
+    tenant_id: str
+    entity: EntityKind
+    entity_id: str
+    op: ChangeOp
+    revision: int
+    at: int
+    definition_id: str | None = None
+    sub_status: SubStatus | None = None
+    data: dict[str, Any]

@@ -1,0 +1,133 @@
+"""All settings in one place: environment variables prefixed `TAMMA_SYNC_`.
+
+One `Settings` object is built at start-up and passed down; nothing else reads the
+environment. `tamma-sync settings` prints every setting with its default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SQLITE_FILE_NAME = "tamma-sync.db"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain forms users write and return the async-driver form SQLAlchemy needs.
+
+    `sqlite:///x.db` → `sqlite+aiosqlite:///x.db`; `postgresql://…` and `postgres://…` →
+    `postgresql+asyncpg://…`; the async forms pass through. Anything else is rejected.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    driver = {
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+    }.get(scheme.lower())
+    if driver is None:
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r}: use sqlite:///path.db or "
+            "postgresql://user@host:port/db"
+        )
+    return f"{driver}://{rest}"
+
+
+class SourceSettings(BaseModel):
+    """One ELSA server to mirror. In `TAMMA_SYNC_SOURCES` the keys are camelCase."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(min_length=1)
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    poll_interval: float = Field(default=2.0, gt=0)
+    api_prefix: str = "/elsa/api"
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError(f"source {self.id!r}: username and password go together")
+        if self.api_key is not None and self.username is not None:
+            raise ValueError(f"source {self.id!r}: give an apiKey or a username, not both")
+        return self
+
+
+class Settings(BaseSettings):
+    """Every setting of tamma-sync. Environment: `TAMMA_SYNC_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMMA_SYNC_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".tamma-sync"), description="Where the embedded SQLite database lives."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///path.db or postgresql://user@host:port/db. "
+        "Default: an SQLite file in the data directory.",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Apply database migrations when the server starts."
+    )
+    sse_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="Interval of the `:heartbeat` comment on SSE streams."
+    )
+
+    elsa_url: str | None = Field(default=None, description="Base URL of the one ELSA server.")
+    elsa_api_key: SecretStr | None = Field(default=None, description="ELSA API key.")
+    elsa_username: str | None = Field(default=None, description="ELSA login user.")
+    elsa_password: SecretStr | None = Field(default=None, description="ELSA login password.")
+    elsa_api_prefix: str = Field(default="/elsa/api", description="ELSA's API route prefix.")
+    poll_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between sync cycles of the one ELSA source."
+    )
+    sources: list[SourceSettings] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("TAMMA_SYNC_SOURCES", "sources"),
+        description='Several ELSA sources as JSON: [{"id","url","apiKey"|"username"+"password",'
+        '"pollInterval"}].',
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL to open, defaulting to SQLite in the data directory."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / SQLITE_FILE_NAME).as_posix()}"
+
+    def elsa_sources(self) -> list[SourceSettings]:
+        """Every configured ELSA source: `TAMMA_SYNC_SOURCES` plus the one from `ELSA_URL`."""
+        sources = list(self.sources)
+        if self.elsa_url:
+            sources.insert(
+                0,
+                SourceSettings(
+                    id="elsa",
+                    url=self.elsa_url,
+                    api_key=self.elsa_api_key,
+                    username=self.elsa_username,
+                    password=self.elsa_password,
+                    poll_interval=self.poll_interval,
+                    api_prefix=self.elsa_api_prefix,
+                ),
+            )
+        return sources
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.database_url:
+            normalize_database_url(self.database_url)
+        ids = [source.id for source in self.elsa_sources()]
+        duplicates = {source_id for source_id in ids if ids.count(source_id) > 1}
+        if duplicates:
+            raise ValueError(f"duplicate ELSA source ids: {sorted(duplicates)}")
+        return self

@@ -1,0 +1,11 @@
+"""Durable storage: the only package that speaks SQL."""
+
+from tamma_sync.store.store import (
+    InstancePage,
+    InstanceQuery,
+    Store,
+    WriteResult,
+    is_database_unavailable,
+)
+
+__all__ = ["InstancePage", "InstanceQuery", "Store", "WriteResult", "is_database_unavailable"]

@@ -1,0 +1,105 @@
+"""The schema, once, for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Timestamps are epoch milliseconds in BIGINT columns, the unit of the API, so both
+dialects store and compare them the same way. Rows that ELSA or a writer deleted stay as
+tombstones (`deleted_at` set) until retention purges them; the partial indexes cover live
+rows only, which is what every list query asks for.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Integer primary keys must be INTEGER on SQLite to alias the rowid (autoincrement).
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+LIVE = sa.text("deleted_at IS NULL")
+
+
+def _live_index(name: str, *columns: str) -> sa.Index:
+    return sa.Index(name, *columns, sqlite_where=LIVE, postgresql_where=LIVE)
+
+
+definitions = sa.Table(
+    "definitions",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("definition_id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("description", sa.Text),
+    sa.Column("activities", sa.JSON),
+    sa.Column("variables", sa.JSON),
+    sa.Column("version_id", sa.String(255)),
+    sa.Column("is_published", sa.Boolean),
+    sa.Column("is_latest", sa.Boolean),
+    sa.Column("created_at", sa.BigInteger),
+    sa.Column("synced_at", sa.BigInteger, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("source_id", sa.String(100)),
+    sa.Column("content_hash", sa.String(32), nullable=False),
+    sa.Column("deleted_at", sa.BigInteger),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("definition_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(255)),
+    sa.Column("sub_status", sa.String(20)),
+    sa.Column("current_activity", sa.Text),
+    sa.Column("variables", sa.JSON, nullable=False),
+    sa.Column("correlation_id", sa.String(255)),
+    sa.Column("name", sa.Text),
+    sa.Column("incident_count", sa.Integer),
+    sa.Column("definition_version", sa.Integer),
+    sa.Column("definition_version_id", sa.String(255)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("source_id", sa.String(100)),
+    sa.Column("content_hash", sa.String(32), nullable=False),
+    sa.Column("deleted_at", sa.BigInteger),
+    _live_index("ix_instances_created", "tenant_id", "created_at", "id"),
+    _live_index("ix_instances_updated", "tenant_id", "updated_at", "id"),
+    _live_index(
+        "ix_instances_definition_created", "tenant_id", "definition_id", "created_at", "id"
+    ),
+    _live_index(
+        "ix_instances_definition_updated", "tenant_id", "definition_id", "updated_at", "id"
+    ),
+    _live_index("ix_instances_sub_status_updated", "tenant_id", "sub_status", "updated_at", "id"),
+    _live_index("ix_instances_definition_sub_status", "tenant_id", "definition_id", "sub_status"),
+    _live_index("ix_instances_correlation", "tenant_id", "correlation_id"),
+)
+
+#: The change log: appended in the same transaction as every write that changes something.
+#: `data` is the entity's wire JSON right after the change, so a reader replays exactly what
+#: happened even when the entity changed again since.
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("seq", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+    sa.Column("entity", sa.String(20), nullable=False),
+    sa.Column("entity_id", sa.String(255), nullable=False),
+    sa.Column("op", sa.String(10), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("definition_id", sa.String(255)),
+    sa.Column("sub_status", sa.String(20)),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_changes_entity", "tenant_id", "entity_id", "seq"),
+    sqlite_autoincrement=True,
+)

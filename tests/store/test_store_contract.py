@@ -1,0 +1,274 @@
+"""The store's contract, run against real SQLite and real PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tamma_sync.models import (
+    DEFAULT_TENANT_ID,
+    ChangeOp,
+    DefinitionWrite,
+    EntityKind,
+    InstancePatch,
+    InstanceWrite,
+    SubStatus,
+)
+from tamma_sync.store import InstanceQuery, Store
+
+T = DEFAULT_TENANT_ID
+OTHER = "11111111-1111-1111-1111-111111111111"
+
+
+def instance(id: str, definition_id: str = "wf", **fields: object) -> InstanceWrite:
+    return InstanceWrite.model_validate({"id": id, "definition_id": definition_id, **fields})
+
+
+async def test_definition_upsert_creates_then_merges_and_skips_no_op_writes(store: Store) -> None:
+    [(created, is_new)] = await store.upsert_definitions(
+        T, [DefinitionWrite(id="wf", name="Flow", version=1, description="first")]
+    )
+    assert is_new
+    assert created.revision == 1
+    assert created.synced_at > 0
+
+    [(same, is_new)] = await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
+    assert not is_new
+    assert same == created, "a write that changes nothing must not bump revision or syncedAt"
+
+    [(renamed, _)] = await store.upsert_definitions(
+        T, [DefinitionWrite(id="wf", name="Flow v2", version=2)]
+    )
+    assert (renamed.name, renamed.version, renamed.revision) == ("Flow v2", 2, 2)
+    assert renamed.description == "first", "fields not sent keep their stored value"
+    assert [d.id for d in await store.list_definitions(T)] == ["wf"]
+    assert await store.get_definition(T, "missing") is None
+    assert await store.list_definitions(OTHER) == []
+
+    kinds = [(c.entity, c.op, c.revision) for c in await store.changes_after(0)]
+    assert kinds == [
+        (EntityKind.DEFINITION, ChangeOp.CREATE, 1),
+        (EntityKind.DEFINITION, ChangeOp.UPDATE, 2),
+    ]
+
+
+async def test_new_definition_needs_a_name(store: Store) -> None:
+    with pytest.raises(ValueError, match="no name"):
+        await store.upsert_definitions(T, [DefinitionWrite(id="nameless")])
+    assert await store.list_definitions(T) == []
+
+
+async def test_instance_create_keeps_writer_timestamps_and_derives_sub_status(store: Store) -> None:
+    created = await store.create_instance(
+        T, instance("i1", status="pending", created_at=1_000, updated_at=2_000, variables={"n": 1})
+    )
+    assert (created.created_at, created.updated_at) == (1_000, 2_000)
+    assert created.status == "pending"
+    assert created.sub_status is SubStatus.PENDING
+    assert created.tenant_id == T
+    assert created.revision == 1
+    assert await store.get_instance(T, "i1") == created
+
+
+async def test_instance_create_stamps_missing_timestamps(store: Store) -> None:
+    created = await store.create_instance(T, instance("i1", status="Running"))
+    assert created.created_at > 1_700_000_000_000
+    assert created.updated_at == created.created_at
+    assert created.sub_status is SubStatus.EXECUTING
+    assert created.variables == {}
+
+
+async def test_post_on_existing_id_replaces_the_instance(store: Store) -> None:
+    await store.create_instance(T, instance("i1", status="pending", current_activity="a"))
+    replaced = await store.create_instance(T, instance("i1", definition_id="other"))
+    assert replaced.definition_id == "other"
+    assert replaced.status is None
+    assert replaced.current_activity is None
+    assert replaced.revision == 2
+
+
+async def test_update_changes_only_given_fields_and_keeps_identity(store: Store) -> None:
+    await store.create_instance(
+        T, instance("i1", status="pending", variables={"a": 1, "b": 2}, created_at=5, updated_at=5)
+    )
+    updated = await store.update_instance(
+        T, "i1", InstancePatch(current_activity="review", variables={"c": 3})
+    )
+    assert updated is not None
+    assert updated.id == "i1"
+    assert updated.definition_id == "wf"
+    assert updated.status == "pending"
+    assert updated.current_activity == "review"
+    assert updated.variables == {"c": 3}, "variables are replaced, not merged"
+    assert updated.updated_at > 5
+    assert updated.created_at == 5
+    assert updated.revision == 2
+    assert await store.update_instance(T, "missing", InstancePatch(status="x")) is None
+    assert await store.update_instance(OTHER, "i1", InstancePatch(status="x")) is None
+
+
+async def test_update_that_changes_nothing_writes_nothing(store: Store) -> None:
+    created = await store.create_instance(
+        T, instance("i1", status="Running", variables={"a": 1}, updated_at=1_000)
+    )
+    seq_before = await store.last_seq()
+    same = await store.update_instance(
+        T, "i1", InstancePatch(status="Running", variables={"a": 1}, updated_at=999_999)
+    )
+    assert same == created, "no updatedAt bump, no revision bump"
+    assert await store.last_seq() == seq_before, "no change-log row"
+
+
+async def test_writer_sent_updated_at_is_kept_when_content_changes(store: Store) -> None:
+    await store.create_instance(T, instance("i1", status="Running", updated_at=1_000))
+    updated = await store.update_instance(
+        T, "i1", InstancePatch(status="Finished", updated_at=2_000)
+    )
+    assert updated is not None
+    assert updated.updated_at == 2_000
+    assert updated.sub_status is SubStatus.FINISHED
+    assert updated.finished_at == 2_000
+
+
+async def test_sub_status_rederived_from_new_status_unless_given(store: Store) -> None:
+    await store.create_instance(T, instance("i1", status="Running", sub_status=SubStatus.SUSPENDED))
+    kept = await store.update_instance(T, "i1", InstancePatch(current_activity="x"))
+    assert kept is not None and kept.sub_status is SubStatus.SUSPENDED
+    rederived = await store.update_instance(T, "i1", InstancePatch(status="Unknown"))
+    assert rederived is not None
+    assert rederived.status == "Unknown"
+    assert rederived.sub_status is None
+
+
+async def test_delete_tombstones_and_logs_a_delete(store: Store) -> None:
+    await store.create_instance(T, instance("i1"))
+    assert await store.delete_instance(T, "i1")
+    assert not await store.delete_instance(T, "i1")
+    assert await store.get_instance(T, "i1") is None
+    assert (await store.list_instances(T, InstanceQuery())).total == 0
+    last = (await store.changes_after(0))[-1]
+    assert (last.op, last.entity_id, last.revision) == (ChangeOp.DELETE, "i1", 2)
+    recreated = await store.create_instance(T, instance("i1"))
+    assert recreated.revision == 3
+
+
+async def test_deleting_a_definition_tombstones_its_instances(store: Store) -> None:
+    await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
+    await store.put_instances(T, [instance(f"i{n}") for n in range(3)])
+    await store.create_instance(T, instance("keep", definition_id="other"))
+    assert await store.delete_definitions(T, ["wf", "unknown"]) == 1
+    assert await store.get_definition(T, "wf") is None
+    page = await store.list_instances(T, InstanceQuery())
+    assert [i.id for i in page.items] == ["keep"]
+
+
+async def test_bulk_put_counts_created_updated_unchanged(store: Store) -> None:
+    writes = [instance(f"i{n}", status="Running", updated_at=n + 1) for n in range(1_200)]
+    _, first = await store.put_instances(T, writes)
+    assert (first.created, first.updated, first.unchanged) == (1_200, 0, 0)
+    writes[7] = instance("i7", status="Finished", updated_at=99)
+    _, second = await store.put_instances(T, writes)
+    assert (second.created, second.updated, second.unchanged) == (0, 1, 1_199)
+    assert len(await store.changes_after(0, limit=5_000)) == 1_201
+
+
+async def test_tenants_never_see_each_other(store: Store) -> None:
+    await store.create_instance(T, instance("shared-id", status="a"))
+    await store.create_instance(OTHER, instance("shared-id", status="b"))
+    mine = await store.get_instance(T, "shared-id")
+    theirs = await store.get_instance(OTHER, "shared-id")
+    assert mine is not None and theirs is not None
+    assert (mine.status, theirs.status) == ("a", "b")
+    assert (await store.list_instances(OTHER, InstanceQuery())).total == 1
+    assert await store.delete_instance(OTHER, "shared-id")
+    assert await store.get_instance(T, "shared-id") is not None
+
+
+async def test_list_filters_use_the_typed_sub_status(store: Store) -> None:
+    await store.put_instances(
+        T,
+        [
+            instance("a", status="pending", correlation_id="c1", updated_at=10),
+            instance("b", status="RUNNING", updated_at=20),
+            instance("c", status="Finished", sub_status=SubStatus.FAULTED, updated_at=30),
+            instance("d", definition_id="other", status="completed", updated_at=40),
+        ],
+    )
+
+    async def ids(**query: object) -> list[str]:
+        page = await store.list_instances(T, InstanceQuery(**query))  # type: ignore[arg-type]
+        return [i.id for i in page.items]
+
+    assert await ids(sub_statuses=[SubStatus.EXECUTING]) == ["b"]
+    assert await ids(sub_statuses=[SubStatus.FAULTED, SubStatus.FINISHED]) == ["c", "d"]
+    assert await ids(definition_id="other") == ["d"]
+    assert await ids(correlation_id="c1") == ["a"]
+    assert await ids(updated_since=30) == ["c", "d"]
+
+
+async def test_offset_pages_are_stable_while_instances_change(store: Store) -> None:
+    await store.put_instances(T, [instance(f"i{n:02}", created_at=1_000 + n) for n in range(10)])
+    first = await store.list_instances(T, InstanceQuery(limit=3, offset=0))
+    # Updates between page fetches must not move rows across pages.
+    for item in first.items:
+        await store.update_instance(T, item.id, InstancePatch(status="touched"))
+    await store.update_instance(T, "i05", InstancePatch(status="touched"))
+    seen = [i.id for i in first.items]
+    for offset in (3, 6, 9):
+        seen += [
+            i.id
+            for i in (await store.list_instances(T, InstanceQuery(limit=3, offset=offset))).items
+        ]
+    assert seen == [f"i{n:02}" for n in range(10)]
+    assert first.total == 10
+
+
+async def test_keyset_pages_walk_every_row_once_in_both_orders(store: Store) -> None:
+    # Equal timestamps on purpose: the id breaks ties.
+    await store.put_instances(
+        T,
+        [
+            instance(f"i{n:02}", created_at=1_000 + n // 3, updated_at=5_000 - n // 4)
+            for n in range(20)
+        ],
+    )
+    for order_by, descending in (("createdAt", False), ("updatedAt", True), ("createdAt", True)):
+        seen: list[str] = []
+        after = None
+        for _ in range(20):
+            page = await store.list_instances(
+                T,
+                InstanceQuery(order_by=order_by, descending=descending, limit=6, after=after),  # type: ignore[arg-type]
+            )
+            seen += [i.id for i in page.items]
+            after = page.next_after
+            if after is None:
+                break
+        assert sorted(seen) == [f"i{n:02}" for n in range(20)], (order_by, descending)
+        assert len(seen) == 20
+
+
+async def test_concurrent_writes_are_serialized_without_errors_or_losses(store: Store) -> None:
+    await store.put_instances(T, [instance(f"i{n}", variables={"count": 0}) for n in range(10)])
+
+    async def bump(n: int) -> None:
+        await store.update_instance(T, f"i{n % 10}", InstancePatch(variables={"writer": n}))
+        await store.create_instance(T, instance(f"new{n}"))
+
+    await asyncio.gather(*(bump(n) for n in range(60)))
+    page = await store.list_instances(T, InstanceQuery(limit=200))
+    assert page.total == 70
+    seqs = [c.seq for c in await store.changes_after(0, limit=1_000)]
+    assert seqs == sorted(seqs)
+    assert len(seqs) == len(set(seqs)) == 10 + 60 + 60
+
+
+async def test_commit_listeners_hear_the_last_seq_after_commit(store: Store) -> None:
+    heard: list[int] = []
+    store.add_commit_listener(heard.append)
+    await store.create_instance(T, instance("i1"))
+    await store.update_instance(T, "i1", InstancePatch())  # no change: no notification
+    await store.put_instances(T, [instance("i2"), instance("i3")])
+    assert heard == [1, 3]
+    assert await store.last_seq() == 3

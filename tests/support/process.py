@@ -1,0 +1,61 @@
+"""Run `tamma-sync` as a real child process, for restart and crash tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+CLI = [sys.executable, "-m", "tamma_sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_ready(base_url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url} did not become ready in {timeout}s")
+
+
+@contextmanager
+def running_server(
+    env: Mapping[str, str], cwd: Path, *args: str, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`tamma-sync serve` in a child process; killed (SIGKILL) on exit if still running."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base_url)
+        yield base_url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        if process.stderr is not None:
+            process.stderr.close()
