@@ -1,0 +1,35 @@
+"""An ELSA 3 (3.7.x) REST API simulator for the demo, the tests and the benchmarks.
+
+`ElsaSimulator(SimulatorConfig(seed=..., definitions=..., instances=...))` builds a seeded,
+deterministic server state (Tamma's workflows, up to a million instances) with an ASGI
+`app`; mutation methods and `step(n)` move it on, `snapshot()` is the truth a mirror must
+equal, and `faults` injects outages. See README.md in this folder.
+"""
+
+from tamma_sync.simulator.faults import FaultKind, Faults, FaultSpec
+from tamma_sync.simulator.instances import SubStatus
+from tamma_sync.simulator.runner import serve_simulator
+from tamma_sync.simulator.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
+from tamma_sync.simulator.snapshot import (
+    DefinitionTruth,
+    DraftSaved,
+    InstanceTruth,
+    Snapshot,
+    StepReport,
+)
+
+__all__ = [
+    "ADMIN_API_KEY",
+    "DefinitionTruth",
+    "DraftSaved",
+    "ElsaSimulator",
+    "FaultKind",
+    "FaultSpec",
+    "Faults",
+    "InstanceTruth",
+    "SimulatorConfig",
+    "Snapshot",
+    "StepReport",
+    "SubStatus",
+    "serve_simulator",
+]
