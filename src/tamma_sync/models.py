@@ -24,6 +24,10 @@ MAX_EPOCH_MS: Final = 253_402_300_799_999
 MAX_INT32: Final = 2**31 - 1
 #: Longest identifier accepted (ids, definition ids, tenant ids, correlation ids).
 MAX_ID_LENGTH: Final = 255
+#: Most rows of each kind one sync batch may carry.
+MAX_BATCH_INSTANCES: Final = 5_000
+MAX_BATCH_DEFINITIONS: Final = 5_000
+MAX_BATCH_DELETIONS: Final = 10_000
 
 
 def now_ms() -> int:
@@ -124,6 +128,12 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class WriteModel(WireModel):
+    """What a writer sends: strict types (no "3" for 3), unknown keys ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
 class Definition(WireModel):
     """The latest version of a workflow definition, keyed by its definition id."""
 
@@ -143,7 +153,7 @@ class Definition(WireModel):
     source_id: str | None = Field(default=None, description="The ELSA source it came from.")
 
 
-class DefinitionWrite(WireModel):
+class DefinitionWrite(WriteModel):
     """A definition as a writer sends it. Fields left as None keep their stored value."""
 
     id: EntityId
@@ -187,7 +197,7 @@ class Instance(WireModel):
         return self.sub_status in ENDED_SUB_STATUSES
 
 
-class InstanceWrite(WireModel):
+class InstanceWrite(WriteModel):
     """A whole instance as a writer sends it: it replaces what is stored under its id.
 
     `sub_status` left as None is derived from `status`; `created_at`/`updated_at` left as
@@ -211,7 +221,7 @@ class InstanceWrite(WireModel):
     source_id: ShortText | None = None
 
 
-class InstancePatch(WireModel):
+class InstancePatch(WriteModel):
     """A partial update (the compatible PUT): None leaves a field as it is.
 
     `variables` replaces the stored dict, as the original API did (no deep merge).
@@ -280,3 +290,182 @@ class Change(WireModel):
     definition_id: str | None = None
     sub_status: SubStatus | None = None
     data: dict[str, Any]
+
+
+class SyncPhase(StrEnum):
+    """What a source's sync worker is doing."""
+
+    SYNCING = "syncing"
+    IDLE = "idle"
+    ERROR = "error"
+    STANDBY = "standby"
+    """Another process holds this source's sync leadership."""
+
+
+class SyncCounters(WireModel):
+    """Running totals of a source's sync since its state was first stored."""
+
+    cycles: int = 0
+    failed_cycles: int = 0
+    definitions_written: int = 0
+    instances_written: int = 0
+    instances_unchanged: int = 0
+    deleted: int = 0
+    details_fetched: int = 0
+    rejected: int = 0
+    """ELSA rows skipped because they break a limit of ours (logged with the reason)."""
+
+
+class SourceState(WireModel):
+    """Where a source's sync stands: its delta cursor and its health.
+
+    The cursor is ELSA's own `updatedAt` text (7 fractional digits) so it round-trips
+    exactly; `cursor_ids` are the instances already taken at exactly that timestamp.
+    """
+
+    source_id: EntityId
+    phase: SyncPhase = SyncPhase.SYNCING
+    url: str | None = None
+    elsa_version: str | None = None
+    cursor: str | None = None
+    cursor_ids: list[str] = Field(default_factory=list)
+    last_success_at: EpochMs | None = None
+    last_error: str | None = None
+    last_error_at: EpochMs | None = None
+    last_cycle_ms: int | None = None
+    reconciled_at: EpochMs | None = None
+    poll_interval_seconds: float | None = None
+    counters: SyncCounters = Field(default_factory=SyncCounters)
+    updated_at: EpochMs | None = None
+
+    def engine_report(self) -> EngineReport:
+        """How this source shows in the engine registry: an engine of kind `elsa`."""
+        return EngineReport(
+            name=self.url or self.source_id,
+            kind="elsa",
+            version=self.elsa_version,
+            state=self.phase.value,
+            stats={
+                "cursor": self.cursor,
+                "lastSuccessAt": self.last_success_at,
+                "lastError": self.last_error,
+                "lastErrorAt": self.last_error_at,
+                "lastCycleMs": self.last_cycle_ms,
+                **self.counters.to_wire(),
+            },
+            heartbeat_interval_seconds=self.poll_interval_seconds,
+        )
+
+
+class SyncBatch(WireModel):
+    """One atomic step of a source's sync: rows, deletions and the state after them.
+
+    Applying it twice is harmless: unchanged rows are skipped, deleting a deleted id is a
+    no-op, and the state is overwritten with the same values.
+    """
+
+    source_id: EntityId
+    definitions: list[DefinitionWrite] = Field(
+        default_factory=list, max_length=MAX_BATCH_DEFINITIONS
+    )
+    instances: list[InstanceWrite] = Field(default_factory=list, max_length=MAX_BATCH_INSTANCES)
+    deleted_definition_ids: list[EntityId] = Field(
+        default_factory=list, max_length=MAX_BATCH_DELETIONS
+    )
+    deleted_instance_ids: list[EntityId] = Field(
+        default_factory=list, max_length=MAX_BATCH_DELETIONS
+    )
+    state: SourceState | None = None
+
+
+#: Tamma's engine event types; engines may send other strings too.
+TAMMA_EVENT_TYPES: Final = (
+    "ISSUE_SELECTED",
+    "ISSUE_ANALYZED",
+    "PLAN_GENERATED",
+    "PLAN_APPROVED",
+    "PLAN_REJECTED",
+    "BRANCH_CREATED",
+    "IMPLEMENTATION_STARTED",
+    "IMPLEMENTATION_COMPLETED",
+    "IMPLEMENTATION_FAILED",
+    "PR_CREATED",
+    "CI_CHECK_STARTED",
+    "CI_CHECK_PASSED",
+    "CI_CHECK_FAILED",
+    "PR_MERGED",
+    "ISSUE_CLOSED",
+    "BRANCH_DELETED",
+    "ERROR_OCCURRED",
+    "STATE_TRANSITION",
+)
+#: Tamma's engine states (`EngineState`); engines may report other strings too.
+TAMMA_ENGINE_STATES: Final = (
+    "IDLE",
+    "SELECTING_ISSUE",
+    "ANALYZING",
+    "PLANNING",
+    "AWAITING_APPROVAL",
+    "IMPLEMENTING",
+    "CREATING_PR",
+    "MONITORING",
+    "MERGING",
+    "ERROR",
+)
+#: An engine counts as offline once this many heartbeat intervals passed without one.
+OFFLINE_AFTER_INTERVALS: Final = 3
+DEFAULT_HEARTBEAT_INTERVAL_SECONDS: Final = 30.0
+
+
+class EngineReport(WriteModel):
+    """What an engine says about itself when it registers or heartbeats."""
+
+    name: str | None = None
+    kind: ShortText | None = None
+    version: ShortText | None = None
+    state: ShortText | None = None
+    stats: dict[str, Any] | None = None
+    heartbeat_interval_seconds: float | None = Field(default=None, gt=0, le=86_400)
+
+
+class Engine(WireModel):
+    """A registered engine; `online` is derived from its last heartbeat when read."""
+
+    id: str
+    tenant_id: str = DEFAULT_TENANT_ID
+    name: str | None = None
+    kind: str | None = None
+    version: str | None = None
+    state: str | None = None
+    stats: dict[str, Any] = Field(default_factory=dict)
+    heartbeat_interval_seconds: float
+    registered_at: int
+    last_heartbeat_at: int
+    online: bool = False
+
+    def is_online(self, now: int) -> bool:
+        deadline = self.heartbeat_interval_seconds * 1000 * OFFLINE_AFTER_INTERVALS
+        return now - self.last_heartbeat_at <= deadline
+
+
+class EngineEventWrite(WriteModel):
+    """An event as an engine reports it (Tamma's shape); `id` and `timestamp` may be left
+    to the server. Re-sending an event with the same id stores it once."""
+
+    id: EntityId | None = None
+    type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    timestamp: EpochMs | None = None
+    issue_number: Annotated[int, Field(ge=0, le=2**53)] | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EngineEvent(WireModel):
+    """A stored engine event, in Tamma's `EngineEvent` shape plus the engine's id."""
+
+    id: str
+    type: str
+    timestamp: int
+    tenant_id: str
+    issue_number: int | None = None
+    data: dict[str, Any]
+    engine_id: str

@@ -6,6 +6,7 @@ environment. `tamma-sync settings` prints every setting with its default.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
@@ -13,7 +14,18 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, mode
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tamma_sync.models import DEFAULT_TENANT_ID
+
 SQLITE_FILE_NAME = "tamma-sync.db"
+
+
+class DetailsPolicy(StrEnum):
+    """Which changed ELSA instances get their details (current activity, variables)."""
+
+    ALL = "all"
+    ACTIVE = "active"
+    """Only instances that have not ended; an ended one keeps the variables last seen."""
+    NONE = "none"
 
 
 def normalize_database_url(url: str) -> str:
@@ -52,6 +64,7 @@ class SourceSettings(BaseModel):
     password: SecretStr | None = None
     poll_interval: float = Field(default=2.0, gt=0)
     api_prefix: str = "/elsa/api"
+    tenant_id: str = Field(default=DEFAULT_TENANT_ID, min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Self:
@@ -81,6 +94,25 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(
         default=15.0, gt=0, description="Interval of the `:heartbeat` comment on SSE streams."
     )
+    sse_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Changes buffered per SSE subscriber; one that falls further behind is "
+        "disconnected and resumes from its last event id.",
+    )
+    feed_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between reads of the change log when no notification arrives "
+        "(changes written by other processes on SQLite are seen this way).",
+    )
+
+    engine_events_keep: int = Field(
+        default=1000, ge=1, description="Events kept per engine (the newest)."
+    )
+    engine_events_max_age_days: float = Field(
+        default=30.0, gt=0, description="Engine events older than this are dropped."
+    )
 
     elsa_url: str | None = Field(default=None, description="Base URL of the one ELSA server.")
     elsa_api_key: SecretStr | None = Field(default=None, description="ELSA API key.")
@@ -89,6 +121,22 @@ class Settings(BaseSettings):
     elsa_api_prefix: str = Field(default="/elsa/api", description="ELSA's API route prefix.")
     poll_interval: float = Field(
         default=2.0, gt=0, description="Seconds between sync cycles of the one ELSA source."
+    )
+    sync_page_size: int = Field(
+        default=1000, ge=1, le=5000, description="Instances per ELSA page and per stored batch."
+    )
+    sync_details: DetailsPolicy = Field(
+        default=DetailsPolicy.ACTIVE,
+        description="Which changed instances get details (current activity, variables): "
+        "all, active (not ended), none.",
+    )
+    sync_details_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Detail requests in flight per source."
+    )
+    reconcile_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds between full id listings that find instances deleted in ELSA.",
     )
     sources: list[SourceSettings] = Field(
         default_factory=list,

@@ -157,7 +157,8 @@ async def test_deleting_a_definition_tombstones_its_instances(store: Store) -> N
     await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
     await store.put_instances(T, [instance(f"i{n}") for n in range(3)])
     await store.create_instance(T, instance("keep", definition_id="other"))
-    assert await store.delete_definitions(T, ["wf", "unknown"]) == 1
+    result = await store.delete_definitions(T, ["wf", "unknown"])
+    assert result.deleted == 1 + 3
     assert await store.get_definition(T, "wf") is None
     page = await store.list_instances(T, InstanceQuery())
     assert [i.id for i in page.items] == ["keep"]

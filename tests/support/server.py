@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +10,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+
+from tamma_sync.api.server import Server
 
 START_TIMEOUT_SECONDS = 15.0
 
@@ -18,10 +22,15 @@ def serve_in_thread(app: Any, *, port: int = 0) -> Iterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1 in a background thread; yield its base URL.
 
     The thread has its own event loop, so sync and async tests alike can talk to the
-    server over real HTTP. Port 0 picks a free port.
+    server over real HTTP. Port 0 picks a free port. Stopping it is a SIGTERM-like exit:
+    tamma-sync apps end their SSE streams first.
     """
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    if isinstance(app, FastAPI):
+        server: uvicorn.Server = Server(app, host="127.0.0.1", port=port, log_level="warning")
+    else:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -33,5 +42,5 @@ def serve_in_thread(app: Any, *, port: int = 0) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{bound_port}"
     finally:
-        server.should_exit = True
+        server.handle_exit(signal.SIGTERM, None)
         thread.join(timeout=START_TIMEOUT_SECONDS)

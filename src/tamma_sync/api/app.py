@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from tamma_sync.api.errors import install_error_handlers
-from tamma_sync.api.routes import health, workflows
+from tamma_sync.api.routes import dashboard, engines, events, health, sync, workflows
+from tamma_sync.feed import ChangeFeed, broker_for
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
+from tamma_sync.sync import SyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +27,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
         store = Store.from_url(url)
+        runner: SyncRunner | None = None
+        feed: ChangeFeed | None = None
         try:
             if settings.migrate_on_start:
                 await store.migrate()
             log.info("database: %s", make_url(url).render_as_string(hide_password=True))
             app.state.store = store
+            feed = ChangeFeed(
+                store,
+                broker_for(store, url),
+                capacity=settings.sse_queue_size,
+                poll_interval=settings.feed_poll_interval,
+            )
+            await feed.start()
+            app.state.feed = feed
+            runner = SyncRunner.into_store(settings, store)
+            app.state.sync_runner = runner
+            runner.start()
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
+            if feed is not None:
+                await feed.stop()
             await store.close()
 
     app = FastAPI(
@@ -41,7 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.sync_runner = None
     install_error_handlers(app)
     app.include_router(workflows.router)
+    app.include_router(events.router)
+    app.include_router(engines.router)
+    app.include_router(dashboard.router)
+    app.include_router(sync.router)
     app.include_router(health.router)
     return app

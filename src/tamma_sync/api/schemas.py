@@ -1,26 +1,29 @@
 """Request and response bodies of the HTTP API (the queries live in the store).
 
-Request bodies are the domain's write models made strict: wrong JSON types are rejected
-instead of coerced, unknown keys are ignored (the original API stripped them), and a
-`null` counts as "not sent".
+Request bodies are the domain's write models, which are strict: wrong JSON types are
+rejected instead of coerced, unknown keys are ignored (the original API stripped them), and
+a `null` counts as "not sent".
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from tamma_sync.models import (
     MAX_ID_LENGTH,
+    Definition,
     DefinitionWrite,
+    EngineEvent,
     Instance,
-    InstancePatch,
     InstanceWrite,
+    SourceState,
+    SubStatus,
     WireModel,
+    WorkflowStatus,
 )
-
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 
 class DefinitionIn(DefinitionWrite):
@@ -29,7 +32,6 @@ class DefinitionIn(DefinitionWrite):
     A client-sent `syncedAt` is ignored: the server sets it.
     """
 
-    model_config = _STRICT
     name: Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -37,16 +39,7 @@ class InstanceIn(InstanceWrite):
     """`POST /api/workflows/instances`: `definitionId` required; an empty or missing `id`
     gets a UUID; `createdAt`/`updatedAt` are kept when sent (sync writers send ELSA's)."""
 
-    model_config = _STRICT
     id: Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)] = ""
-
-
-class InstancePatchIn(InstancePatch):
-    """`PUT /api/workflows/instances/{id}`: only `status`, `subStatus`, `currentActivity`,
-    `variables` (replaced, not merged), `updatedAt` and `finishedAt` are applied; `id`,
-    `definitionId` and the tenant never change."""
-
-    model_config = _STRICT
 
 
 class InstanceList(BaseModel):
@@ -89,3 +82,111 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input"},
     503: {"model": ErrorBody, "description": "Database unavailable"},
 }
+
+
+class BatchResult(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+
+
+class SourceStatus(SourceState):
+    counts: dict[str, int] = Field(description="Live definitions and instances from the source.")
+
+
+class SyncStatus(BaseModel):
+    sources: list[SourceStatus]
+
+
+class Triggered(BaseModel):
+    triggered: list[str]
+
+
+class InstancePosition(WireModel):
+    id: str
+    updated_at: int
+
+
+class InstancePositions(BaseModel):
+    items: list[InstancePosition]
+
+
+class EventsAdded(BaseModel):
+    added: int = Field(description="Events stored by this request (re-sent ids not counted).")
+
+
+class EngineEventList(BaseModel):
+    data: list[EngineEvent]
+    total: int
+    page: int
+    page_size: int = Field(alias="pageSize")
+
+
+class InstanceCounts(WireModel):
+    total: int = 0
+    by_status: dict[str, int] = Field(description="Running / Finished, from subStatus.")
+    by_sub_status: dict[str, int]
+    untyped: int = Field(default=0, description="Instances whose status maps to no subStatus.")
+
+    @classmethod
+    def total_of(cls, groups: Iterable[dict[str | None, int]]) -> InstanceCounts:
+        """Sum `{subStatus or None: count}` groups (one per definition) into counts."""
+        by_sub_status = dict.fromkeys((member.value for member in SubStatus), 0)
+        untyped = 0
+        for group in groups:
+            for sub_status, count in group.items():
+                if sub_status is None or sub_status not in by_sub_status:
+                    untyped += count
+                else:
+                    by_sub_status[sub_status] += count
+        by_status = dict.fromkeys((member.value for member in WorkflowStatus), 0)
+        for sub_status, count in by_sub_status.items():
+            by_status[SubStatus(sub_status).status.value] += count
+        return cls(
+            total=sum(by_sub_status.values()) + untyped,
+            by_status=by_status,
+            by_sub_status=by_sub_status,
+            untyped=untyped,
+        )
+
+
+class DefinitionWithCounts(Definition):
+    instance_count: int
+    counts: InstanceCounts
+
+    @classmethod
+    def of(cls, definition: Definition, counts: InstanceCounts) -> DefinitionWithCounts:
+        return cls(**definition.model_dump(), instance_count=counts.total, counts=counts)
+
+
+class EngineHealth(BaseModel):
+    online: int
+    offline: int
+
+
+class SyncHealth(WireModel):
+    source_id: str
+    phase: str
+    last_success_at: int | None = None
+    last_error: str | None = None
+    last_error_at: int | None = None
+
+    @classmethod
+    def of(cls, state: SourceState) -> SyncHealth:
+        return cls(
+            source_id=state.source_id,
+            phase=state.phase.value,
+            last_success_at=state.last_success_at,
+            last_error=state.last_error,
+            last_error_at=state.last_error_at,
+        )
+
+
+class DashboardSummary(WireModel):
+    engine_count: int
+    workflow_definitions: int = Field(description="How many definitions (a count).")
+    recent_events: list[EngineEvent] = Field(description="The latest 20 across engines.")
+    instances: InstanceCounts
+    engines: EngineHealth
+    sync: list[SyncHealth]

@@ -17,6 +17,7 @@ from tamma_sync.simulator.snapshot import (
     Snapshot,
     StepReport,
 )
+from tamma_sync.simulator.tamma_engine import SimulatedTammaEngine
 
 __all__ = [
     "ADMIN_API_KEY",
@@ -27,6 +28,7 @@ __all__ = [
     "FaultSpec",
     "Faults",
     "InstanceTruth",
+    "SimulatedTammaEngine",
     "SimulatorConfig",
     "Snapshot",
     "StepReport",

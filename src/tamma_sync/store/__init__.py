@@ -3,9 +3,17 @@
 from tamma_sync.store.store import (
     InstancePage,
     InstanceQuery,
+    Leadership,
     Store,
     WriteResult,
     is_database_unavailable,
 )
 
-__all__ = ["InstancePage", "InstanceQuery", "Store", "WriteResult", "is_database_unavailable"]
+__all__ = [
+    "InstancePage",
+    "InstanceQuery",
+    "Leadership",
+    "Store",
+    "WriteResult",
+    "is_database_unavailable",
+]

@@ -10,12 +10,16 @@ follows the log by `seq` can never skip a change that commits late.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, Protocol, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -27,25 +31,41 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tamma_sync.models import (
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     ENDED_SUB_STATUSES,
     Change,
     ChangeOp,
     Definition,
     DefinitionWrite,
+    Engine,
+    EngineEvent,
+    EngineEventWrite,
+    EngineReport,
     EntityKind,
     Instance,
     InstancePatch,
     InstanceWrite,
+    SourceState,
     SubStatus,
+    SyncBatch,
     content_hash,
     now_ms,
     sub_status_from_legacy,
 )
 from tamma_sync.store import migrations
-from tamma_sync.store.tables import changes, definitions, instances
+from tamma_sync.store.tables import (
+    changes,
+    definitions,
+    engine_events,
+    engines,
+    instances,
+    sync_state,
+)
 
 log = logging.getLogger(__name__)
 
+#: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
+CHANGES_CHANNEL = "tamma_sync_changes"
 #: Key of the PostgreSQL advisory lock that serializes writers across processes.
 WRITE_LOCK_KEY = 0x7A11A5C0
 #: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
@@ -71,6 +91,7 @@ _INSTANCE_CONTENT = (
     "definition_version",
     "definition_version_id",
     "created_at",
+    "updated_at",
     "finished_at",
 )
 _DEFINITION_CONTENT = (
@@ -254,6 +275,10 @@ class Store:
                         changes.insert().returning(changes.c.seq), tx.pending_changes
                     )
                     last_seq = max(result.scalars().all())
+                    if not self.is_sqlite:  # delivered to every listener at commit
+                        await write_conn.execute(
+                            sa.select(sa.func.pg_notify(CHANGES_CHANNEL, str(last_seq)))
+                        )
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
@@ -275,15 +300,17 @@ class Store:
         merge). A write that changes nothing stores nothing.
         """
         async with self._writing() as tx:
-            return await self._upsert_definitions(tx, tenant_id, writes)
+            stored, _ = await self._upsert_definitions(tx, tenant_id, writes)
+        return stored
 
     async def _upsert_definitions(
         self, tx: _Tx, tenant_id: str, writes: Sequence[DefinitionWrite]
-    ) -> list[tuple[Definition, bool]]:
+    ) -> tuple[list[tuple[Definition, bool]], WriteResult]:
+        result = WriteResult()
         existing = await self._select_by_ids(
             tx.conn, definitions, definitions.c.definition_id, tenant_id, [w.id for w in writes]
         )
-        results: list[tuple[Definition, bool]] = []
+        stored: list[tuple[Definition, bool]] = []
         to_write: dict[str, dict[str, Any]] = {}
         for write in writes:
             old = existing.get(write.id)
@@ -291,7 +318,8 @@ class Store:
             row = _merge_definition(tenant_id, write, old if live else None)
             row["content_hash"] = content_hash({k: row[k] for k in _DEFINITION_CONTENT})
             if live and old is not None and old["content_hash"] == row["content_hash"]:
-                results.append((_definition(old), False))
+                stored.append((_definition(old), False))
+                result.unchanged += 1
                 continue
             row["revision"] = (old["revision"] + 1) if old is not None else 1
             row["synced_at"] = tx.now
@@ -307,11 +335,15 @@ class Store:
                 definition.to_wire(),
                 definition_id=write.id,
             )
-            results.append((definition, not live))
+            stored.append((definition, not live))
+            if live:
+                result.updated += 1
+            else:
+                result.created += 1
         await self._upsert_rows(
             tx.conn, definitions, ["tenant_id", "definition_id"], list(to_write.values())
         )
-        return results
+        return stored, result
 
     async def get_definition(self, tenant_id: str, definition_id: str) -> Definition | None:
         async with self._reading() as conn:
@@ -342,15 +374,21 @@ class Store:
             ).mappings()
             return [_definition(row) for row in rows]
 
-    async def delete_definitions(self, tenant_id: str, definition_ids: Sequence[str]) -> int:
-        """Tombstone definitions and every live instance of theirs; returns definitions deleted."""
+    async def delete_definitions(
+        self, tenant_id: str, definition_ids: Sequence[str]
+    ) -> WriteResult:
+        """Tombstone definitions and every live instance of theirs (counted in `deleted`)."""
         async with self._writing() as tx:
-            result = await self._delete_definitions(tx, tenant_id, definition_ids)
-        return result.deleted
+            return await self._delete_definitions(tx, tenant_id, definition_ids)
 
     async def _delete_definitions(
-        self, tx: _Tx, tenant_id: str, definition_ids: Sequence[str]
+        self,
+        tx: _Tx,
+        tenant_id: str,
+        definition_ids: Sequence[str],
+        source_id: str | None = None,
     ) -> WriteResult:
+        """Tombstone live definitions (only `source_id`'s, when given) and their instances."""
         result = WriteResult()
         live = {
             key: row
@@ -359,7 +397,7 @@ class Store:
                     tx.conn, definitions, definitions.c.definition_id, tenant_id, definition_ids
                 )
             ).items()
-            if row["deleted_at"] is None
+            if row["deleted_at"] is None and source_id in (None, row["source_id"])
         }
         if not live:
             return result
@@ -377,7 +415,7 @@ class Store:
                 .scalars()
                 .all()
             )
-            result.add(await self._delete_instances(tx, tenant_id, orphan_ids))
+            result.add(await self._delete_instances(tx, tenant_id, orphan_ids, source_id))
         for definition_id, row in live.items():
             tx.record(
                 tenant_id,
@@ -394,7 +432,7 @@ class Store:
                 .where(definitions.c.tenant_id == tenant_id, definitions.c.definition_id.in_(chunk))
                 .values(deleted_at=tx.now, revision=definitions.c.revision + 1)
             )
-        result.deleted = len(live)
+        result.deleted += len(live)
         return result
 
     # -- instances -------------------------------------------------------------------------
@@ -419,7 +457,15 @@ class Store:
             row = await self._live_instance_row(tx.conn, tenant_id, instance_id)
             if row is None:
                 return None
-            write = patch.apply_to(_instance(row))
+            current = _instance(row)
+            write = patch.apply_to(current)
+            # A PUT that only moves updatedAt (the .NET sync's every cycle) is no change.
+            probe = write.model_copy(update={"updated_at": current.updated_at})
+            if (
+                _merge_instance(tenant_id, probe, dict(row), tx.now)["content_hash"]
+                == row["content_hash"]
+            ):
+                return current
             stored, _ = await self._put_instances(tx, tenant_id, [write])
             return stored[0]
 
@@ -539,13 +585,22 @@ class Store:
         return stored, result
 
     async def _delete_instances(
-        self, tx: _Tx, tenant_id: str, instance_ids: Iterable[str]
+        self,
+        tx: _Tx,
+        tenant_id: str,
+        instance_ids: Iterable[str],
+        source_id: str | None = None,
     ) -> WriteResult:
+        """Tombstone live instances (only `source_id`'s, when given)."""
         result = WriteResult()
         existing = await self._select_by_ids(
             tx.conn, instances, instances.c.id, tenant_id, list(instance_ids)
         )
-        live = [row for row in existing.values() if row["deleted_at"] is None]
+        live = [
+            row
+            for row in existing.values()
+            if row["deleted_at"] is None and source_id in (None, row["source_id"])
+        ]
         for row in live:
             tx.record(
                 tenant_id,
@@ -583,6 +638,318 @@ class Store:
             .first()
         )
 
+    # -- sync ------------------------------------------------------------------------------
+
+    async def apply_sync_batch(self, tenant_id: str, batch: SyncBatch) -> WriteResult:
+        """Apply one sync step atomically: rows, deletions, and the source's new state.
+
+        Everything is tagged with the batch's source, and deletions only touch that
+        source's rows. The state (and the source's engine entry) is saved in the same
+        transaction, so a cursor never runs ahead of the rows it covers.
+        """
+        source_id = batch.source_id
+        async with self._writing() as tx:
+            result = WriteResult()
+            if batch.definitions:
+                tagged = [d.model_copy(update={"source_id": source_id}) for d in batch.definitions]
+                _, written = await self._upsert_definitions(tx, tenant_id, tagged)
+                result.add(written)
+            if batch.instances:
+                tagged_instances = [
+                    i.model_copy(update={"source_id": source_id}) for i in batch.instances
+                ]
+                _, written = await self._put_instances(tx, tenant_id, tagged_instances)
+                result.add(written)
+            if batch.deleted_instance_ids:
+                result.add(
+                    await self._delete_instances(
+                        tx, tenant_id, batch.deleted_instance_ids, source_id
+                    )
+                )
+            if batch.deleted_definition_ids:
+                result.add(
+                    await self._delete_definitions(
+                        tx, tenant_id, batch.deleted_definition_ids, source_id
+                    )
+                )
+            if batch.state is not None:
+                await self._save_source_state(tx, tenant_id, batch.state)
+        return result
+
+    async def _save_source_state(self, tx: _Tx, tenant_id: str, state: SourceState) -> None:
+        state = state.model_copy(update={"updated_at": tx.now})
+        await self._upsert_rows(
+            tx.conn,
+            sync_state,
+            ["tenant_id", "source_id"],
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "source_id": state.source_id,
+                    "state": state.to_wire(),
+                    "updated_at": tx.now,
+                }
+            ],
+        )
+        await self._put_engine(tx, tenant_id, state.source_id, state.engine_report())
+
+    async def source_states(self, tenant_id: str) -> list[SourceState]:
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                sa.select(sync_state.c.state)
+                .where(sync_state.c.tenant_id == tenant_id)
+                .order_by(sync_state.c.source_id)
+            )
+            return [SourceState.model_validate(state) for state in rows.scalars()]
+
+    async def source_state(self, tenant_id: str, source_id: str) -> SourceState | None:
+        async with self._reading() as conn:
+            state = (
+                await conn.execute(
+                    sa.select(sync_state.c.state).where(
+                        sync_state.c.tenant_id == tenant_id, sync_state.c.source_id == source_id
+                    )
+                )
+            ).scalar()
+        return SourceState.model_validate(state) if state is not None else None
+
+    async def source_counts(self, tenant_id: str) -> dict[str, dict[str, int]]:
+        """Live definitions and instances per source: `{source: {"definitions": n, …}}`."""
+        counts: dict[str, dict[str, int]] = {}
+        async with self._reading() as conn:
+            for name, table in (("definitions", definitions), ("instances", instances)):
+                rows = await conn.execute(
+                    sa.select(table.c.source_id, sa.func.count())
+                    .where(
+                        table.c.tenant_id == tenant_id,
+                        table.c.deleted_at.is_(None),
+                        table.c.source_id.is_not(None),
+                    )
+                    .group_by(table.c.source_id)
+                )
+                for source_id, count in rows:
+                    counts.setdefault(source_id, {"definitions": 0, "instances": 0})[name] = count
+        return counts
+
+    async def source_instance_positions(
+        self, tenant_id: str, source_id: str, after_id: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """(id, updatedAt) of a source's live instances in id order, for reconciliation."""
+        conditions = [
+            instances.c.tenant_id == tenant_id,
+            instances.c.source_id == source_id,
+            instances.c.deleted_at.is_(None),
+        ]
+        if after_id is not None:
+            conditions.append(instances.c.id > after_id)
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                sa.select(instances.c.id, instances.c.updated_at)
+                .where(*conditions)
+                .order_by(instances.c.id)
+                .limit(limit)
+            )
+            return [(row_id, updated_at) for row_id, updated_at in rows]
+
+    async def lead(self, name: str) -> Leadership | None:
+        """Try to become the one process doing `name` (e.g. syncing a source).
+
+        PostgreSQL: a session advisory lock on a connection kept for the purpose, released
+        when the process or its connection dies. SQLite: an exclusive lock on a file beside
+        the database. Returns None when another process leads.
+        """
+        if self.is_sqlite:
+            return _FileLeadership.acquire(self._engine.url.database, name)
+        return await _AdvisoryLeadership.acquire(self._engine, name)
+
+    # -- engines ---------------------------------------------------------------------------
+
+    async def put_engine(
+        self, tenant_id: str, engine_id: str, report: EngineReport
+    ) -> tuple[Engine, bool]:
+        """Register an engine or record its heartbeat; fields not sent keep their value.
+        Returns the engine and whether it is newly registered."""
+        async with self._writing() as tx:
+            return await self._put_engine(tx, tenant_id, engine_id, report)
+
+    async def _put_engine(
+        self, tx: _Tx, tenant_id: str, engine_id: str, report: EngineReport
+    ) -> tuple[Engine, bool]:
+        old = (
+            (
+                await tx.conn.execute(
+                    sa.select(engines).where(
+                        engines.c.tenant_id == tenant_id, engines.c.id == engine_id
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        given = report.model_dump(exclude_none=True)
+        row: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "id": engine_id,
+            "name": None,
+            "kind": None,
+            "version": None,
+            "state": None,
+            "stats": {},
+            "heartbeat_interval_seconds": DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+            "registered_at": tx.now,
+            **(dict(old) if old is not None else {}),
+            **given,
+            "last_heartbeat_at": tx.now,
+        }
+        await self._upsert_rows(tx.conn, engines, ["tenant_id", "id"], [row])
+        engine = Engine.model_validate(row)
+        engine.online = True
+        return engine, old is None
+
+    async def get_engine(self, tenant_id: str, engine_id: str) -> Engine | None:
+        engines_found = await self._engines(tenant_id, engines.c.id == engine_id)
+        return engines_found[0] if engines_found else None
+
+    async def list_engines(self, tenant_id: str) -> list[Engine]:
+        """Every engine of a tenant, `online` derived from its last heartbeat."""
+        return await self._engines(tenant_id)
+
+    async def _engines(self, tenant_id: str, *conditions: sa.ColumnElement[bool]) -> list[Engine]:
+        now = now_ms()
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                sa.select(engines)
+                .where(engines.c.tenant_id == tenant_id, *conditions)
+                .order_by(engines.c.id)
+            )
+            found = [Engine.model_validate(dict(row)) for row in rows.mappings()]
+        for engine in found:
+            engine.online = engine.is_online(now)
+        return found
+
+    async def delete_engine(self, tenant_id: str, engine_id: str) -> bool:
+        """Forget an engine and its events; False when there is no such engine."""
+        async with self._writing() as tx:
+            await tx.conn.execute(
+                engine_events.delete().where(
+                    engine_events.c.tenant_id == tenant_id, engine_events.c.engine_id == engine_id
+                )
+            )
+            deleted = await tx.conn.execute(
+                engines.delete().where(engines.c.tenant_id == tenant_id, engines.c.id == engine_id)
+            )
+            return bool(deleted.rowcount)
+
+    async def add_engine_events(
+        self,
+        tenant_id: str,
+        engine_id: str,
+        events: Sequence[EngineEventWrite],
+        *,
+        keep: int,
+        max_age_ms: int,
+    ) -> int | None:
+        """Store events of a registered engine (None if it is not registered); returns how
+        many were new. Events older than `max_age_ms` are not kept, and the engine's events
+        are trimmed to the newest `keep`."""
+        async with self._writing() as tx:
+            registered = (
+                await tx.conn.execute(
+                    sa.select(engines.c.id).where(
+                        engines.c.tenant_id == tenant_id, engines.c.id == engine_id
+                    )
+                )
+            ).first()
+            if registered is None:
+                return None
+            oldest_kept = tx.now - max_age_ms
+            rows = [
+                {
+                    "tenant_id": tenant_id,
+                    "engine_id": engine_id,
+                    "id": event.id or str(uuid.uuid4()),
+                    "type": event.type,
+                    "timestamp": event.timestamp or tx.now,
+                    "issue_number": event.issue_number,
+                    "data": event.data,
+                }
+                for event in events
+                if (event.timestamp or tx.now) >= oldest_kept
+            ]
+            added = 0
+            for chunk in _chunks(rows):
+                statement = (
+                    self._insert(engine_events)
+                    .on_conflict_do_nothing(index_elements=["tenant_id", "engine_id", "id"])
+                    .returning(engine_events.c.seq)
+                )
+                added += len((await tx.conn.execute(statement, chunk)).all())
+            mine = sa.and_(
+                engine_events.c.tenant_id == tenant_id, engine_events.c.engine_id == engine_id
+            )
+            newest_kept = (
+                sa.select(engine_events.c.seq)
+                .where(mine)
+                .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
+                .limit(keep)
+            )
+            await tx.conn.execute(
+                engine_events.delete().where(
+                    mine,
+                    sa.or_(
+                        engine_events.c.timestamp < oldest_kept,
+                        engine_events.c.seq.not_in(newest_kept.scalar_subquery()),
+                    ),
+                )
+            )
+            return added
+
+    async def engine_events_page(
+        self, tenant_id: str, engine_id: str | None, *, limit: int, offset: int = 0
+    ) -> tuple[list[EngineEvent], int]:
+        """Events newest first (of one engine, or of all), and how many there are."""
+        conditions = [engine_events.c.tenant_id == tenant_id]
+        if engine_id is not None:
+            conditions.append(engine_events.c.engine_id == engine_id)
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                sa.select(engine_events)
+                .where(*conditions)
+                .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            events = [EngineEvent.model_validate(dict(row)) for row in rows.mappings()]
+            total = (await conn.execute(sa.select(sa.func.count()).where(*conditions))).scalar_one()
+        return events, total
+
+    # -- dashboard -------------------------------------------------------------------------
+
+    async def instance_counts(self, tenant_id: str) -> dict[str, dict[str | None, int]]:
+        """Live instances per definition and sub-status, in one GROUP BY:
+        `{definition_id: {sub_status or None: count}}`."""
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                sa.select(instances.c.definition_id, instances.c.sub_status, sa.func.count())
+                .where(instances.c.tenant_id == tenant_id, instances.c.deleted_at.is_(None))
+                .group_by(instances.c.definition_id, instances.c.sub_status)
+            )
+            counts: dict[str, dict[str | None, int]] = {}
+            for definition_id, sub_status, count in rows:
+                counts.setdefault(definition_id, {})[sub_status] = count
+            return counts
+
+    async def count_definitions(self, tenant_id: str) -> int:
+        async with self._reading() as conn:
+            count: int = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None)
+                    )
+                )
+            ).scalar_one()
+            return count
+
     # -- change log ------------------------------------------------------------------------
 
     async def changes_after(
@@ -590,6 +957,7 @@ class Store:
         seq: int,
         *,
         tenant_id: str | None = None,
+        entity: EntityKind | None = None,
         entity_id: str | None = None,
         limit: int = 500,
     ) -> list[Change]:
@@ -597,6 +965,8 @@ class Store:
         conditions: list[sa.ColumnElement[bool]] = [changes.c.seq > seq]
         if tenant_id is not None:
             conditions.append(changes.c.tenant_id == tenant_id)
+        if entity is not None:
+            conditions.append(changes.c.entity == entity.value)
         if entity_id is not None:
             conditions.append(changes.c.entity_id == entity_id)
         async with self._reading() as conn:
@@ -611,6 +981,12 @@ class Store:
         """The newest change seq (0 for an empty log)."""
         async with self._reading() as conn:
             return (await conn.execute(sa.select(sa.func.max(changes.c.seq)))).scalar() or 0
+
+    async def first_seq(self) -> int | None:
+        """The oldest change seq still in the log (retention purges older ones)."""
+        async with self._reading() as conn:
+            first: int | None = (await conn.execute(sa.select(sa.func.min(changes.c.seq)))).scalar()
+            return first
 
     # -- shared helpers --------------------------------------------------------------------
 
@@ -653,6 +1029,97 @@ class Store:
             await conn.execute(statement, chunk)
 
 
+class Leadership(Protocol):
+    """Held while this process is the one doing a job that must run once (see Store.lead)."""
+
+    async def still_held(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+
+
+class _AdvisoryLeadership:
+    """A PostgreSQL session advisory lock on a connection of its own (autocommit, so no
+    transaction stays open); lost, and reported as lost, if that connection dies."""
+
+    def __init__(self, conn: AsyncConnection, key: int) -> None:
+        self._conn = conn
+        self._key = key
+        self._held = True
+
+    @classmethod
+    async def acquire(cls, engine: AsyncEngine, name: str) -> _AdvisoryLeadership | None:
+        key = _lock_key(name)
+        conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            got = (
+                await conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+            ).scalar()
+        except BaseException:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            return None
+        return cls(conn, key)
+
+    async def still_held(self) -> bool:
+        if self._held:
+            try:
+                await self._conn.execute(sa.text("SELECT 1"))
+            except (DBAPIError, OSError):
+                await self._drop()
+        return self._held
+
+    async def release(self) -> None:
+        if self._held:
+            # If the session is gone, so is its lock.
+            with contextlib.suppress(DBAPIError, OSError):
+                await self._conn.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
+                )
+            await self._drop()
+
+    async def _drop(self) -> None:
+        self._held = False
+        try:
+            await self._conn.close()
+        except (DBAPIError, OSError):
+            log.debug("closing a dead leadership connection failed", exc_info=True)
+
+
+class _FileLeadership:
+    """An exclusive `flock` on a file beside the SQLite database; the OS releases it when
+    the process dies."""
+
+    def __init__(self, handle: IO[str] | None) -> None:
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, database: str | None, name: str) -> _FileLeadership | None:
+        if not database or database == ":memory:":
+            return cls(None)  # a private in-memory database has no other process
+        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        handle = Path(f"{database}.{safe_name}.lock").open("a")  # noqa: SIM115 (held open)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return cls(handle)
+
+    async def still_held(self) -> bool:
+        return self._handle is None or not self._handle.closed
+
+    async def release(self) -> None:
+        if self._handle is not None and not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """Whether an error means the database cannot be reached right now (worth a retry)."""
     if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
@@ -682,9 +1149,10 @@ def _merge_instance(
 ) -> dict[str, Any]:
     """The row an instance write leads to, with its content hash.
 
-    `subStatus` comes from the writer or from its legacy `status`; `createdAt` from the
-    writer, else the stored one, else now; `updatedAt` from the writer, else now — unless
-    nothing changed, which the caller detects by the hash and then writes nothing.
+    `subStatus` comes from the writer or from its legacy `status`; `variables` left as None
+    keep the stored ones (a sync that did not fetch them does not erase them); `createdAt`
+    from the writer, else the stored one, else now; `updatedAt` from the writer, else now —
+    and a write whose hash equals the stored one writes nothing.
     """
     sub_status = write.sub_status or sub_status_from_legacy(write.status)
     finished_at = write.finished_at
@@ -699,15 +1167,19 @@ def _merge_instance(
         "status": write.status,
         "sub_status": sub_status.value if sub_status is not None else None,
         "current_activity": write.current_activity,
-        "variables": write.variables if write.variables is not None else {},
+        "variables": (
+            write.variables
+            if write.variables is not None
+            else (live["variables"] if live is not None else {})
+        ),
         "correlation_id": write.correlation_id,
         "name": write.name,
         "incident_count": write.incident_count,
         "definition_version": write.definition_version,
         "definition_version_id": write.definition_version_id,
         "created_at": write.created_at or (live["created_at"] if live is not None else now),
-        "finished_at": finished_at,
         "updated_at": write.updated_at or now,
+        "finished_at": finished_at,
         "source_id": write.source_id,
         "deleted_at": None,
     }

@@ -47,6 +47,7 @@ definitions = sa.Table(
     sa.Column("source_id", sa.String(100)),
     sa.Column("content_hash", sa.String(32), nullable=False),
     sa.Column("deleted_at", sa.BigInteger),
+    sa.Index("ix_definitions_source", "tenant_id", "source_id"),
 )
 
 instances = sa.Table(
@@ -82,6 +83,7 @@ instances = sa.Table(
     _live_index("ix_instances_sub_status_updated", "tenant_id", "sub_status", "updated_at", "id"),
     _live_index("ix_instances_definition_sub_status", "tenant_id", "definition_id", "sub_status"),
     _live_index("ix_instances_correlation", "tenant_id", "correlation_id"),
+    _live_index("ix_instances_source", "tenant_id", "source_id", "id"),
 )
 
 #: The change log: appended in the same transaction as every write that changes something.
@@ -101,5 +103,49 @@ changes = sa.Table(
     sa.Column("sub_status", sa.String(20)),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Index("ix_changes_entity", "tenant_id", "entity_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+#: One row per ELSA source: its `SourceState` (cursor, health, counters) as JSON.
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("source_id", sa.String(255), primary_key=True),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+#: Workers that report to tamma-sync: Tamma engines, and each ELSA source being synced.
+engines = sa.Table(
+    "engines",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("kind", sa.String(50)),
+    sa.Column("version", sa.String(100)),
+    sa.Column("state", sa.String(100)),
+    sa.Column("stats", sa.JSON, nullable=False),
+    sa.Column("heartbeat_interval_seconds", sa.Float, nullable=False),
+    sa.Column("registered_at", sa.BigInteger, nullable=False),
+    sa.Column("last_heartbeat_at", sa.BigInteger, nullable=False),
+)
+
+#: Events engines report, in Tamma's shape; kept by count and age.
+engine_events = sa.Table(
+    "engine_events",
+    metadata,
+    sa.Column("seq", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+    sa.Column("engine_id", sa.String(255), nullable=False),
+    sa.Column("id", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("issue_number", sa.BigInteger),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_engine_events_engine", "tenant_id", "engine_id", "timestamp"),
+    sa.Index("ix_engine_events_recent", "tenant_id", "timestamp"),
+    sa.UniqueConstraint("tenant_id", "engine_id", "id"),
     sqlite_autoincrement=True,
 )

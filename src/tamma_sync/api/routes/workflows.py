@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from tamma_sync.api.deps import StoreDep, TenantDep
-from tamma_sync.api.errors import ApiError, not_found
+from tamma_sync.api.errors import not_found
+from tamma_sync.api.filters import sub_status_filter
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
@@ -21,16 +22,9 @@ from tamma_sync.api.schemas import (
     DefinitionIn,
     InstanceIn,
     InstanceList,
-    InstancePatchIn,
     Ok,
 )
-from tamma_sync.models import (
-    Definition,
-    Instance,
-    InstancePatch,
-    SubStatus,
-    WorkflowStatus,
-)
+from tamma_sync.models import Definition, Instance, InstancePatch, SubStatus
 from tamma_sync.store import InstanceQuery
 
 log = logging.getLogger(__name__)
@@ -122,7 +116,7 @@ async def list_instances(
     descending = (order_direction or ("asc" if order_by == "createdAt" else "desc")) == "desc"
     query = InstanceQuery(
         definition_id=definition_id or None,
-        sub_statuses=_sub_status_filter(status_filter, sub_status),
+        sub_statuses=sub_status_filter(status_filter, sub_status),
         correlation_id=correlation_id,
         updated_since=updated_since,
         order_by=order_by,
@@ -158,10 +152,11 @@ async def get_instance(instance_id: str, store: StoreDep, tenant: TenantDep) -> 
     responses={404: {"description": "Instance not found"}},
 )
 async def update_instance(
-    instance_id: str, body: InstancePatchIn, store: StoreDep, tenant: TenantDep
+    instance_id: str, body: InstancePatch, store: StoreDep, tenant: TenantDep
 ) -> Instance:
-    """Update `status`, `subStatus`, `currentActivity`, `variables` of an instance. A PUT
-    that changes nothing changes nothing: no new `updatedAt`, no event."""
+    """Update `status`, `subStatus`, `currentActivity`, `variables` (replaced, not merged),
+    `updatedAt` and `finishedAt` of an instance; `id`, `definitionId` and the tenant never
+    change. A PUT that changes nothing changes nothing: no new `updatedAt`, no event."""
     instance = await store.update_instance(tenant, instance_id, body)
     if instance is None:
         raise not_found("Instance")
@@ -196,29 +191,3 @@ async def delete_instance(instance_id: str, store: StoreDep, tenant: TenantDep) 
     if not await store.delete_instance(tenant, instance_id):
         raise not_found("Instance")
     return Ok()
-
-
-def _sub_status_filter(status_filter: str | None, sub_status: str | None) -> list[SubStatus] | None:
-    """The sub-statuses the `status` and `subStatus` filters allow together, or None."""
-    allowed: set[SubStatus] | None = None
-    if status_filter:
-        coarse = {_parse_status(part) for part in _split(status_filter)}
-        allowed = {member for member in SubStatus if member.status in coarse}
-    if sub_status:
-        try:
-            wanted = {SubStatus.parse(part) for part in _split(sub_status)}
-        except ValueError as exc:
-            raise ApiError(400, f"subStatus: {exc}") from exc
-        allowed = wanted if allowed is None else allowed & wanted
-    return None if allowed is None else sorted(allowed)
-
-
-def _parse_status(text: str) -> WorkflowStatus:
-    for member in WorkflowStatus:
-        if member.value.lower() == text.lower():
-            return member
-    raise ApiError(400, f"status: unknown status {text!r}; expected Running or Finished")
-
-
-def _split(values: str) -> list[str]:
-    return [part.strip() for part in values.split(",") if part.strip()]

@@ -1,0 +1,84 @@
+"""`/api/sync/...`: batch ingest for push mode, sync status, and "sync now"."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from tamma_sync.api.deps import StoreDep, TenantDep
+from tamma_sync.api.errors import ApiError
+from tamma_sync.api.schemas import (
+    ERROR_RESPONSES,
+    BatchResult,
+    InstancePosition,
+    InstancePositions,
+    SourceStatus,
+    SyncStatus,
+    Triggered,
+)
+from tamma_sync.models import SyncBatch
+from tamma_sync.sync import SyncRunner
+
+router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES)
+
+MAX_POSITIONS = 10_000
+
+
+@router.post("/batch")
+async def apply_batch(batch: SyncBatch, store: StoreDep, tenant: TenantDep) -> BatchResult:
+    """Apply one sync batch atomically: definitions, instances, deletions and the source's
+    state. Idempotent: a batch sent twice changes nothing the second time."""
+    result = await store.apply_sync_batch(tenant, batch)
+    return BatchResult(
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        deleted=result.deleted,
+    )
+
+
+@router.get("/status", response_model_exclude_none=True)
+async def sync_status(store: StoreDep, tenant: TenantDep) -> SyncStatus:
+    """Per ELSA source: phase, cursor, last success, last error, counts, cycle duration."""
+    counts = await store.source_counts(tenant)
+    return SyncStatus(
+        sources=[
+            SourceStatus(
+                **state.model_dump(),
+                counts=counts.get(state.source_id, {"definitions": 0, "instances": 0}),
+            )
+            for state in await store.source_states(tenant)
+        ]
+    )
+
+
+@router.post("/trigger", status_code=status.HTTP_202_ACCEPTED)
+async def trigger_sync(
+    request: Request,
+    source: Annotated[str | None, Query(description="One source id; all when omitted.")] = None,
+) -> Triggered:
+    """Start a sync cycle now (also usable as ELSA's RunTask webhook target: the body is
+    ignored)."""
+    runner: SyncRunner | None = request.app.state.sync_runner
+    if runner is None or not runner.services:
+        raise ApiError(409, "This server syncs no ELSA source (set TAMMA_SYNC_ELSA_URL)")
+    if source is not None and source not in runner.services:
+        raise ApiError(404, f"Unknown source {source!r}")
+    return Triggered(triggered=runner.trigger(source))
+
+
+@router.get("/sources/{source_id}/instances")
+async def source_instances(
+    source_id: str,
+    store: StoreDep,
+    tenant: TenantDep,
+    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_POSITIONS)] = 1000,
+) -> InstancePositions:
+    """Ids and `updatedAt` of a source's live instances, in id order: what a pushing sync
+    worker compares with ELSA's listing to find deletions."""
+    positions = await store.source_instance_positions(tenant, source_id, after, limit)
+    return InstancePositions(
+        items=[InstancePosition(id=row_id, updated_at=at) for row_id, at in positions]
+    )

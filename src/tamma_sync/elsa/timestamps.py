@@ -1,0 +1,121 @@
+"""ELSA's `DateTimeOffset` timestamps, kept exactly.
+
+ELSA sends ISO-8601 with up to 7 fractional digits (.NET ticks of 100 ns) and an offset.
+Python's `datetime` keeps only microseconds, so a cursor read into a `datetime` and sent
+back would be up to 99 ns early or late, and rows would be skipped or re-read forever.
+`ElsaTimestamp` keeps the instant as an integer count of ticks since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+TICKS_PER_SECOND: Final = 10_000_000
+TICKS_PER_MILLISECOND: Final = 10_000
+TICKS_PER_DAY: Final = 86_400 * TICKS_PER_SECOND
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_MAX_OFFSET_MINUTES: Final = 14 * 60
+
+_ISO = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[T ]"
+    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})"
+    r"(?:[.,](?P<fraction>\d{1,7}))?"
+    r"(?P<offset>Z|z|[+-]\d{2}:?\d{2})?"
+)
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ElsaTimestamp:
+    """An instant as 100-ns ticks since 1970-01-01T00:00:00Z (negative before it)."""
+
+    ticks: int
+
+    @classmethod
+    def parse(cls, text: str) -> ElsaTimestamp:
+        """Parse ELSA's ISO-8601 form; no offset means UTC (how .NET writes a UTC `DateTime`)."""
+        match = _ISO.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"not an ISO-8601 timestamp: {text!r}")
+        part = match.groupdict()
+        try:
+            day = date(int(part["year"]), int(part["month"]), int(part["day"]))
+        except ValueError as exc:
+            raise ValueError(f"invalid date in timestamp {text!r}") from exc
+        hour, minute, second = int(part["hour"]), int(part["minute"]), int(part["second"])
+        if hour > 23 or minute > 59 or second > 59:
+            raise ValueError(f"invalid time of day in timestamp {text!r}")
+        fraction = int((part["fraction"] or "").ljust(7, "0"))
+        offset_minutes = _parse_offset(part["offset"], text)
+        seconds = (day.toordinal() - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
+        seconds -= offset_minutes * 60
+        return cls(seconds * TICKS_PER_SECOND + fraction)
+
+    @classmethod
+    def from_epoch_ms(cls, epoch_ms: int) -> ElsaTimestamp:
+        return cls(epoch_ms * TICKS_PER_MILLISECOND)
+
+    @classmethod
+    def from_datetime(cls, value: datetime) -> ElsaTimestamp:
+        """From an aware `datetime` (naive ones are refused: their offset is a guess)."""
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: give it a timezone")
+        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+        seconds = delta.days * 86_400 + delta.seconds
+        return cls(seconds * TICKS_PER_SECOND + delta.microseconds * 10)
+
+    @property
+    def epoch_ms(self) -> int:
+        """Epoch milliseconds, floored (the unit of the domain models)."""
+        return self.ticks // TICKS_PER_MILLISECOND
+
+    @property
+    def is_midnight(self) -> bool:
+        """True when the UTC time of day is exactly 00:00:00.0000000."""
+        return self.ticks % TICKS_PER_DAY == 0
+
+    def shifted(self, ticks: int) -> ElsaTimestamp:
+        return ElsaTimestamp(self.ticks + ticks)
+
+    def to_iso(self) -> str:
+        """UTC with all 7 fractional digits and `+00:00`, as ELSA writes it."""
+        seconds, fraction = divmod(self.ticks, TICKS_PER_SECOND)
+        days, second_of_day = divmod(seconds, 86_400)
+        day = date.fromordinal(days + _EPOCH_ORDINAL)
+        hour, rest = divmod(second_of_day, 3600)
+        minute, second = divmod(rest, 60)
+        return f"{day.isoformat()}T{hour:02d}:{minute:02d}:{second:02d}.{fraction:07d}+00:00"
+
+    def __str__(self) -> str:
+        return self.to_iso()
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate from an ISO string (or an instance); serialize back to the 7-digit ISO form."""
+        from_str = core_schema.no_info_after_validator_function(cls.parse, core_schema.str_schema())
+        return core_schema.json_or_python_schema(
+            json_schema=from_str,
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_str]),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                cls.to_iso, when_used="always"
+            ),
+        )
+
+
+def _parse_offset(offset: str | None, text: str) -> int:
+    """The offset in minutes east of UTC."""
+    if offset is None or offset in ("Z", "z"):
+        return 0
+    digits = offset[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    total = hours * 60 + minutes
+    if minutes > 59 or total > _MAX_OFFSET_MINUTES:
+        raise ValueError(f"invalid UTC offset in timestamp {text!r}")
+    return -total if offset[0] == "-" else total

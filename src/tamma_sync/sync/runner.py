@@ -1,0 +1,66 @@
+"""Runs the sync of every configured source as background tasks of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from tamma_sync.elsa import ElsaClient
+from tamma_sync.settings import Settings
+from tamma_sync.store import Store
+from tamma_sync.sync.service import SyncOptions, SyncService
+from tamma_sync.sync.sink import StoreSink
+
+log = logging.getLogger(__name__)
+
+#: How long stopping waits for a source to finish the page it is writing.
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class SyncRunner:
+    """One `SyncService` task per source; `trigger` starts cycles, `stop` ends them cleanly."""
+
+    def __init__(self, services: list[SyncService], clients: list[ElsaClient]) -> None:
+        self.services = {service.source.id: service for service in services}
+        self._clients = clients
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def into_store(cls, settings: Settings, store: Store) -> SyncRunner:
+        """Sync every source of `settings` straight into `store`."""
+
+        options = SyncOptions.from_settings(settings)
+        clients: list[ElsaClient] = []
+        services: list[SyncService] = []
+        for source in settings.elsa_sources():
+            client = ElsaClient.from_settings(source, page_size=options.page_size)
+            clients.append(client)
+            sink = StoreSink(store, source.tenant_id)
+            services.append(SyncService(source, client, sink, options))
+        return cls(services, clients)
+
+    def start(self) -> None:
+        for service in self.services.values():
+            log.info("syncing ELSA source %s at %s", service.source.id, service.source.url)
+            self._tasks.append(asyncio.create_task(service.run(), name=f"sync:{service.source.id}"))
+
+    def trigger(self, source_id: str | None = None) -> list[str]:
+        """Start a cycle now for one source, or all; returns the ids triggered."""
+        chosen = [source_id] if source_id is not None else list(self.services)
+        for chosen_id in chosen:
+            self.services[chosen_id].trigger()
+        return chosen
+
+    async def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for client in self._clients:
+            await client.aclose()

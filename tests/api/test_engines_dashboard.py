@@ -1,0 +1,166 @@
+"""Engines reporting over HTTP, and the dashboard endpoints (compatible + extensions)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+TAMMA_ENGINE = {
+    "name": "tamma engine (meywd/tamma)",
+    "kind": "tamma",
+    "version": "0.6.0",
+    "state": "IMPLEMENTING",
+    "stats": {"issuesProcessed": 3, "totalCostUsd": 1.27, "startedAt": 1770880000000},
+    "heartbeatIntervalSeconds": 10,
+}
+
+
+NOW_MS = int(time.time() * 1000)
+
+
+def _event(n: int, **fields: object) -> dict[str, object]:
+    return {
+        "id": f"evt-{n}",
+        "type": "STATE_TRANSITION",
+        "timestamp": NOW_MS - 100_000 + n,
+        "issueNumber": 42,
+        "data": {"from": "PLANNING", "to": "IMPLEMENTING"},
+        **fields,
+    }
+
+
+def test_register_heartbeat_and_liveness(client: httpx.Client) -> None:
+    first = client.put("/api/engines/default", json=TAMMA_ENGINE)
+    assert first.status_code == 201
+    engine = first.json()
+    assert (engine["id"], engine["state"], engine["online"]) == ("default", "IMPLEMENTING", True)
+    assert engine["stats"]["issuesProcessed"] == 3
+
+    beat = client.put("/api/engines/default", json={"state": "MONITORING"})
+    assert beat.status_code == 200
+    assert beat.json()["name"] == TAMMA_ENGINE["name"], "fields not sent keep their value"
+    assert beat.json()["lastHeartbeatAt"] >= engine["lastHeartbeatAt"]
+
+    # An engine that promised a heartbeat every 0.1 s is offline after 3 missed ones.
+    client.put("/api/engines/flaky", json={"heartbeatIntervalSeconds": 0.1})
+    time.sleep(0.4)
+    listed = {e["id"]: e["online"] for e in client.get("/api/engines").json()}
+    assert listed == {"default": True, "flaky": False}
+    assert client.get("/api/engines/flaky").json()["online"] is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"heartbeatIntervalSeconds": 0},
+        {"stats": [1]},
+        {"state": 7},
+        {"heartbeatIntervalSeconds": "10"},
+    ],
+)
+def test_bad_engine_report_is_400(client: httpx.Client, body: dict[str, object]) -> None:
+    assert client.put("/api/engines/e", json=body).status_code == 400
+    assert client.get("/api/engines").json() == []
+
+
+def test_events_are_idempotent_paged_newest_first_and_trimmed(client: httpx.Client) -> None:
+    assert client.post("/api/engines/e/events", json=[_event(1)]).status_code == 404
+    client.put("/api/engines/e", json=TAMMA_ENGINE)
+    added = client.post("/api/engines/e/events", json=[_event(n) for n in range(5)])
+    assert added.json() == {"added": 5}
+    again = client.post("/api/engines/e/events", json=[_event(4), _event(5, type="PR_CREATED")])
+    assert again.json() == {"added": 1}, "a re-sent event id is stored once"
+    page = client.get("/api/engines/e/events", params={"pageSize": 2}).json()
+    assert page["total"] == 6
+    assert [e["id"] for e in page["data"]] == ["evt-5", "evt-4"]
+    first = page["data"][0]
+    assert first["engineId"] == "e"
+    assert first["type"] == "PR_CREATED"
+    assert first["issueNumber"] == 42
+    assert first["tenantId"] == "00000000-0000-0000-0000-000000000000"
+    generated = client.post("/api/engines/e/events", json=[{"type": "CUSTOM_THING"}]).json()
+    assert generated == {"added": 1}
+    stale = client.post("/api/engines/e/events", json=[_event(9, timestamp=1_000)]).json()
+    assert stale == {"added": 0}, "older than the retention age: not kept"
+    bad = client.post("/api/engines/e/events", json=[{"data": {}}])
+    assert bad.status_code == 400 and "type" in bad.json()["error"]
+
+
+def test_delete_engine_forgets_it_and_its_events(client: httpx.Client) -> None:
+    client.put("/api/engines/e", json=TAMMA_ENGINE)
+    client.post("/api/engines/e/events", json=[_event(1)])
+    assert client.delete("/api/engines/e").json() == {"ok": True}
+    assert client.delete("/api/engines/e").status_code == 404
+    assert client.get("/api/engines/e/events").status_code == 404
+    assert client.get("/api/dashboard/summary").json()["recentEvents"] == []
+
+
+def test_dashboard_summary_compatible_shape(client: httpx.Client) -> None:
+    client.put("/api/engines/a", json=TAMMA_ENGINE)
+    client.put("/api/engines/b", json=TAMMA_ENGINE)
+    client.post("/api/engines/a/events", json=[_event(n) for n in range(15)])
+    client.post("/api/engines/b/events", json=[_event(100 + n) for n in range(15)])
+    client.post("/api/workflows/definitions", json={"id": "wf", "name": "Flow"})
+    client.post("/api/workflows/definitions", json={"id": "wf2", "name": "Flow 2"})
+    for n, status in enumerate(["running", "failed", "completed", "Unknown"]):
+        client.post(
+            "/api/workflows/instances", json={"id": f"i{n}", "definitionId": "wf", "status": status}
+        )
+    summary = client.get("/api/dashboard/summary").json()
+    assert summary["engineCount"] == 2
+    assert summary["workflowDefinitions"] == 2
+    recent = summary["recentEvents"]
+    assert len(recent) == 20
+    assert [e["timestamp"] for e in recent] == sorted(
+        (e["timestamp"] for e in recent), reverse=True
+    )
+    assert {e["engineId"] for e in recent[:15]} == {"b"}
+    assert summary["instances"]["total"] == 4
+    assert summary["instances"]["byStatus"] == {"Running": 1, "Finished": 2}
+    assert summary["instances"]["bySubStatus"]["Faulted"] == 1
+    assert summary["instances"]["untyped"] == 1
+    assert summary["engines"] == {"online": 2, "offline": 0}
+
+
+def test_dashboard_engines_and_workflows(client: httpx.Client) -> None:
+    client.put("/api/engines/default", json=TAMMA_ENGINE)
+    engines = client.get("/api/dashboard/engines").json()
+    assert [{k: e[k] for k in ("id", "state", "stats")} for e in engines] == [
+        {"id": "default", "state": "IMPLEMENTING", "stats": TAMMA_ENGINE["stats"]}
+    ]
+    client.post("/api/workflows/definitions", json={"id": "wf", "name": "Flow", "activities": []})
+    client.post("/api/workflows/definitions", json={"id": "empty", "name": "Nothing yet"})
+    for n in range(3):
+        client.post(
+            "/api/workflows/instances",
+            json={"id": f"i{n}", "definitionId": "wf", "status": "pending"},
+        )
+    workflows = {w["id"]: w for w in client.get("/api/dashboard/workflows").json()}
+    assert workflows["wf"]["instanceCount"] == 3
+    assert workflows["wf"]["name"] == "Flow"
+    assert workflows["wf"]["counts"]["bySubStatus"]["Pending"] == 3
+    assert workflows["empty"]["instanceCount"] == 0
+
+
+def test_synced_source_shows_as_engine_and_in_summary(client: httpx.Client) -> None:
+    batch = {
+        "sourceId": "elsa",
+        "state": {
+            "sourceId": "elsa",
+            "phase": "error",
+            "lastError": "ELSA answered 503",
+            "url": "http://elsa:5000",
+        },
+    }
+    assert client.post("/api/sync/batch", json=batch).status_code == 200
+    engine = client.get("/api/engines/elsa").json()
+    assert (engine["kind"], engine["state"], engine["name"]) == (
+        "elsa",
+        "error",
+        "http://elsa:5000",
+    )
+    assert engine["stats"]["lastError"] == "ELSA answered 503"
+    sync = client.get("/api/dashboard/summary").json()["sync"]
+    assert sync == [{"sourceId": "elsa", "phase": "error", "lastError": "ELSA answered 503"}]

@@ -1,0 +1,97 @@
+"""Instance detail and variables over HTTP, mapped to what the mirror stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from tamma_sync.elsa import ElsaNotFound, ElsaTimestamp, instance_write
+from tamma_sync.models import SubStatus
+from tamma_sync.simulator import ElsaSimulator, InstanceTruth, SimulatorConfig
+from tests.elsa.harness import Canned, client_for, serving
+
+
+def _ms(text: str | None) -> int | None:
+    return None if text is None else ElsaTimestamp.parse(text).epoch_ms
+
+
+def _pick(sim: ElsaSimulator, sub_status: str) -> InstanceTruth:
+    return next(t for t in sim.snapshot().instances.values() if t.sub_status == sub_status)
+
+
+@pytest.mark.parametrize("sub_status", ["Suspended", "Executing", "Finished", "Faulted"])
+async def test_detail_and_variables_map_to_the_truth(sub_status: str) -> None:
+    sim = ElsaSimulator(SimulatorConfig(seed=51, instances=200))
+    truth = _pick(sim, sub_status)
+    with serving(sim) as (url, _):
+        async with client_for(url) as elsa:
+            detail = await elsa.get_instance(truth.id)
+            variables = await elsa.get_instance_variables(truth.id, detail=detail)
+    write = instance_write(detail, variables=variables, source_id="sim")
+    assert write.sub_status is SubStatus(sub_status)
+    assert write.status == truth.status
+    assert write.current_activity == truth.current_activity
+    assert write.variables == truth.variables
+    assert (write.definition_id, write.definition_version, write.definition_version_id) == (
+        truth.definition_id,
+        truth.version,
+        truth.definition_version_id,
+    )
+    assert (write.correlation_id, write.name, write.incident_count) == (
+        truth.correlation_id,
+        truth.name,
+        truth.incident_count,
+    )
+    assert (write.created_at, write.updated_at, write.finished_at) == (
+        _ms(truth.created_at),
+        _ms(truth.updated_at),
+        _ms(truth.finished_at),
+    )
+    if sub_status == "Suspended":
+        assert write.current_activity is not None
+    if sub_status == "Faulted":
+        assert detail.workflow_state is not None and detail.workflow_state.incidents
+
+
+async def test_variables_before_elsa_3_3_come_from_the_workflow_state() -> None:
+    sim = ElsaSimulator(SimulatorConfig(seed=52, instances=200))
+    suspended = [t for t in sim.snapshot().instances.values() if t.sub_status == "Suspended"]
+    with serving(sim) as (url, wire):
+        wire.canned.append(Canned("GET", "/variables", 404))
+        async with client_for(url) as elsa:
+            for truth in suspended[:3]:
+                variables = await elsa.get_instance_variables(truth.id)
+                assert truth.variables is not None
+                assert {v.name: v.value for v in variables} == {
+                    name: value for name, value in truth.variables.items() if value is not None
+                }
+    # The missing route is learned once; then detail + definition only.
+    assert sum(path.endswith("/variables") for path in wire.paths()) == 1
+
+
+async def test_variables_of_a_deleted_instance_are_not_found() -> None:
+    sim = ElsaSimulator(SimulatorConfig(seed=53, instances=20))
+    gone = sim.instance_ids()[0]
+    sim.delete_instances([gone])
+    with serving(sim) as (url, wire):
+        async with client_for(url) as elsa:
+            with pytest.raises(ElsaNotFound):
+                await elsa.get_instance_variables(gone)
+            live = sim.instance_ids()[0]
+            assert await elsa.get_instance_variables(live)  # the route is still trusted
+        wire.canned.append(Canned("GET", "/variables", 404))
+        async with client_for(url) as old_elsa:
+            with pytest.raises(ElsaNotFound):  # route missing *and* instance gone
+                await old_elsa.get_instance_variables(gone)
+
+
+async def test_definitions_one_by_one_when_many_by_id_is_missing() -> None:
+    sim = ElsaSimulator(SimulatorConfig(seed=54, definitions=5, instances=0))
+    truth = sim.snapshot().definitions
+    with serving(sim) as (url, wire):
+        wire.canned.append(Canned("GET", "/many-by-id", 404))
+        async with client_for(url) as elsa:
+            version_ids = [t.version_id for t in truth.values()]
+            models = await elsa.get_definitions([*version_ids, "deadbeef"])
+            assert {m.id for m in models} == set(version_ids)
+            await elsa.get_definitions(version_ids[:1])
+    assert sum(path.endswith("/many-by-id") for path in wire.paths()) == 1
