@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tamma_sync.api import create_app
 from tamma_sync.api.server import Server
 from tamma_sync.elsa import ElsaClient
-from tamma_sync.settings import DetailsPolicy, Settings
+from tamma_sync.settings import DetailsPolicy, Settings, settings_table
 from tamma_sync.simulator import (
     ADMIN_API_KEY,
     ElsaSimulator,
@@ -88,6 +88,12 @@ def migrate(database_url: DatabaseOption = None) -> None:
 
     revision = asyncio.run(run())
     typer.echo(f"database schema at revision {revision}")
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print every setting (environment variable, default, meaning) as a Markdown table."""
+    typer.echo(settings_table(), nl=False)
 
 
 def main() -> None:

@@ -179,3 +179,23 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"duplicate ELSA source ids: {sorted(duplicates)}")
         return self
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (environment variable, default, meaning), made from
+    the model itself so the documentation cannot drift from the code."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "—" if default is None else f"`{_plain(default)}`"
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `TAMMA_SYNC_{name.upper()}` | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, list):
+        return "[]" if not value else str(value)
+    return str(value)
