@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import threading
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import SecretStr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tamma_sync.api import create_app
+from tamma_sync.api.app import refusal
+from tamma_sync.api.auth import is_loopback
 from tamma_sync.api.server import Server
-from tamma_sync.elsa import ElsaClient
+from tamma_sync.elsa import ElsaClient, ElsaError
+from tamma_sync.logs import configure_logging
+from tamma_sync.models import ApiKey, Scope
 from tamma_sync.settings import DetailsPolicy, Settings, settings_table
 from tamma_sync.simulator import (
     ADMIN_API_KEY,
@@ -25,6 +30,8 @@ from tamma_sync.simulator import (
 )
 from tamma_sync.store import Store
 from tamma_sync.sync import CycleReport, HttpSink, Sink, StoreSink, SyncOptions, SyncService
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     name="tamma-sync",
@@ -53,41 +60,126 @@ def _settings(database_url: str | None = None) -> Settings:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ELSA request is noise
-
-
 @app.command()
 def serve(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8080,
     database_url: DatabaseOption = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(help="Serve on a network interface even without any API key."),
+    ] = False,
 ) -> None:
-    """Run the API server (migrates the database first)."""
-    _configure_logging()
+    """Run the API server and dashboard, syncing every configured ELSA source.
+
+    Migrates the database first. Without API keys it serves on loopback only, unless
+    --insecure."""
     settings = _settings(database_url)
-    Server(create_app(settings), host=host, port=port).run()
+    configure_logging(settings.log_format)
+    if not is_loopback(host) and not insecure and not _with_store(database_url, _has_keys):
+        typer.echo(f"Error: {refusal(host)}", err=True)
+        raise typer.Exit(code=2)
+    server = Server(
+        create_app(settings, host=host, insecure=insecure),
+        host=host,
+        port=port,
+        own_logging=settings.log_format == "json",
+    )
+    server.run()
+    if not server.started:
+        raise typer.Exit(code=3)
 
 
 @app.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Create or upgrade the database schema to the newest migration."""
-    _configure_logging()
+    configure_logging(_settings(database_url).log_format)
+
+    async def revision(store: Store) -> str | None:
+        return await store.schema_revision()
+
+    typer.echo(f"database schema at revision {_with_store(database_url, revision)}")
+
+
+keys_app = typer.Typer(help="Manage API keys (stored hashed; each bound to a tenant).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create_key(
+    tenant: Annotated[str, typer.Option(help="The tenant the key reads and writes.")],
+    scopes: Annotated[
+        str,
+        typer.Option(help=f"Comma-separated, from: {', '.join(s.value for s in Scope)}."),
+    ],
+    name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key; the key itself is printed once, alone on the last line."""
+    try:
+        chosen = [Scope(part.strip()) for part in scopes.split(",") if part.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{exc}; scopes are {', '.join(s.value for s in Scope)}", param_hint="--scopes"
+        ) from exc
+    if not chosen:
+        raise typer.BadParameter("give at least one scope", param_hint="--scopes")
+
+    async def create(store: Store) -> tuple[ApiKey, str]:
+        return await store.create_api_key(tenant, chosen, name)
+
+    key, token = _with_store(database_url, create)
+    typer.echo(f"created key {key.id} for tenant {key.tenant_id}: {', '.join(key.scopes)}")
+    typer.echo("store it now; it cannot be shown again:", err=True)
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def list_keys(database_url: DatabaseOption = None) -> None:
+    """Every key: id, tenant, scopes, created, revoked (never the secret)."""
+
+    async def listed(store: Store) -> list[ApiKey]:
+        return await store.list_api_keys()
+
+    for key in _with_store(database_url, listed):
+        state = "revoked" if key.revoked_at else "active"
+        created = datetime.fromtimestamp(key.created_at / 1000, UTC).isoformat(timespec="seconds")
+        typer.echo(
+            f"{key.id}  {state:<7}  tenant={key.tenant_id}  scopes={','.join(key.scopes)}  "
+            f"created={created}" + (f"  name={key.name}" if key.name else "")
+        )
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: str, database_url: DatabaseOption = None) -> None:
+    """Revoke a key; servers stop accepting it within seconds."""
+
+    async def revoke(store: Store) -> bool:
+        return await store.revoke_api_key(key_id)
+
+    if not _with_store(database_url, revoke):
+        typer.echo(f"no active key {key_id}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"revoked {key_id}")
+
+
+async def _has_keys(store: Store) -> bool:
+    return await store.has_active_api_keys()
+
+
+def _with_store(database_url: str | None, action: Callable[[Store], Awaitable[_T]]) -> _T:
+    """Run `action` on the migrated store of the configured database."""
     settings = _settings(database_url)
 
-    async def run() -> str | None:
+    async def run() -> _T:
         store = Store.from_url(settings.resolved_database_url)
         try:
             await store.migrate()
-            return await store.schema_revision()
+            return await action(store)
         finally:
             await store.close()
 
-    revision = asyncio.run(run())
-    typer.echo(f"database schema at revision {revision}")
+    return asyncio.run(run())
 
 
 @app.command("settings")
@@ -116,8 +208,8 @@ def sync(
     ] = None,
 ) -> None:
     """Sync the configured ELSA sources into the database, or push them to a server."""
-    _configure_logging()
     settings = _settings(database_url)
+    configure_logging(settings.log_format)
     sources = settings.elsa_sources()
     if not sources:
         raise typer.BadParameter("no ELSA source: set TAMMA_SYNC_ELSA_URL or TAMMA_SYNC_SOURCES")
@@ -150,7 +242,7 @@ async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: 
                     MofNCompleteColumn(),
                     TimeElapsedColumn(),
                 ) as progress:
-                    total = await client.count_instances()
+                    total = await _instance_count(client)
                     task = progress.add_task(f"syncing {source.id}", total=total)
                     service.on_progress = functools.partial(progress.advance, task)
                     report = await service.run_cycle()
@@ -171,6 +263,15 @@ async def _demo_world(simulator: ElsaSimulator, elsa_port: int, port: int) -> No
         serve_simulator(simulator, "127.0.0.1", elsa_port, 1.0, 3),
         engine.run(),
     )
+
+
+async def _instance_count(client: ElsaClient) -> int | None:
+    """ELSA's instance count for the progress bar; unknown if ELSA will not say (the cycle
+    then reports why)."""
+    try:
+        return await client.count_instances()
+    except ElsaError:
+        return None
 
 
 def _print_summary(source_id: str, report: CycleReport) -> None:
@@ -205,7 +306,7 @@ def simulate_elsa(
     wall_clock: Annotated[bool, typer.Option(help="Timestamps from the real clock.")] = True,
 ) -> None:
     """Serve the ELSA 3 API simulator (see src/tamma_sync/simulator/README.md)."""
-    _configure_logging()
+    configure_logging()
     simulator = ElsaSimulator(
         SimulatorConfig(
             seed=seed,
@@ -228,7 +329,7 @@ def demo(
     ] = 2_000,
 ) -> None:
     """Simulated ELSA → sync → SQLite → API and dashboard, moving live. Ctrl-C stops it."""
-    _configure_logging()
+    configure_logging()
     settings = Settings()
     database = settings.data_dir / "demo.db"
     for stale in settings.data_dir.glob("demo.db*"):

@@ -107,6 +107,11 @@ EntityId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENG
 ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 Int32 = Annotated[int, Field(ge=0, le=MAX_INT32)]
+Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: ELSA's timestamp text: ISO-8601 with up to 7 fractional digits and an offset.
+ELSA_TIMESTAMP_PATTERN: Final = (
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})$"
+)
 #: A sub-status read case-insensitively, as ELSA reads its enums.
 SubStatusField = Annotated[SubStatus, BeforeValidator(_parse_sub_status)]
 
@@ -305,14 +310,14 @@ class SyncPhase(StrEnum):
 class SyncCounters(WireModel):
     """Running totals of a source's sync since its state was first stored."""
 
-    cycles: int = 0
-    failed_cycles: int = 0
-    definitions_written: int = 0
-    instances_written: int = 0
-    instances_unchanged: int = 0
-    deleted: int = 0
-    details_fetched: int = 0
-    rejected: int = 0
+    cycles: Counter = 0
+    failed_cycles: Counter = 0
+    definitions_written: Counter = 0
+    instances_written: Counter = 0
+    instances_unchanged: Counter = 0
+    deleted: Counter = 0
+    details_fetched: Counter = 0
+    rejected: Counter = 0
     """ELSA rows skipped because they break a limit of ours (logged with the reason)."""
 
 
@@ -325,16 +330,16 @@ class SourceState(WireModel):
 
     source_id: EntityId
     phase: SyncPhase = SyncPhase.SYNCING
-    url: str | None = None
-    elsa_version: str | None = None
-    cursor: str | None = None
-    cursor_ids: list[str] = Field(default_factory=list)
+    url: ShortText | None = None
+    elsa_version: ShortText | None = None
+    cursor: Annotated[str, StringConstraints(pattern=ELSA_TIMESTAMP_PATTERN)] | None = None
+    cursor_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_BATCH_INSTANCES)
     last_success_at: EpochMs | None = None
     last_error: str | None = None
     last_error_at: EpochMs | None = None
-    last_cycle_ms: int | None = None
+    last_cycle_ms: Annotated[int, Field(ge=0)] | None = None
     reconciled_at: EpochMs | None = None
-    poll_interval_seconds: float | None = None
+    poll_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     counters: SyncCounters = Field(default_factory=SyncCounters)
     updated_at: EpochMs | None = None
 
@@ -357,7 +362,7 @@ class SourceState(WireModel):
         )
 
 
-class SyncBatch(WireModel):
+class SyncBatch(WriteModel):
     """One atomic step of a source's sync: rows, deletions and the state after them.
 
     Applying it twice is harmless: unchanged rows are skipped, deleting a deleted id is a
@@ -469,3 +474,25 @@ class EngineEvent(WireModel):
     issue_number: int | None = None
     data: dict[str, Any]
     engine_id: str
+
+
+class Scope(StrEnum):
+    """What an API key may do (Tamma's permission names, plus sync and engine reporting)."""
+
+    WORKFLOWS_VIEW = "workflows:view"
+    WORKFLOWS_MANAGE = "workflows:manage"
+    WORKFLOWS_DELETE = "workflows:delete"
+    DASHBOARD_VIEW = "dashboard:view"
+    SYNC_WRITE = "sync:write"
+    ENGINES_REPORT = "engines:report"
+
+
+class ApiKey(WireModel):
+    """An API key as listed: never its secret, which is stored only as a hash."""
+
+    id: str
+    tenant_id: str
+    name: str | None = None
+    scopes: list[Scope]
+    created_at: int
+    revoked_at: int | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
@@ -107,11 +107,49 @@ class Settings(BaseSettings):
         "(changes written by other processes on SQLite are seen this way).",
     )
 
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (bytes); larger ones get 413.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser, as JSON (e.g. "
+        '["https://dash.example"]). Empty: CORS off.',
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a verified API key is trusted without asking the database "
+        "(a revoked key stops working within this time).",
+    )
     engine_events_keep: int = Field(
         default=1000, ge=1, description="Events kept per engine (the newest)."
     )
     engine_events_max_age_days: float = Field(
         default=30.0, gt=0, description="Engine events older than this are dropped."
+    )
+
+    retention_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between retention purges."
+    )
+    retention_tombstones_days: float = Field(
+        default=7.0, gt=0, description="Deleted definitions and instances are kept this long."
+    )
+    retention_changes_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Change-log rows are kept this long: the window in which a live stream "
+        "can resume from its last event id.",
+    )
+    retention_ended_instances_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="If set, ended instances (Finished, Cancelled, Faulted) are purged this "
+        "long after they finished. Off by default.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object per line."
     )
 
     elsa_url: str | None = Field(default=None, description="Base URL of the one ELSA server.")

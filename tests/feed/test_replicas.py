@@ -44,7 +44,7 @@ async def test_change_written_through_a_reaches_subscriber_of_b(
     assert change.json()["data"]["currentActivity"] == "from-a"
 
 
-def _restart_command() -> list[str] | None:
+def restart_command() -> list[str] | None:
     clusters = Path("/etc/postgresql")
     if os.geteuid() != 0 or shutil.which("pg_ctlcluster") is None or not clusters.is_dir():
         return None
@@ -55,7 +55,7 @@ def _restart_command() -> list[str] | None:
 async def test_subscribers_receive_every_change_after_postgres_restarts(
     postgres_database_url: str, tmp_path: Path
 ) -> None:
-    restart = _restart_command()
+    restart = restart_command()
     if restart is None:
         pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster (the CI machine has both)")
     env = {"TAMMA_SYNC_DATABASE_URL": _plain(postgres_database_url)}

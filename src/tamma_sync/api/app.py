@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import make_url
 
+from tamma_sync.api import observability
+from tamma_sync.api.auth import Authenticator, is_loopback
 from tamma_sync.api.errors import install_error_handlers
-from tamma_sync.api.routes import dashboard, engines, events, health, sync, workflows
+from tamma_sync.api.limits import RequestLimits
+from tamma_sync.api.observability import RequestMetrics, watch_state
+from tamma_sync.api.routes import dashboard, engines, events, health, sync, web, workflows
 from tamma_sync.feed import ChangeFeed, broker_for
+from tamma_sync.metrics import Metrics
+from tamma_sync.retention import RetentionService
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 from tamma_sync.sync import SyncRunner
@@ -19,9 +30,14 @@ from tamma_sync.sync import SyncRunner
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. The database is opened (and migrated) when the app starts."""
+def create_app(
+    settings: Settings | None = None, *, host: str = "127.0.0.1", insecure: bool = False
+) -> FastAPI:
+    """Build the app to serve on `host`. The database is opened (and migrated) when the app
+    starts; then, on any interface but loopback, it refuses to start without an API key
+    unless `insecure`."""
     settings = settings or Settings()
+    keys_required = not is_loopback(host) and not insecure
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -29,11 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store.from_url(url)
         runner: SyncRunner | None = None
         feed: ChangeFeed | None = None
+        retention: asyncio.Task[None] | None = None
         try:
             if settings.migrate_on_start:
                 await store.migrate()
             log.info("database: %s", make_url(url).render_as_string(hide_password=True))
+            await _check_exposure(store, host, keys_required)
             app.state.store = store
+            app.state.authenticator = Authenticator(
+                store, keys_required=keys_required, cache_seconds=settings.auth_cache_seconds
+            )
             feed = ChangeFeed(
                 store,
                 broker_for(store, url),
@@ -42,11 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             await feed.start()
             app.state.feed = feed
-            runner = SyncRunner.into_store(settings, store)
+            runner = SyncRunner.into_store(settings, store, metrics)
             app.state.sync_runner = runner
+            watch_state(metrics, store, feed, runner)
             runner.start()
+            retention = asyncio.create_task(RetentionService(store, settings).run())
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
             if runner is not None:
                 await runner.stop()
             if feed is not None:
@@ -59,13 +84,64 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    metrics = Metrics()
     app.state.settings = settings
+    app.state.metrics = metrics
     app.state.sync_runner = None
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
     app.include_router(workflows.router)
     app.include_router(events.router)
     app.include_router(engines.router)
     app.include_router(dashboard.router)
     app.include_router(sync.router)
     app.include_router(health.router)
+    app.include_router(observability.router)
+    app.include_router(web.router)
+    app.mount(web.STATIC_PATH, web.assets, name="web")
+    app.openapi = functools.partial(_openapi_without_422, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents a 422 for validation errors; tamma-sync answers 400 (the Tamma
+    contract), which every router documents, so the 422 entries are removed."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+async def _check_exposure(store: Store, host: str, keys_required: bool) -> None:
+    """Say plainly who can reach this server; refuse an open server on a network interface."""
+    if await store.has_active_api_keys():
+        log.info("API keys are required (Authorization: Bearer <key>)")
+    elif keys_required:
+        raise RuntimeError(refusal(host))
+    elif is_loopback(host):
+        log.warning("no API keys: the API is open to anyone on this machine (loopback only)")
+    else:
+        log.warning("no API keys and --insecure: the API is open to anyone who can reach %s", host)
+
+
+def refusal(host: str) -> str:
+    return (
+        f"refusing to serve on {host} without API keys: anyone on the network could read and "
+        "change the mirror. Create one with `tamma-sync keys create --tenant <id> --scopes "
+        "...`, or pass --insecure to serve without authentication."
+    )

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tamma_sync.models import DEFAULT_TENANT_ID
+from tamma_sync.api.auth import tenant_for
+from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 
@@ -21,11 +22,13 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_tenant() -> str:
-    """The tenant every query of this request is scoped to."""
-    return DEFAULT_TENANT_ID
-
-
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-TenantDep = Annotated[str, Depends(get_tenant)]
+
+# The caller's tenant, for a caller holding the named scope: every query is scoped by it.
+ViewWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_VIEW))]
+ManageWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_MANAGE))]
+DeleteWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_DELETE))]
+ViewDashboard = Annotated[str, Depends(tenant_for(Scope.DASHBOARD_VIEW))]
+WriteSync = Annotated[str, Depends(tenant_for(Scope.SYNC_WRITE))]
+ReportEngines = Annotated[str, Depends(tenant_for(Scope.ENGINES_REPORT))]

@@ -70,16 +70,26 @@ class ErrorBody(BaseModel):
     error: str
 
 
+class ForbiddenBody(ErrorBody):
+    required: str = Field(description="The scope the request needs.")
+
+
 class Readiness(WireModel):
     status: str
     database: str
     schema_revision: str | None = None
     expected_schema_revision: str | None = None
     error: str | None = None
+    sync: dict[str, str] | None = Field(
+        default=None, description="Per ELSA source synced here: leader or standby."
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input"},
+    401: {"model": ErrorBody, "description": "No API key, or not a valid one"},
+    403: {"model": ForbiddenBody, "description": "The API key lacks the scope"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
     503: {"model": ErrorBody, "description": "Database unavailable"},
 }
 

@@ -7,6 +7,7 @@ clients reconnect — to another replica, or to this one once it is back.
 
 from __future__ import annotations
 
+import signal
 from types import FrameType
 
 import uvicorn
@@ -14,12 +15,33 @@ from fastapi import FastAPI
 
 from tamma_sync.feed import ChangeFeed
 
+#: Seconds uvicorn waits for open requests after SIGTERM before it cancels them.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 class Server(uvicorn.Server):
-    """A uvicorn server that ends the app's SSE streams when it is asked to exit."""
+    """A uvicorn server that ends the app's SSE streams when it is asked to exit.
 
-    def __init__(self, app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
-        super().__init__(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    `log_config=None` leaves uvicorn's loggers to the process's logging setup (JSON logs)."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        *,
+        host: str,
+        port: int,
+        log_level: str = "info",
+        own_logging: bool = False,
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
+        )
+        super().__init__(config)
         self._app = app
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -27,3 +49,7 @@ class Server(uvicorn.Server):
         if feed is not None:
             feed.end_streams()
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # A requested stop that went well exits 0: uvicorn would re-raise SIGTERM
+            # after shutting down, and the process would end "killed by SIGTERM".
+            self._captured_signals.remove(sig)

@@ -14,6 +14,7 @@ import email.utils
 import logging
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -368,7 +369,7 @@ class ElsaClient:
 
     async def iter_instance_changes(
         self, since: ElsaTimestamp | None, *, page_size: int | None = None
-    ) -> AsyncIterator[ChangePage]:
+    ) -> AsyncGenerator[ChangePage]:
         """Instances whose `updatedAt` is at or after `since` (all of them when None).
 
         Keyset walk: `UpdatedAt >= bound` ordered by UpdatedAt ascending, page 0, and the
@@ -523,7 +524,7 @@ class ElsaClient:
 
     async def _changes_from_full_listing(
         self, since: ElsaTimestamp | None, size: int
-    ) -> AsyncIterator[ChangePage]:
+    ) -> AsyncGenerator[ChangePage]:
         """ELSA 3.0: list everything by creation and keep rows updated at or after `since`.
 
         The cursor may only advance once the whole listing is read and was consistent, so

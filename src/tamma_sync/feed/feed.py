@@ -109,10 +109,21 @@ class ChangeFeed:
         self._task: asyncio.Task[None] | None = None
         self.head = 0
         """The newest seq handed to subscriptions."""
+        self.newest_known = 0
+        """The newest seq a broker told of."""
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker
+
+    @property
+    def lag(self) -> int:
+        """Changes known to be committed but not yet handed to subscriptions."""
+        return max(0, self.newest_known - self.head)
 
     async def start(self) -> None:
         self.head = await self._store.last_seq()
@@ -142,6 +153,8 @@ class ChangeFeed:
             self._subscriptions.discard(subscription)
 
     def _wake(self, seq: int | None) -> None:
+        if seq is not None:
+            self.newest_known = max(self.newest_known, seq)
         if seq is None or seq > self.head:
             self._wanted.set()
 

@@ -10,12 +10,15 @@ follows the log by `seq` can never skip a change that commits late.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import logging
+import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from tamma_sync.models import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     ENDED_SUB_STATUSES,
+    ApiKey,
     Change,
     ChangeOp,
     Definition,
@@ -45,6 +49,7 @@ from tamma_sync.models import (
     Instance,
     InstancePatch,
     InstanceWrite,
+    Scope,
     SourceState,
     SubStatus,
     SyncBatch,
@@ -54,10 +59,12 @@ from tamma_sync.models import (
 )
 from tamma_sync.store import migrations
 from tamma_sync.store.tables import (
+    api_keys,
     changes,
     definitions,
     engine_events,
     engines,
+    instance_counts,
     instances,
     sync_state,
 )
@@ -71,6 +78,8 @@ WRITE_LOCK_KEY = 0x7A11A5C0
 #: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
 #: together do not race.
 MIGRATION_LOCK_KEY = 0x7A11A5C1
+#: API keys look like `tsk_<id>_<secret>`: the id finds the row, the secret is checked.
+API_KEY_PREFIX = "tsk_"
 #: Rows per statement when reading or writing in bulk (well under SQLite's variable limit).
 CHUNK = 500
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -136,6 +145,16 @@ class InstancePage:
     """Keyset position to continue from, or None when this page is the last."""
 
 
+@dataclass(frozen=True)
+class PurgeCutoffs:
+    """Epoch-ms cutoffs: rows older than these are purged (`ended_instances`: off if None)."""
+
+    tombstones: int
+    changes: int
+    engine_events: int
+    ended_instances: int | None = None
+
+
 @dataclass
 class WriteResult:
     """What a bulk write did, counted by outcome."""
@@ -159,6 +178,14 @@ class _Tx:
     conn: AsyncConnection
     now: int
     pending_changes: list[dict[str, Any]] = field(default_factory=list)
+    count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
+        default_factory=collections.Counter
+    )
+
+    def count(self, tenant_id: str, row: Mapping[str, Any], delta: int) -> None:
+        """Move the live-instance count of `row`'s (source, definition, sub-status)."""
+        key = (tenant_id, row["source_id"] or "", row["definition_id"], row["sub_status"] or "")
+        self.count_deltas[key] += delta
 
     def record(
         self,
@@ -270,6 +297,7 @@ class Store:
                     )
                 tx = _Tx(write_conn, now=now_ms())
                 yield tx
+                await self._apply_count_deltas(tx)
                 if tx.pending_changes:
                     result = await write_conn.execute(
                         changes.insert().returning(changes.c.seq), tx.pending_changes
@@ -282,6 +310,26 @@ class Store:
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
+
+    async def _apply_count_deltas(self, tx: _Tx) -> None:
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "source_id": source_id,
+                "definition_id": definition_id,
+                "sub_status": sub_status,
+                "count": delta,
+            }
+            for (tenant_id, source_id, definition_id, sub_status), delta in tx.count_deltas.items()
+            if delta
+        ]
+        for chunk in _chunks(rows):
+            statement = self._insert(instance_counts)
+            statement = statement.on_conflict_do_update(
+                index_elements=["tenant_id", "source_id", "definition_id", "sub_status"],
+                set_={"count": instance_counts.c.count + statement.excluded["count"]},
+            )
+            await tx.conn.execute(statement, chunk)
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -514,11 +562,9 @@ class Store:
         )
         async with self._reading() as conn:
             rows = list((await conn.execute(statement)).mappings())
-            total = None
-            if query.with_total:
-                total = (
-                    await conn.execute(sa.select(sa.func.count()).where(*conditions))
-                ).scalar_one()
+            total = (
+                await self._count_instances(conn, tenant_id, query) if query.with_total else None
+            )
         items = [_instance(row) for row in rows[: query.limit]]
         next_after = None
         if len(rows) > query.limit and items:
@@ -528,6 +574,28 @@ class Store:
                 last.id,
             )
         return InstancePage(items=items, total=total, next_after=next_after)
+
+    async def _count_instances(
+        self, conn: AsyncConnection, tenant_id: str, query: InstanceQuery
+    ) -> int:
+        """How many instances match: from the kept counts when the filters are the ones
+        they are kept by (definition, sub-status), else by counting rows."""
+        if query.correlation_id is not None or query.updated_since is not None:
+            statement = sa.select(sa.func.count()).where(
+                *self._instance_conditions(tenant_id, query)
+            )
+        else:
+            conditions = [instance_counts.c.tenant_id == tenant_id]
+            if query.definition_id is not None:
+                conditions.append(instance_counts.c.definition_id == query.definition_id)
+            if query.sub_statuses is not None:
+                conditions.append(
+                    instance_counts.c.sub_status.in_([s.value for s in query.sub_statuses])
+                )
+            statement = sa.select(sa.func.coalesce(sa.func.sum(instance_counts.c.count), 0)).where(
+                *conditions
+            )
+        return int((await conn.execute(statement)).scalar_one())
 
     @staticmethod
     def _instance_conditions(tenant_id: str, query: InstanceQuery) -> list[sa.ColumnElement[bool]]:
@@ -563,6 +631,9 @@ class Store:
                 result.unchanged += 1
                 continue
             row["revision"] = (old["revision"] + 1) if old is not None else 1
+            if live is not None:
+                tx.count(tenant_id, live, -1)
+            tx.count(tenant_id, row, +1)
             existing[write.id] = to_write[write.id] = row
             instance = _instance(row)
             stored.append(instance)
@@ -602,6 +673,7 @@ class Store:
             if row["deleted_at"] is None and source_id in (None, row["source_id"])
         ]
         for row in live:
+            tx.count(tenant_id, row, -1)
             tx.record(
                 tenant_id,
                 EntityKind.INSTANCE,
@@ -717,18 +789,29 @@ class Store:
         """Live definitions and instances per source: `{source: {"definitions": n, …}}`."""
         counts: dict[str, dict[str, int]] = {}
         async with self._reading() as conn:
-            for name, table in (("definitions", definitions), ("instances", instances)):
-                rows = await conn.execute(
-                    sa.select(table.c.source_id, sa.func.count())
-                    .where(
-                        table.c.tenant_id == tenant_id,
-                        table.c.deleted_at.is_(None),
-                        table.c.source_id.is_not(None),
-                    )
-                    .group_by(table.c.source_id)
+            definition_rows = await conn.execute(
+                sa.select(definitions.c.source_id, sa.func.count())
+                .where(
+                    definitions.c.tenant_id == tenant_id,
+                    definitions.c.deleted_at.is_(None),
+                    definitions.c.source_id.is_not(None),
                 )
-                for source_id, count in rows:
-                    counts.setdefault(source_id, {"definitions": 0, "instances": 0})[name] = count
+                .group_by(definitions.c.source_id)
+            )
+            for source_id, count in definition_rows:
+                counts.setdefault(source_id, {"definitions": 0, "instances": 0})["definitions"] = (
+                    count
+                )
+            instance_rows = await conn.execute(
+                sa.select(instance_counts.c.source_id, sa.func.sum(instance_counts.c.count))
+                .where(instance_counts.c.tenant_id == tenant_id, instance_counts.c.source_id != "")
+                .group_by(instance_counts.c.source_id)
+            )
+            for source_id, count in instance_rows:
+                if count:
+                    counts.setdefault(source_id, {"definitions": 0, "instances": 0})[
+                        "instances"
+                    ] = int(count)
         return counts
 
     async def source_instance_positions(
@@ -926,17 +1009,22 @@ class Store:
     # -- dashboard -------------------------------------------------------------------------
 
     async def instance_counts(self, tenant_id: str) -> dict[str, dict[str | None, int]]:
-        """Live instances per definition and sub-status, in one GROUP BY:
-        `{definition_id: {sub_status or None: count}}`."""
+        """Live instances per definition and sub-status, `{definition_id: {sub_status or
+        None: count}}`, from the kept counts: one small GROUP BY, whatever the row count."""
         async with self._reading() as conn:
             rows = await conn.execute(
-                sa.select(instances.c.definition_id, instances.c.sub_status, sa.func.count())
-                .where(instances.c.tenant_id == tenant_id, instances.c.deleted_at.is_(None))
-                .group_by(instances.c.definition_id, instances.c.sub_status)
+                sa.select(
+                    instance_counts.c.definition_id,
+                    instance_counts.c.sub_status,
+                    sa.func.sum(instance_counts.c.count),
+                )
+                .where(instance_counts.c.tenant_id == tenant_id)
+                .group_by(instance_counts.c.definition_id, instance_counts.c.sub_status)
             )
             counts: dict[str, dict[str | None, int]] = {}
             for definition_id, sub_status, count in rows:
-                counts.setdefault(definition_id, {})[sub_status] = count
+                if count:
+                    counts.setdefault(definition_id, {})[sub_status or None] = int(count)
             return counts
 
     async def count_definitions(self, tenant_id: str) -> int:
@@ -949,6 +1037,136 @@ class Store:
                 )
             ).scalar_one()
             return count
+
+    # -- API keys --------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, tenant_id: str, scopes: Sequence[Scope], name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret token — shown once, stored only as a hash."""
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        row = {
+            "id": key_id,
+            "tenant_id": tenant_id,
+            "name": name,
+            "scopes": sorted({scope.value for scope in scopes}),
+            "secret_hash": _secret_hash(secret),
+            "created_at": now_ms(),
+            "revoked_at": None,
+        }
+        async with self._writing() as tx:
+            await tx.conn.execute(api_keys.insert(), row)
+        return ApiKey.model_validate(row), f"{API_KEY_PREFIX}{key_id}_{secret}"
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        async with self._reading() as conn:
+            rows = await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))
+            return [ApiKey.model_validate(dict(row)) for row in rows.mappings()]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key; False if there is no such key or it was already revoked."""
+        async with self._writing() as tx:
+            result = await tx.conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=tx.now)
+            )
+            return bool(result.rowcount)
+
+    async def has_active_api_keys(self) -> bool:
+        async with self._reading() as conn:
+            found = await conn.execute(
+                sa.select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
+            )
+            return found.first() is not None
+
+    async def verify_api_key(self, token: str) -> ApiKey | None:
+        """The active key a token belongs to, or None (unknown, malformed or revoked)."""
+        key_id, _, secret = token.removeprefix(API_KEY_PREFIX).partition("_")
+        if not token.startswith(API_KEY_PREFIX) or not key_id or not secret:
+            return None
+        async with self._reading() as conn:
+            row = (
+                (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)))
+                .mappings()
+                .first()
+            )
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if not hmac.compare_digest(row["secret_hash"], _secret_hash(secret)):
+            return None
+        return ApiKey.model_validate(dict(row))
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def purge(self, cutoffs: PurgeCutoffs, *, batch: int = 5_000) -> dict[str, int]:
+        """Delete, in bounded batches, what retention says is old enough: tombstones,
+        change-log rows, engine events, and (only if a cutoff is set) ended instances.
+        Returns how many rows of each kind went."""
+        targets: list[tuple[str, sa.Table, sa.ColumnElement[bool]]] = [
+            ("tombstoned definitions", definitions, definitions.c.deleted_at < cutoffs.tombstones),
+            ("tombstoned instances", instances, instances.c.deleted_at < cutoffs.tombstones),
+            ("changes", changes, changes.c.at < cutoffs.changes),
+            ("engine events", engine_events, engine_events.c.timestamp < cutoffs.engine_events),
+        ]
+        purged: dict[str, int] = {}
+        for name, table, condition in targets:
+            purged[name] = 0
+            key = sa.tuple_(*table.primary_key.columns)
+            while True:
+                async with self._writing() as tx:
+                    chosen = sa.select(*table.primary_key.columns).where(condition).limit(batch)
+                    result = await tx.conn.execute(table.delete().where(key.in_(chosen)))
+                purged[name] += result.rowcount
+                if result.rowcount < batch:
+                    break
+        purged["ended instances"] = (
+            0
+            if cutoffs.ended_instances is None
+            else await self._purge_ended_instances(cutoffs.ended_instances, batch)
+        )
+        return purged
+
+    async def _purge_ended_instances(self, finished_before: int, batch: int) -> int:
+        """Delete live ended instances (keeping the counts in step), batch by batch."""
+        ended = [status.value for status in ENDED_SUB_STATUSES]
+        purged = 0
+        while True:
+            async with self._writing() as tx:
+                rows = (
+                    (
+                        await tx.conn.execute(
+                            sa.select(
+                                instances.c.tenant_id,
+                                instances.c.id,
+                                instances.c.source_id,
+                                instances.c.definition_id,
+                                instances.c.sub_status,
+                            )
+                            .where(
+                                instances.c.deleted_at.is_(None),
+                                instances.c.sub_status.in_(ended),
+                                instances.c.finished_at < finished_before,
+                            )
+                            .limit(batch)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+                for row in rows:
+                    tx.count(row["tenant_id"], dict(row), -1)
+                keys = [(row["tenant_id"], row["id"]) for row in rows]
+                if keys:
+                    await tx.conn.execute(
+                        instances.delete().where(
+                            sa.tuple_(instances.c.tenant_id, instances.c.id).in_(keys)
+                        )
+                    )
+            purged += len(rows)
+            if len(rows) < batch:
+                return purged
 
     # -- change log ------------------------------------------------------------------------
 
@@ -1118,6 +1336,10 @@ class _FileLeadership:
         if self._handle is not None and not self._handle.closed:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

@@ -149,3 +149,31 @@ engine_events = sa.Table(
     sa.UniqueConstraint("tenant_id", "engine_id", "id"),
     sqlite_autoincrement=True,
 )
+
+#: API keys: the secret is kept only as a SHA-256 hash (keys are long random strings, so a
+#: fast hash is enough; there is nothing to brute-force).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+)
+
+#: Live instances per (tenant, source, definition, sub-status), kept in step with every
+#: instance write in the same transaction, so that counts — list totals, dashboard
+#: breakdowns, per-source figures — never scan the instances. An empty string stands for
+#: "no source" and "no sub-status" (primary-key columns cannot be NULL).
+instance_counts = sa.Table(
+    "instance_counts",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("source_id", sa.String(100), primary_key=True),
+    sa.Column("definition_id", sa.String(255), primary_key=True),
+    sa.Column("sub_status", sa.String(20), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)

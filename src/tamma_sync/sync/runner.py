@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from tamma_sync.elsa import ElsaClient
+from tamma_sync.metrics import Metrics
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 from tamma_sync.sync.service import SyncOptions, SyncService
@@ -27,7 +28,9 @@ class SyncRunner:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def into_store(cls, settings: Settings, store: Store) -> SyncRunner:
+    def into_store(
+        cls, settings: Settings, store: Store, metrics: Metrics | None = None
+    ) -> SyncRunner:
         """Sync every source of `settings` straight into `store`."""
 
         options = SyncOptions.from_settings(settings)
@@ -37,7 +40,7 @@ class SyncRunner:
             client = ElsaClient.from_settings(source, page_size=options.page_size)
             clients.append(client)
             sink = StoreSink(store, source.tenant_id)
-            services.append(SyncService(source, client, sink, options))
+            services.append(SyncService(source, client, sink, options, metrics))
         return cls(services, clients)
 
     def start(self) -> None:
@@ -45,12 +48,17 @@ class SyncRunner:
             log.info("syncing ELSA source %s at %s", service.source.id, service.source.url)
             self._tasks.append(asyncio.create_task(service.run(), name=f"sync:{service.source.id}"))
 
-    def trigger(self, source_id: str | None = None) -> list[str]:
-        """Start a cycle now for one source, or all; returns the ids triggered."""
-        chosen = [source_id] if source_id is not None else list(self.services)
-        for chosen_id in chosen:
-            self.services[chosen_id].trigger()
-        return chosen
+    def sources_of(self, tenant_id: str) -> list[str]:
+        """Ids of the sources synced into `tenant_id`."""
+        return [
+            sid for sid, service in self.services.items() if service.source.tenant_id == tenant_id
+        ]
+
+    def trigger(self, source_ids: list[str]) -> list[str]:
+        """Start a cycle now for these sources; returns the ids triggered."""
+        for source_id in source_ids:
+            self.services[source_id].trigger()
+        return source_ids
 
     async def stop(self) -> None:
         for service in self.services.values():

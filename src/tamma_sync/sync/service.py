@@ -16,9 +16,10 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -32,6 +33,7 @@ from tamma_sync.elsa import (
     definition_write,
     instance_write,
 )
+from tamma_sync.metrics import Metrics
 from tamma_sync.models import (
     ENDED_SUB_STATUSES,
     DefinitionWrite,
@@ -77,6 +79,7 @@ class CycleReport:
 
     written: WriteResult = field(default_factory=WriteResult)
     details_fetched: int = 0
+    rejected: int = 0
     reconciled: bool = False
     error: str | None = None
 
@@ -95,8 +98,10 @@ class SyncService:
         client: ElsaClient,
         sink: Sink,
         options: SyncOptions | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.source = source
+        self._metrics = metrics
         self._client = client
         self._sink = sink
         self._options = options or SyncOptions()
@@ -113,6 +118,11 @@ class SyncService:
     @property
     def state(self) -> SourceState:
         return self._state
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the source's sync leadership."""
+        return self._leadership is not None
 
     def trigger(self) -> None:
         """Start the next cycle now instead of after the poll interval."""
@@ -165,14 +175,33 @@ class SyncService:
                 report.error,
                 exc_info=not isinstance(exc, ElsaError),
             )
+            self._state_loaded = False  # what was stored is the truth to resume from
         else:
             self._failures = 0
             self._state.phase = SyncPhase.IDLE
             self._state.last_success_at = now_ms()
         self._state.counters.cycles += 1
-        self._state.last_cycle_ms = round((time.monotonic() - started) * 1000)
+        elapsed = time.monotonic() - started
+        self._state.last_cycle_ms = round(elapsed * 1000)
         await self._save_state()
+        self._observe(report, elapsed)
         return report
+
+    def _observe(self, report: CycleReport, elapsed: float) -> None:
+        if self._metrics is None:
+            return
+        source = self.source.id
+        self._metrics.sync_cycles.labels(source, "error" if report.error else "ok").inc()
+        self._metrics.sync_cycle_seconds.labels(source).observe(elapsed)
+        written = report.written
+        for outcome, count in (
+            ("created", written.created),
+            ("updated", written.updated),
+            ("unchanged", written.unchanged),
+            ("deleted", written.deleted),
+            ("rejected", report.rejected),
+        ):
+            self._metrics.sync_items.labels(source, outcome).inc(count)
 
     # -- cycle steps ---------------------------------------------------------------------
 
@@ -182,7 +211,7 @@ class SyncService:
         stored = await self._sink.load_state(self.source.id)
         if stored is not None:
             self._state = stored
-        self._state.url = self.source.url
+        self._state.url = _without_credentials(self.source.url)
         self._state.poll_interval_seconds = self.source.poll_interval
         self._state_loaded = True
 
@@ -201,7 +230,9 @@ class SyncService:
         writes: list[DefinitionWrite] = []
         for summary in listing.items:
             model = full.get(summary.id, summary)
-            self._keep(writes, summary.definition_id, functools.partial(definition_write, model))
+            self._keep(
+                report, writes, summary.definition_id, functools.partial(definition_write, model)
+            )
         gone: list[str] = []
         if listing.complete:
             listed = {summary.definition_id for summary in listing.items}
@@ -227,20 +258,23 @@ class SyncService:
                 if not (since is not None and row.updated_at == since and row.id in already)
             ]
             writes, gone = await self._with_details(rows, report)
+            # The cursor moves only once the page it covers is stored.
+            advanced = self._state.model_copy(deep=True)
             if page.cursor is not None:
                 if page.cursor != cursor:
                     cursor, at_cursor = page.cursor, set()
                 at_cursor.update(row.id for row in page.items if row.updated_at == cursor)
-                self._state.cursor = page.cursor.to_iso()
-                self._state.cursor_ids = sorted(at_cursor)
+                advanced.cursor = page.cursor.to_iso()
+                advanced.cursor_ids = sorted(at_cursor)
             written = await self._sink.apply(
                 SyncBatch(
                     source_id=self.source.id,
                     instances=writes,
                     deleted_instance_ids=gone,
-                    state=self._state,
+                    state=advanced,
                 )
             )
+            self._state = advanced
             self._record(report, written)
             self._state.counters.instances_written += written.created + written.updated
             self._state.counters.instances_unchanged += written.unchanged
@@ -289,7 +323,7 @@ class SyncService:
 
         async def one(row: InstanceSummary) -> None:
             if not self._wants_details(row):
-                self._keep(writes, row.id, lambda: instance_write(row))
+                self._keep(report, writes, row.id, lambda: instance_write(row))
                 return
             async with self._details_slots:
                 try:
@@ -300,18 +334,21 @@ class SyncService:
                     return
             report.details_fetched += 1
             self._state.counters.details_fetched += 1
-            self._keep(writes, row.id, lambda: instance_write(detail, variables=variables))
+            self._keep(report, writes, row.id, lambda: instance_write(detail, variables=variables))
 
         await asyncio.gather(*(one(row) for row in rows))
         return writes, gone
 
-    def _keep(self, kept: list[_W], what: str, build: Callable[[], _W]) -> None:
+    def _keep(
+        self, report: CycleReport, kept: list[_W], what: str, build: Callable[[], _W]
+    ) -> None:
         """Map one ELSA row; a row our models refuse (an id of 300 characters, say) is
         logged and counted, and does not hold back the rest of the sync."""
         try:
             kept.append(build())
         except ValidationError as exc:
             self._state.counters.rejected += 1
+            report.rejected += 1
             log.warning("sync of %s: %s rejected: %s", self.source.id, what, exc)
 
     def _wants_details(self, row: InstanceSummary) -> bool:
@@ -322,22 +359,24 @@ class SyncService:
             return False
         return instance_write(row).sub_status not in ENDED_SUB_STATUSES
 
-    async def _prefetched(self, pages: AsyncIterator[ChangePage]) -> AsyncIterator[ChangePage]:
+    async def _prefetched(self, pages: AsyncGenerator[ChangePage]) -> AsyncIterator[ChangePage]:
         """Read the next pages from ELSA while the current one is being written."""
-        queue: asyncio.Queue[ChangePage | BaseException | None] = asyncio.Queue(PREFETCH_PAGES)
+        queue: asyncio.Queue[ChangePage | Exception | None] = asyncio.Queue(PREFETCH_PAGES)
 
         async def produce() -> None:
             try:
-                async for page in pages:
-                    await queue.put(page)
-                await queue.put(None)
-            except BaseException as exc:  # handed to the consumer, who re-raises it
+                async with contextlib.aclosing(pages) as stream:
+                    async for page in stream:
+                        await queue.put(page)
+            except Exception as exc:  # handed to the consumer, who raises it
                 await queue.put(exc)
+            else:
+                await queue.put(None)
 
         producer = asyncio.create_task(produce())
         try:
             while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
+                if isinstance(item, Exception):
                     raise item
                 yield item
         finally:
@@ -377,6 +416,12 @@ class SyncService:
     def _record(self, report: CycleReport, written: WriteResult) -> None:
         report.written.add(written)
         self._state.counters.deleted += written.deleted
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as shown in status and logs: a `user:password@` part is dropped."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _describe(exc: BaseException) -> str:

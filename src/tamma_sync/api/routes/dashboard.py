@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tamma_sync.api.deps import StoreDep, TenantDep
+from tamma_sync.api.deps import StoreDep, ViewDashboard
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
     DashboardSummary,
@@ -25,7 +25,7 @@ RECENT_EVENTS = 20
 
 
 @router.get("/summary", response_model_exclude_none=True)
-async def summary(store: StoreDep, tenant: TenantDep) -> DashboardSummary:
+async def summary(store: StoreDep, tenant: ViewDashboard) -> DashboardSummary:
     """`{engineCount, workflowDefinitions, recentEvents}` as the original, plus instance
     counts by status, engines online/offline and sync health per source."""
     engines = await store.list_engines(tenant)
@@ -43,13 +43,13 @@ async def summary(store: StoreDep, tenant: TenantDep) -> DashboardSummary:
 
 
 @router.get("/engines", response_model_exclude_none=True)
-async def engines(store: StoreDep, tenant: TenantDep) -> list[Engine]:
+async def engines(store: StoreDep, tenant: ViewDashboard) -> list[Engine]:
     """Every engine: `{id, state, stats}` as the original, plus liveness and details."""
     return await store.list_engines(tenant)
 
 
 @router.get("/workflows", response_model_exclude_none=True)
-async def workflows(store: StoreDep, tenant: TenantDep) -> list[DefinitionWithCounts]:
+async def workflows(store: StoreDep, tenant: ViewDashboard) -> list[DefinitionWithCounts]:
     """Every definition with its `instanceCount`, and counts by status and subStatus."""
     counts = await store.instance_counts(tenant)
     return [

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from tamma_sync.api.deps import SettingsDep, StoreDep, TenantDep
+from tamma_sync.api.deps import ReportEngines, SettingsDep, StoreDep, ViewDashboard
 from tamma_sync.api.errors import ApiError, not_found
 from tamma_sync.api.schemas import ERROR_RESPONSES, EngineEventList, EventsAdded, Ok
 from tamma_sync.models import Engine, EngineEventWrite, EngineReport, EntityId
@@ -27,7 +27,7 @@ async def report_engine(
     engine_id: EntityId,
     body: EngineReport,
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: ReportEngines,
     response: Response,
 ) -> Engine:
     """Register an engine (201) or record its heartbeat (200). Send it at least every
@@ -39,12 +39,12 @@ async def report_engine(
 
 
 @router.get("", response_model_exclude_none=True)
-async def list_engines(store: StoreDep, tenant: TenantDep) -> list[Engine]:
+async def list_engines(store: StoreDep, tenant: ViewDashboard) -> list[Engine]:
     return await store.list_engines(tenant)
 
 
 @router.get("/{engine_id}", response_model_exclude_none=True)
-async def get_engine(engine_id: str, store: StoreDep, tenant: TenantDep) -> Engine:
+async def get_engine(engine_id: str, store: StoreDep, tenant: ViewDashboard) -> Engine:
     engine = await store.get_engine(tenant, engine_id)
     if engine is None:
         raise not_found("Engine")
@@ -52,7 +52,7 @@ async def get_engine(engine_id: str, store: StoreDep, tenant: TenantDep) -> Engi
 
 
 @router.delete("/{engine_id}")
-async def delete_engine(engine_id: str, store: StoreDep, tenant: TenantDep) -> Ok:
+async def delete_engine(engine_id: str, store: StoreDep, tenant: ReportEngines) -> Ok:
     if not await store.delete_engine(tenant, engine_id):
         raise not_found("Engine")
     return Ok()
@@ -63,7 +63,7 @@ async def add_events(
     engine_id: str,
     events: Annotated[list[EngineEventWrite], Body(max_length=MAX_EVENTS_PER_REQUEST)],
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: ReportEngines,
     settings: SettingsDep,
 ) -> EventsAdded:
     """Append a batch of events (`[{id?, type, timestamp?, issueNumber?, data}]`). Events
@@ -85,7 +85,7 @@ async def add_events(
 async def list_events(
     engine_id: str,
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: ViewDashboard,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_EVENTS_PAGE)] = 50,
 ) -> EngineEventList:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from tamma_sync.api.deps import SettingsDep, StoreDep, TenantDep
+from tamma_sync.api.deps import SettingsDep, StoreDep, ViewWorkflows
 from tamma_sync.api.errors import not_found
 from tamma_sync.api.filters import sub_status_filter
 from tamma_sync.api.sse import (
@@ -57,7 +57,7 @@ async def instance_events(
     instance_id: str,
     request: Request,
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: ViewWorkflows,
     settings: SettingsDep,
     last_event_id: LastEventId = None,
 ) -> Response:
@@ -95,7 +95,7 @@ async def instance_events(
 async def all_events(
     request: Request,
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: ViewWorkflows,
     settings: SettingsDep,
     entity: Annotated[Literal["instance", "definition"] | None, Query()] = None,
     definition_id: Annotated[str | None, Query(alias="definitionId")] = None,
@@ -108,7 +108,8 @@ async def all_events(
     last_event_id: LastEventId = None,
 ) -> EventStream:
     """Every change of the tenant, for dashboards: `event: instance` or `event:
-    definition`, the change (`op`, `seq`, …) with the entity's state in `data`."""
+    definition`, the change (`op`, `seq`, …) with the entity's state in `data`. A client
+    resuming from before the oldest change still kept gets `event: reset` first: reload."""
     sub_statuses = sub_status_filter(status_filter, sub_status)
     change_filter = ChangeFilter(
         tenant,
@@ -161,9 +162,14 @@ async def _change_frames(
     heartbeat: float,
 ) -> AsyncIterator[str]:
     with feed.subscribe(change_filter) as subscription:
+        first = await store.first_seq()
         if last_event_id is None:
             last_event_id = await store.last_seq()
             yield ": connected\n\n"
+        elif first is not None and last_event_id < first - 1:
+            # Retention purged part of what the client missed: say so, send what is left.
+            yield frame("reset", {"reason": "history purged", "firstSeq": first})
+            last_event_id = first - 1
         async for text in _follow(
             subscription, store, change_filter, last_event_id, heartbeat, _change_render
         ):

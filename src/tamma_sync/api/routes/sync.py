@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from tamma_sync.api.deps import StoreDep, TenantDep
+from tamma_sync.api.deps import StoreDep, ViewDashboard, WriteSync
 from tamma_sync.api.errors import ApiError
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
@@ -26,7 +26,7 @@ MAX_POSITIONS = 10_000
 
 
 @router.post("/batch")
-async def apply_batch(batch: SyncBatch, store: StoreDep, tenant: TenantDep) -> BatchResult:
+async def apply_batch(batch: SyncBatch, store: StoreDep, tenant: WriteSync) -> BatchResult:
     """Apply one sync batch atomically: definitions, instances, deletions and the source's
     state. Idempotent: a batch sent twice changes nothing the second time."""
     result = await store.apply_sync_batch(tenant, batch)
@@ -39,7 +39,7 @@ async def apply_batch(batch: SyncBatch, store: StoreDep, tenant: TenantDep) -> B
 
 
 @router.get("/status", response_model_exclude_none=True)
-async def sync_status(store: StoreDep, tenant: TenantDep) -> SyncStatus:
+async def sync_status(store: StoreDep, tenant: ViewDashboard) -> SyncStatus:
     """Per ELSA source: phase, cursor, last success, last error, counts, cycle duration."""
     counts = await store.source_counts(tenant)
     return SyncStatus(
@@ -56,23 +56,26 @@ async def sync_status(store: StoreDep, tenant: TenantDep) -> SyncStatus:
 @router.post("/trigger", status_code=status.HTTP_202_ACCEPTED)
 async def trigger_sync(
     request: Request,
+    tenant: WriteSync,
     source: Annotated[str | None, Query(description="One source id; all when omitted.")] = None,
 ) -> Triggered:
-    """Start a sync cycle now (also usable as ELSA's RunTask webhook target: the body is
-    ignored)."""
+    """Start a sync cycle now for the caller's sources (also usable as the target of ELSA's
+    RunTask webhook: the body is ignored)."""
     runner: SyncRunner | None = request.app.state.sync_runner
-    if runner is None or not runner.services:
+    mine = runner.sources_of(tenant) if runner is not None else []
+    if not mine:
         raise ApiError(409, "This server syncs no ELSA source (set TAMMA_SYNC_ELSA_URL)")
-    if source is not None and source not in runner.services:
+    if source is not None and source not in mine:
         raise ApiError(404, f"Unknown source {source!r}")
-    return Triggered(triggered=runner.trigger(source))
+    assert runner is not None
+    return Triggered(triggered=runner.trigger([source] if source is not None else mine))
 
 
 @router.get("/sources/{source_id}/instances")
 async def source_instances(
     source_id: str,
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: WriteSync,
     after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_POSITIONS)] = 1000,
 ) -> InstancePositions:

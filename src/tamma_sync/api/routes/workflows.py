@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from tamma_sync.api.deps import StoreDep, TenantDep
+from tamma_sync.api.deps import DeleteWorkflows, ManageWorkflows, StoreDep, ViewWorkflows
 from tamma_sync.api.errors import not_found
 from tamma_sync.api.filters import sub_status_filter
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
@@ -42,7 +42,7 @@ MAX_PAGE_SIZE = 200
     responses={200: {"model": Definition, "description": "The definition existed: updated"}},
 )
 async def upsert_definition(
-    body: DefinitionIn, store: StoreDep, tenant: TenantDep, response: Response
+    body: DefinitionIn, store: StoreDep, tenant: ManageWorkflows, response: Response
 ) -> Definition:
     """Create (201) or update (200) a definition. Fields not sent keep their stored value."""
     [(definition, created)] = await store.upsert_definitions(tenant, [body])
@@ -52,13 +52,13 @@ async def upsert_definition(
 
 
 @router.get("/definitions", response_model_exclude_none=True)
-async def list_definitions(store: StoreDep, tenant: TenantDep) -> list[Definition]:
+async def list_definitions(store: StoreDep, tenant: ViewWorkflows) -> list[Definition]:
     """Every definition, as a bare array (ordered by id)."""
     return await store.list_definitions(tenant)
 
 
 @router.get("/definitions/{definition_id}", response_model_exclude_none=True)
-async def get_definition(definition_id: str, store: StoreDep, tenant: TenantDep) -> Definition:
+async def get_definition(definition_id: str, store: StoreDep, tenant: ViewWorkflows) -> Definition:
     definition = await store.get_definition(tenant, definition_id)
     if definition is None:
         raise not_found("Definition")
@@ -66,7 +66,7 @@ async def get_definition(definition_id: str, store: StoreDep, tenant: TenantDep)
 
 
 @router.post("/instances", status_code=status.HTTP_201_CREATED, response_model_exclude_none=True)
-async def create_instance(body: InstanceIn, store: StoreDep, tenant: TenantDep) -> Instance:
+async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkflows) -> Instance:
     """Create an instance (201). A caller-sent id is kept, and an instance already stored
     under it is replaced; an empty or missing id gets a UUID."""
     if not body.id:
@@ -77,7 +77,7 @@ async def create_instance(body: InstanceIn, store: StoreDep, tenant: TenantDep) 
 @router.get("/instances", response_model_exclude_none=True, response_model_by_alias=True)
 async def list_instances(
     store: StoreDep,
-    tenant: TenantDep,
+    tenant: ViewWorkflows,
     page: int | None = None,
     page_size: Annotated[int | None, Query(alias="pageSize")] = None,
     definition_id: Annotated[str | None, Query(alias="definitionId")] = None,
@@ -139,7 +139,7 @@ async def list_instances(
 
 
 @router.get("/instances/{instance_id}", response_model_exclude_none=True)
-async def get_instance(instance_id: str, store: StoreDep, tenant: TenantDep) -> Instance:
+async def get_instance(instance_id: str, store: StoreDep, tenant: ViewWorkflows) -> Instance:
     instance = await store.get_instance(tenant, instance_id)
     if instance is None:
         raise not_found("Instance")
@@ -152,7 +152,7 @@ async def get_instance(instance_id: str, store: StoreDep, tenant: TenantDep) -> 
     responses={404: {"description": "Instance not found"}},
 )
 async def update_instance(
-    instance_id: str, body: InstancePatch, store: StoreDep, tenant: TenantDep
+    instance_id: str, body: InstancePatch, store: StoreDep, tenant: ManageWorkflows
 ) -> Instance:
     """Update `status`, `subStatus`, `currentActivity`, `variables` (replaced, not merged),
     `updatedAt` and `finishedAt` of an instance; `id`, `definitionId` and the tenant never
@@ -169,7 +169,7 @@ async def update_instance(
     responses={404: {"description": "Instance not found"}},
 )
 async def cancel_instance(
-    instance_id: str, store: StoreDep, tenant: TenantDep
+    instance_id: str, store: StoreDep, tenant: ManageWorkflows
 ) -> CancelledInstance:
     """Mark an instance cancelled in the mirror (nothing is sent to ELSA)."""
     instance = await store.get_instance(tenant, instance_id)
@@ -187,7 +187,7 @@ async def cancel_instance(
 
 
 @router.delete("/instances/{instance_id}", responses={404: {"description": "Instance not found"}})
-async def delete_instance(instance_id: str, store: StoreDep, tenant: TenantDep) -> Ok:
+async def delete_instance(instance_id: str, store: StoreDep, tenant: DeleteWorkflows) -> Ok:
     if not await store.delete_instance(tenant, instance_id):
         raise not_found("Instance")
     return Ok()

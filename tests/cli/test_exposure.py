@@ -1,0 +1,60 @@
+"""Safe defaults: open on loopback only; on a network interface, keys or --insecure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.support.process import CLI, free_port, running_server
+
+
+def test_network_interface_without_keys_refuses_to_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env={**os.environ, "TAMMA_SYNC_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without API keys" in result.stderr
+    assert "--insecure" in result.stderr
+
+
+def test_insecure_serves_openly(tmp_path: Path) -> None:
+    env = {"TAMMA_SYNC_DATA_DIR": str(tmp_path)}
+    with running_server(env, tmp_path, "--host", "0.0.0.0", "--insecure") as (url, _):
+        assert httpx.get(f"{url}/api/workflows/instances").status_code == 200
+
+
+def test_with_a_key_it_serves_and_requires_it_without_logging_it(tmp_path: Path) -> None:
+    env = {**os.environ, "TAMMA_SYNC_DATA_DIR": str(tmp_path)}
+    created = subprocess.run(
+        [*CLI, "keys", "create", "--tenant", "acme", "--scopes", "workflows:view"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("tsk_")
+    with running_server({"TAMMA_SYNC_DATA_DIR": str(tmp_path)}, tmp_path, "--host", "0.0.0.0") as (
+        url,
+        process,
+    ):
+        assert httpx.get(f"{url}/api/workflows/instances").status_code == 401
+        authorized = httpx.get(
+            f"{url}/api/workflows/instances", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert authorized.status_code == 200
+    assert process.stderr is not None
+    listed = subprocess.run(
+        [*CLI, "keys", "list"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "tenant=acme" in listed.stdout
+    assert key not in listed.stdout, "keys are stored hashed and never shown again"

@@ -1,0 +1,111 @@
+"""Faults during a sync: PostgreSQL restarting, and the server killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tamma_sync.elsa import ElsaClient
+from tamma_sync.models import DEFAULT_TENANT_ID
+from tamma_sync.settings import SourceSettings
+from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
+from tamma_sync.store import Store
+from tamma_sync.sync import StoreSink, SyncOptions, SyncService
+from tests.feed.test_replicas import restart_command
+from tests.support.mirror import assert_mirror_equals
+from tests.support.process import running_server
+from tests.support.server import serve_in_thread
+
+T = DEFAULT_TENANT_ID
+
+
+async def test_postgres_restart_during_a_sync_converges(postgres_database_url: str) -> None:
+    restart = restart_command()
+    if restart is None:
+        pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster (the CI machine has both)")
+    simulator = ElsaSimulator(SimulatorConfig(seed=8, definitions=5, instances=3_000))
+    store = Store.from_url(postgres_database_url)
+    await store.migrate()
+    try:
+        with serve_in_thread(simulator.app) as elsa_url:
+            source = SourceSettings(id="elsa", url=elsa_url, poll_interval=0.1)
+            options = SyncOptions(page_size=100, reconcile_interval=0)
+            async with ElsaClient.from_settings(source, page_size=100) as client:
+                service = SyncService(source, client, StoreSink(store, T), options)
+                cycle = asyncio.create_task(service.run_cycle())
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(subprocess.run, restart, check=True, timeout=60)
+                interrupted = await cycle
+                simulator.step(100)
+                for _ in range(20):  # cycles until the database answers again
+                    report = await service.run_cycle()
+                    if report.error is None:
+                        break
+                    await asyncio.sleep(0.5)
+        assert interrupted.error is not None, "the restart hit the cycle"
+        assert report.error is None
+        await assert_mirror_equals(store, simulator, details=False)
+    finally:
+        await store.close()
+
+
+def test_server_killed_mid_initial_sync_resumes(database_url: str, tmp_path: Path) -> None:
+    simulator = ElsaSimulator(SimulatorConfig(seed=12, definitions=5, instances=2_500))
+    with serve_in_thread(simulator.app) as elsa_url:
+        env = {
+            "TAMMA_SYNC_DATABASE_URL": database_url,
+            "TAMMA_SYNC_ELSA_URL": elsa_url,
+            "TAMMA_SYNC_ELSA_API_KEY": ADMIN_API_KEY,
+            "TAMMA_SYNC_SYNC_PAGE_SIZE": "50",
+            "TAMMA_SYNC_SYNC_DETAILS": "all",
+            "TAMMA_SYNC_POLL_INTERVAL": "0.2",
+        }
+        with running_server(env, tmp_path) as (url, _):
+            _until(lambda: _mirrored(url) >= 300)
+        # SIGKILLed on leaving the block, in the middle of the initial sync.
+        partial = asyncio.run(_count(database_url))
+        assert partial < 2_500
+        simulator.step(30)
+        with running_server(env, tmp_path) as (url, _):
+            _until(
+                lambda: _phase(url) == "idle" and _mirrored(url) == len(simulator.instance_ids())
+            )
+        asyncio.run(_assert_equal(database_url, simulator))
+
+
+def _mirrored(url: str) -> int:
+    sources = httpx.get(f"{url}/api/sync/status").json()["sources"]
+    return int(sources[0]["counts"]["instances"]) if sources else 0
+
+
+def _phase(url: str) -> str | None:
+    sources = httpx.get(f"{url}/api/sync/status").json()["sources"]
+    return sources[0]["phase"] if sources else None
+
+
+def _until(condition: object, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not (callable(condition) and condition()):
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.1)
+
+
+async def _count(database_url: str) -> int:
+    store = Store.from_url(database_url)
+    try:
+        return (await store.source_counts(T)).get("elsa", {}).get("instances", 0)
+    finally:
+        await store.close()
+
+
+async def _assert_equal(database_url: str, simulator: ElsaSimulator) -> None:
+    store = Store.from_url(database_url)
+    try:
+        await assert_mirror_equals(store, simulator)
+    finally:
+        await store.close()

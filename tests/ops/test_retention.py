@@ -1,0 +1,83 @@
+"""Retention purges by age: tombstones, change log, engine events, and ended instances."""
+
+from __future__ import annotations
+
+import httpx
+
+from tamma_sync.models import (
+    DEFAULT_TENANT_ID,
+    DefinitionWrite,
+    EngineEventWrite,
+    EngineReport,
+    InstanceWrite,
+    now_ms,
+)
+from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
+from tests.support.sse import open_stream
+
+T = DEFAULT_TENANT_ID
+FUTURE = now_ms() + 60_000
+
+
+async def _seed(store: Store) -> None:
+    await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
+    await store.put_instances(
+        T,
+        [
+            InstanceWrite(id="done", definition_id="wf", status="completed", finished_at=1_000),
+            InstanceWrite(id="running", definition_id="wf", status="running"),
+            InstanceWrite(id="gone", definition_id="wf", status="running"),
+        ],
+    )
+    await store.delete_instance(T, "gone")
+    await store.put_engine(T, "e", EngineReport(state="IDLE"))
+    await store.add_engine_events(
+        T, "e", [EngineEventWrite(type="PR_CREATED")], keep=100, max_age_ms=10**12
+    )
+
+
+async def test_purge_everything_old_except_ended_instances_by_default(store: Store) -> None:
+    await _seed(store)
+    purged = await store.purge(
+        PurgeCutoffs(tombstones=FUTURE, changes=FUTURE, engine_events=FUTURE), batch=2
+    )
+    assert purged == {
+        "tombstoned definitions": 0,
+        "tombstoned instances": 1,
+        "changes": 5,
+        "engine events": 1,
+        "ended instances": 0,
+    }
+    assert await store.changes_after(0) == []
+    assert await store.first_seq() is None
+    ids = [i.id for i in (await store.list_instances(T, InstanceQuery())).items]
+    assert ids == ["done", "running"], "live instances are never purged by default"
+    # The purged tombstone is really gone: the id can be created afresh.
+    recreated = await store.create_instance(T, InstanceWrite(id="gone", definition_id="wf"))
+    assert recreated.revision == 1
+
+
+async def test_ended_instances_purged_when_asked(store: Store) -> None:
+    await _seed(store)
+    past = 0
+    purged = await store.purge(
+        PurgeCutoffs(tombstones=past, changes=past, engine_events=past, ended_instances=2_000)
+    )
+    assert purged["ended instances"] == 1
+    assert purged["changes"] == 0
+    ids = [i.id for i in (await store.list_instances(T, InstanceQuery())).items]
+    assert ids == ["running"]
+
+
+async def test_stream_resumed_from_purged_history_says_reset(store: Store, server_url: str) -> None:
+    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
+        for n in range(3):
+            await http.post("/api/workflows/instances", json={"id": f"i{n}", "definitionId": "wf"})
+        await store.purge(PurgeCutoffs(tombstones=0, changes=FUTURE, engine_events=0))
+        await http.post("/api/workflows/instances", json={"id": "after", "definitionId": "wf"})
+        async with open_stream(http, "/api/events", last_event_id="1") as stream:
+            reset = await stream.next_event()
+            kept = await stream.next_event()
+    assert reset.event == "reset"
+    assert reset.json()["reason"] == "history purged"
+    assert kept.json()["entityId"] == "after"

@@ -1,0 +1,106 @@
+"""What the dashboard tests share: a database with something in every panel, and a
+server that enforces API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tamma_sync.api import create_app
+from tamma_sync.models import DEFAULT_TENANT_ID, Scope
+from tamma_sync.settings import Settings
+from tamma_sync.store import Store
+from tests.support.server import serve_in_thread
+
+SYNC_ERROR = "ELSA answered 503 Service Unavailable for POST /elsa/api/workflow-instances"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    client: httpx.Client
+    error_at: int
+
+
+@dataclass(frozen=True)
+class Keyed:
+    url: str
+    key: str
+    """Every scope."""
+    view_only: str
+    """Only `workflows:view`: not enough for the dashboard."""
+
+
+async def _create_keys(database_url: str) -> tuple[str, str]:
+    store = Store.from_url(database_url)
+    try:
+        await store.migrate()
+        _, key = await store.create_api_key(DEFAULT_TENANT_ID, list(Scope), "web")
+        _, view_only = await store.create_api_key(DEFAULT_TENANT_ID, [Scope.WORKFLOWS_VIEW])
+    finally:
+        await store.close()
+    return key, view_only
+
+
+@pytest.fixture
+def keyed(settings: Settings) -> Iterator[Keyed]:
+    """A server whose database holds API keys, so that every API call needs one."""
+    key, view_only = asyncio.run(_create_keys(settings.resolved_database_url))
+    with serve_in_thread(create_app(settings)) as url:
+        yield Keyed(url=url, key=key, view_only=view_only)
+
+
+@pytest.fixture
+def seeded(client: httpx.Client) -> Seeded:
+    return seed(client)
+
+
+def seed(client: httpx.Client) -> Seeded:
+    """A failing ELSA source with a definition and instances, a Tamma engine with events."""
+    now = int(time.time() * 1000)
+    batch = {
+        "sourceId": "elsa-prod",
+        "definitions": [{"id": "mentorship", "name": "Tamma Autonomous Mentorship", "version": 3}],
+        "instances": [
+            {
+                "id": f"elsa-{n}",
+                "definitionId": "mentorship",
+                "status": "Running",
+                "subStatus": "Suspended",
+                "currentActivity": "await-review",
+                "createdAt": now - 60_000 + n,
+                "updatedAt": now - 30_000 + n,
+            }
+            for n in range(3)
+        ],
+        "state": {
+            "sourceId": "elsa-prod",
+            "phase": "error",
+            "url": "https://elsa.example.com",
+            "lastError": SYNC_ERROR,
+            "lastErrorAt": now - 5_000,
+            "pollIntervalSeconds": 30,
+        },
+    }
+    assert client.post("/api/sync/batch", json=batch).status_code == 200
+    engine = {
+        "name": "Tamma engine",
+        "kind": "tamma",
+        "version": "0.6.0",
+        "state": "AWAITING_APPROVAL",
+        "stats": {"issuesProcessed": 3, "startedAt": now - 3_600_000},
+        "heartbeatIntervalSeconds": 30,
+    }
+    assert client.put("/api/engines/seed-engine", json=engine).status_code == 201
+    event = {"type": "PR_CREATED", "issueNumber": 42, "data": {"prNumber": 77}}
+    assert client.post("/api/engines/seed-engine/events", json=[event]).status_code == 200
+    created = client.post(
+        "/api/workflows/instances",
+        json={"id": "legacy-1", "definitionId": "mentorship", "status": "pending"},
+    )
+    assert created.status_code == 201
+    return Seeded(client=client, error_at=now - 5_000)

@@ -1,0 +1,244 @@
+"""The dashboard in a real browser (Debian's chromium, headless, driven by Playwright)
+against a real server on loopback: live updates without reloads, resume after the
+server ends the stream, API keys, colours and the phone layout.
+
+Skipped when /usr/bin/chromium is missing, unless TAMMA_SYNC_REQUIRE_BROWSER=1 (CI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, Request, expect, sync_playwright
+
+from tamma_sync.api import create_app
+from tamma_sync.api.routes.web import page_data, render_page
+from tamma_sync.models import DEFAULT_TENANT_ID
+from tamma_sync.settings import Settings
+from tamma_sync.store import Store
+from tests.support.server import serve_in_thread
+from tests.web.conftest import SYNC_ERROR, Keyed, Seeded, seed
+
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER_ENV = "TAMMA_SYNC_REQUIRE_BROWSER"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Milliseconds for anything the page does on its own (a live change, a reconnect).
+LIVE_MS = 10_000
+#: dashboard.js polls every 5 s; a poll may have just happened, so allow one more.
+POLL_MS = 5_000 + LIVE_MS
+#: The sections the script re-renders from the API, and what the server rendered.
+SECTIONS = ["tiles", "sync-banners", "instances", "workflows", "sources", "engines", "events"]
+#: Each element as [tag, classes, other attributes, children]; <time>s vary with the clock.
+SHAPE_JS = """([html, ids]) => {
+  const shape = (node) => {
+    if (!node) return null;
+    if (node.nodeType === Node.TEXT_NODE) {
+      return node.textContent.replace(/\\s+/g, ' ').trim() || null;
+    }
+    if (node.nodeType !== Node.ELEMENT_NODE) return null;
+    if (node.tagName === 'TIME') return 'TIME';
+    const attrs = [...node.attributes].filter((a) => a.name !== 'class')
+      .map((a) => `${a.name}=${a.value}`);
+    const children = [...node.childNodes].map(shape).filter((x) => x);
+    return [node.tagName, [...node.classList].sort(), attrs.sort(), children];
+  };
+  const server = new DOMParser().parseFromString(html, 'text/html');
+  const both = (id) => [shape(server.getElementById(id)), shape(document.getElementById(id))];
+  return ids.flatMap((id) => [both(id), both(`${id}-empty`)]).filter(([s]) => s);
+}"""
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    """A fresh headless chromium profile; never a downloaded browser."""
+    if not CHROMIUM.exists():
+        if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
+            pytest.fail(f"{REQUIRE_BROWSER_ENV}=1 but {CHROMIUM} is missing")
+        pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package)")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "profile",
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1366, "height": 900},
+            timeout=30_000,
+        )
+        try:
+            browser_page = context.pages[0] if context.pages else context.new_page()
+            browser_page.set_default_timeout(LIVE_MS)
+            errors: list[str] = []
+            browser_page.on("pageerror", lambda error: errors.append(str(error)))
+            browser_page.on(
+                "console",
+                lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            yield browser_page
+            assert errors == [], "the script threw, or broke the page's CSP"
+        finally:
+            context.close()
+
+
+def instance_row(page: Page, instance_id: str) -> Locator:
+    return page.locator(f'#instances > li[data-id="{instance_id}"]')
+
+
+def test_changes_arrive_live_and_engines_after_a_poll(
+    seeded: Seeded, server_url: str, page: Page
+) -> None:
+    client = seeded.client
+    page.goto(server_url)
+    # What the server rendered, before any poll.
+    expect(page.locator("#sync-banners")).to_contain_text(SYNC_ERROR)
+    expect(page.locator('#engines > li[data-id="seed-engine"]')).to_contain_text("Tamma engine")
+    expect(page.locator("#workflows")).to_contain_text("Tamma Autonomous Mentorship")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    page.evaluate("window.notReloaded = true")
+
+    created = client.post(
+        "/api/workflows/instances",
+        json={"id": "live-1", "definitionId": "mentorship", "status": "Running"},
+    )
+    assert created.status_code == 201
+    first = page.locator("#instances > li").first
+    expect(first).to_have_attribute("data-id", "live-1", timeout=LIVE_MS)
+    expect(first.locator(".badge")).to_have_text("Executing")
+
+    client.put(
+        "/api/workflows/instances/live-1",
+        json={"status": "completed", "currentActivity": "complete-log"},
+    )
+    expect(first.locator(".badge")).to_have_text("Finished", timeout=LIVE_MS)
+    expect(first.locator(".activity")).to_have_text("complete-log")
+    expect(instance_row(page, "live-1")).to_have_count(1)
+
+    client.delete("/api/workflows/instances/elsa-0")
+    expect(instance_row(page, "elsa-0")).to_have_class(re.compile(r"\bdeleted\b"), timeout=LIVE_MS)
+    expect(page.locator("#instances > li").first).to_have_attribute("data-id", "elsa-0")
+
+    report = {"name": "Late engine", "state": "running", "heartbeatIntervalSeconds": 30}
+    assert client.put("/api/engines/late-engine", json=report).status_code == 201
+    late = page.locator('#engines > li[data-id="late-engine"]')
+    expect(late).to_contain_text("Late engine", timeout=POLL_MS)
+    expect(late).to_contain_text("online")
+    assert page.evaluate("window.notReloaded") is True, "no reload happened"
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scroll"
+
+
+def test_the_stream_resumes_with_last_event_id_after_the_server_ends_it(
+    settings: Settings, page: Page
+) -> None:
+    """With room for one change per subscriber, a batch of five overflows the stream: the
+    server ends it with `retry:`, and the page resumes from its last id, missing nothing."""
+    small = settings.model_copy(update={"sse_queue_size": 1})
+    with serve_in_thread(create_app(small)) as url, httpx.Client(base_url=url) as client:
+        streams: list[Request] = []
+        page.on("request", lambda r: streams.append(r) if "/api/events" in r.url else None)
+        page.goto(url)
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        client.post("/api/workflows/instances", json={"id": "first", "definitionId": "wf"})
+        expect(instance_row(page, "first")).to_have_count(1)
+        batch = {
+            "sourceId": "elsa",
+            "instances": [{"id": f"batch-{n}", "definitionId": "wf"} for n in range(5)],
+        }
+        assert client.post("/api/sync/batch", json=batch).status_code == 200
+        expect(page.locator("#instances > li[data-id^=batch-]")).to_have_count(5)
+        expect(page.locator("#instances > li").first).to_have_attribute("data-id", "batch-4")
+        resumed_from = [r.headers.get("last-event-id") for r in streams]
+        assert len(resumed_from) == 2, "the page reconnected once"
+        assert resumed_from[0] == "0", "the first stream resumes from the page's snapshot"
+        assert int(str(resumed_from[1])) > 0, "the second from the last change it received"
+
+
+def test_with_api_keys_the_page_asks_for_one_and_draws_what_the_server_would(
+    keyed: Keyed, settings: Settings, page: Page
+) -> None:
+    """Once keys exist the server sends the shell; the script, holding the key the user
+    gives it, draws what the server draws for an open server, and goes live."""
+    headers = {"Authorization": f"Bearer {keyed.key}"}
+    with httpx.Client(base_url=keyed.url, headers=headers, timeout=10) as client:
+        seed(client)
+        open_page = _render_with_data(settings, f"{keyed.url}/")
+        page.goto(keyed.url)
+        expect(page.locator("#key-message")).to_be_visible()
+        expect(page.locator("#key-form")).to_have_class("keyform alert")
+        expect(page.locator("#live")).to_have_attribute("data-state", "key")
+        expect(page.locator("#engines")).to_have_text("Loading…")
+
+        page.fill("#key-input", keyed.view_only)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("#key-scope")).to_contain_text("dashboard:view")
+        expect(page.locator("#key-message")).to_be_hidden()
+
+        page.fill("#key-input", keyed.key)
+        page.click("#key-form button[type=submit]")
+        expect(page.locator("#key-form")).to_be_hidden()
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        expect(page.locator("#instances > li")).to_have_count(4)
+        expect(page.locator('#engines > li[data-id="seed-engine"]')).to_be_visible()
+        assert page.evaluate("localStorage.getItem('tamma-sync.apiKey')") == keyed.key
+
+        for server_shape, script_shape in page.evaluate(SHAPE_JS, [open_page, SECTIONS]):
+            assert script_shape == server_shape
+
+        client.post("/api/workflows/instances", json={"id": "keyed", "definitionId": "x"})
+        expect(page.locator("#instances > li").first).to_have_attribute("data-id", "keyed")
+
+
+def _render_with_data(settings: Settings, base_url: str) -> str:
+    """The page as an open server renders it, from the same database (on a thread of its
+    own: Playwright's sync API runs an event loop on this one)."""
+
+    async def render() -> str:
+        store = Store.from_url(settings.resolved_database_url)
+        try:
+            return render_page(base_url, await page_data(store, DEFAULT_TENANT_ID))
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, render()).result(timeout=30)
+
+
+def test_status_colours_are_tammas_and_case_insensitive(server_url: str, page: Page) -> None:
+    page.goto(server_url)
+    groups = {
+        "green": ["completed", "SUCCEEDED", "Success", "Finished"],
+        "red": ["failed", "Error", "FAULTED"],
+        "blue": ["running", "Executing", "syncing"],
+        "yellow": ["paused", "AWAITING_APPROVAL", "Suspended"],
+        "grey": ["Unknown", "cancelled", "idle"],
+    }
+    colours = page.evaluate(
+        """(groups) => Object.fromEntries(Object.entries(groups).map(([tone, words]) =>
+          [tone, [...new Set(words.map((word) => {
+            const badge = document.createElement('span');
+            badge.className = 'badge';
+            badge.dataset.s = word;
+            document.body.append(badge);
+            const colour = getComputedStyle(badge).backgroundColor;
+            badge.remove();
+            return colour;
+          }))]]))""",
+        groups,
+    )
+    assert all(len(found) == 1 for found in colours.values()), colours
+    assert len({found[0] for found in colours.values()}) == len(groups), "five distinct tones"
