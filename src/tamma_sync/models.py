@@ -116,11 +116,26 @@ ELSA_TIMESTAMP_PATTERN: Final = (
 SubStatusField = Annotated[SubStatus, BeforeValidator(_parse_sub_status)]
 
 
+class InvalidWrite(ValueError):
+    """A write the store refuses, with the reason (the API answers 400)."""
+
+
+class UnstorableValue(InvalidWrite):
+    """A value JSON can carry but the store cannot keep: an integer beyond 64 bits, or a
+    string with an unpaired surrogate."""
+
+
+def dump_json(value: Any, *, sort_keys: bool = False) -> bytes:
+    """JSON as the store keeps it; UnstorableValue for what it cannot keep."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+    except TypeError as exc:
+        raise UnstorableValue(f"a value cannot be stored: {exc}") from exc
+
+
 def content_hash(content: dict[str, Any]) -> str:
     """A stable digest of an entity's content, used to skip writes that change nothing."""
-    return hashlib.blake2b(
-        orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
+    return hashlib.blake2b(dump_json(content, sort_keys=True), digest_size=16).hexdigest()
 
 
 class WireModel(BaseModel):

@@ -65,6 +65,10 @@ def test_bad_batch_is_400_and_writes_nothing(client: httpx.Client) -> None:
     response = client.post("/api/sync/batch", json=broken)
     assert response.status_code == 400
     assert "definitionId" in response.json()["error"]
+    nameless = {**BATCH, "definitions": [*BATCH["definitions"], {"id": "new-without-name"}]}
+    response = client.post("/api/sync/batch", json=nameless)
+    assert response.status_code == 400
+    assert "no name" in response.json()["error"]
     too_big = {"sourceId": "s", "deletedInstanceIds": [f"i{n}" for n in range(10_001)]}
     assert client.post("/api/sync/batch", json=too_big).status_code == 400
     assert client.get("/api/workflows/instances").json()["total"] == 0

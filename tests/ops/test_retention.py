@@ -16,7 +16,11 @@ from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
 from tests.support.sse import open_stream
 
 T = DEFAULT_TENANT_ID
-FUTURE = now_ms() + 60_000
+
+
+def _future() -> int:
+    """Later than anything the test writes (read when the test runs, not at import)."""
+    return now_ms() + 60_000
 
 
 async def _seed(store: Store) -> None:
@@ -38,8 +42,9 @@ async def _seed(store: Store) -> None:
 
 async def test_purge_everything_old_except_ended_instances_by_default(store: Store) -> None:
     await _seed(store)
+    future = _future()
     purged = await store.purge(
-        PurgeCutoffs(tombstones=FUTURE, changes=FUTURE, engine_events=FUTURE), batch=2
+        PurgeCutoffs(tombstones=future, changes=future, engine_events=future), batch=2
     )
     assert purged == {
         "tombstoned definitions": 0,
@@ -73,7 +78,7 @@ async def test_stream_resumed_from_purged_history_says_reset(store: Store, serve
     async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
         for n in range(3):
             await http.post("/api/workflows/instances", json={"id": f"i{n}", "definitionId": "wf"})
-        await store.purge(PurgeCutoffs(tombstones=0, changes=FUTURE, engine_events=0))
+        await store.purge(PurgeCutoffs(tombstones=0, changes=_future(), engine_events=0))
         await http.post("/api/workflows/instances", json={"id": "after", "definitionId": "wf"})
         async with open_stream(http, "/api/events", last_event_id="1") as stream:
             reset = await stream.next_event()

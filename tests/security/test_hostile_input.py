@@ -87,6 +87,23 @@ def test_out_of_range_values_are_400_and_never_500(
     assert client.get("/api/workflows/instances").json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "i", "definitionId": "wf", "variables": {"n": 587914811526639164753707008}}',
+        b'{"id": "i", "definitionId": "wf", "variables": {"s": "\\udb03x"}}',
+        b'{"id": "i", "definitionId": "wf", "variables": {"\\udb03": 1}}',
+    ],
+)
+def test_values_the_store_cannot_keep_are_400(client: httpx.Client, raw: bytes) -> None:
+    response = client.post(
+        "/api/workflows/instances", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "cannot be stored" in response.json()["error"]
+    assert client.get("/api/workflows/instances").json()["total"] == 0
+
+
 def test_page_and_batch_sizes_are_capped(client: httpx.Client) -> None:
     assert (
         client.get("/api/workflows/instances", params={"pageSize": 10**9}).json()["pageSize"] == 200

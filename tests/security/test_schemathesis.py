@@ -35,7 +35,7 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclud
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_responses_match_the_schema(
     case: schemathesis.Case[Any], api_url: str
 ) -> None:

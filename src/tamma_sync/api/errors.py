@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tamma_sync.models import InvalidWrite
 from tamma_sync.store import is_database_unavailable
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,13 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, body, dict(exc.headers) if exc.headers else None)
 
 
+async def _on_invalid_write(_request: Request, exc: Exception) -> JSONResponse:
+    return _error(400, {"error": str(exc)})
+
+
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StatementError) and isinstance(exc.orig, InvalidWrite):
+        return await _on_invalid_write(request, exc.orig)
     if is_database_unavailable(exc):
         log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
         return _error(
@@ -92,7 +99,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(DBAPIError, _on_database_error)
+    app.add_exception_handler(InvalidWrite, _on_invalid_write)
+    app.add_exception_handler(StatementError, _on_database_error)
     app.add_exception_handler(ConnectionError, _on_database_error)
     app.add_exception_handler(TimeoutError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -8,6 +8,7 @@ import binascii
 import orjson
 
 from tamma_sync.api.errors import ApiError
+from tamma_sync.models import MAX_EPOCH_MS
 from tamma_sync.store.store import OrderBy
 
 
@@ -26,7 +27,7 @@ def decode_cursor(cursor: str, order_by: OrderBy, descending: bool) -> tuple[int
         )
     except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError) as exc:
         raise ApiError(400, "cursor: not a cursor this server returned") from exc
-    if not (isinstance(value, int) and isinstance(last_id, str)):
+    if not (isinstance(value, int) and 0 <= value <= MAX_EPOCH_MS and isinstance(last_id, str)):
         raise ApiError(400, "cursor: not a cursor this server returned")
     if (made_for, made_descending) != (order_by, descending):
         raise ApiError(

@@ -85,6 +85,9 @@ class Readiness(WireModel):
     )
 
 
+#: Highest page number accepted: far beyond any real list, well within SQL's offsets.
+MAX_PAGE = 1_000_000_000
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input"},
     401: {"model": ErrorBody, "description": "No API key, or not a valid one"},

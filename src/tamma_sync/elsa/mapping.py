@@ -36,7 +36,7 @@ def definition_write(
     return DefinitionWrite(
         id=definition.definition_id,
         version_id=definition.id,
-        name=definition.name,
+        name=definition.name or definition.definition_id,
         description=definition.description,
         version=definition.version,
         activities=activities,

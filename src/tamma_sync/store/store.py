@@ -49,11 +49,13 @@ from tamma_sync.models import (
     Instance,
     InstancePatch,
     InstanceWrite,
+    InvalidWrite,
     Scope,
     SourceState,
     SubStatus,
     SyncBatch,
     content_hash,
+    dump_json,
     now_ms,
     sub_status_from_legacy,
 )
@@ -117,7 +119,7 @@ _DEFINITION_CONTENT = (
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return dump_json(value).decode()
 
 
 @dataclass(frozen=True)
@@ -1360,7 +1362,7 @@ def _merge_definition(
     """The row a definition write leads to: the write's fields over the stored ones."""
     given = write.model_dump(exclude_none=True, exclude={"id"})
     if live is None and "name" not in given:
-        raise ValueError(f"definition {write.id!r} is new and has no name")
+        raise InvalidWrite(f"definition {write.id!r} is new and has no name")
     base = {name: (live[name] if live is not None else None) for name in _DEFINITION_CONTENT}
     base["source_id"] = live["source_id"] if live is not None else None
     return {"tenant_id": tenant_id, "definition_id": write.id, **base, **given}

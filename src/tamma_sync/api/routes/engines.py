@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from tamma_sync.api.deps import ReportEngines, SettingsDep, StoreDep, ViewDashboard
 from tamma_sync.api.errors import ApiError, not_found
-from tamma_sync.api.schemas import ERROR_RESPONSES, EngineEventList, EventsAdded, Ok
+from tamma_sync.api.schemas import ERROR_RESPONSES, MAX_PAGE, EngineEventList, EventsAdded, Ok
 from tamma_sync.models import Engine, EngineEventWrite, EngineReport, EntityId
 
 router = APIRouter(prefix="/api/engines", tags=["engines"], responses=ERROR_RESPONSES)
@@ -86,7 +86,7 @@ async def list_events(
     engine_id: str,
     store: StoreDep,
     tenant: ViewDashboard,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_EVENTS_PAGE)] = 50,
 ) -> EngineEventList:
     """An engine's events, newest first."""

@@ -32,7 +32,9 @@ BACKFILL_PAGE = 500
 
 LastEventId = Annotated[
     int | None,
-    Header(alias="Last-Event-ID", ge=0, description="Resume after this event id (seq)."),
+    Header(
+        alias="Last-Event-ID", ge=0, le=2**63 - 1, description="Resume after this event id (seq)."
+    ),
 ]
 #: Turns one change into frames, and says whether the stream ends after them.
 Render = Callable[[Change], tuple[list[str], bool]]

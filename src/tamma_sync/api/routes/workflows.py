@@ -18,13 +18,21 @@ from tamma_sync.api.filters import sub_status_filter
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
+    MAX_PAGE,
     CancelledInstance,
     DefinitionIn,
     InstanceIn,
     InstanceList,
     Ok,
 )
-from tamma_sync.models import Definition, Instance, InstancePatch, SubStatus
+from tamma_sync.models import (
+    MAX_EPOCH_MS,
+    MAX_INT32,
+    Definition,
+    Instance,
+    InstancePatch,
+    SubStatus,
+)
 from tamma_sync.store import InstanceQuery
 
 log = logging.getLogger(__name__)
@@ -78,8 +86,8 @@ async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkf
 async def list_instances(
     store: StoreDep,
     tenant: ViewWorkflows,
-    page: int | None = None,
-    page_size: Annotated[int | None, Query(alias="pageSize")] = None,
+    page: Annotated[int | None, Query(le=MAX_PAGE)] = None,
+    page_size: Annotated[int | None, Query(alias="pageSize", le=MAX_INT32)] = None,
     definition_id: Annotated[str | None, Query(alias="definitionId")] = None,
     status_filter: Annotated[
         str | None,
@@ -92,7 +100,12 @@ async def list_instances(
     correlation_id: Annotated[str | None, Query(alias="correlationId")] = None,
     updated_since: Annotated[
         int | None,
-        Query(alias="updatedSince", ge=0, description="Epoch ms: only instances updated since."),
+        Query(
+            alias="updatedSince",
+            ge=0,
+            le=MAX_EPOCH_MS,
+            description="Epoch ms: only instances updated since.",
+        ),
     ] = None,
     order_by: Annotated[Literal["createdAt", "updatedAt"], Query(alias="orderBy")] = "createdAt",
     order_direction: Annotated[
