@@ -321,3 +321,25 @@ async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:
     for definition in ("a", "b", "c"):
         filtered = await store.list_instances(T, InstanceQuery(definition_id=definition))
         assert filtered.total == sum(expected.get(definition, {}).values())
+
+
+async def test_change_snapshots_are_the_instance_as_the_api_shows_it(store: Store) -> None:
+    full = instance(
+        "full",
+        status="Running",
+        sub_status=SubStatus.SUSPENDED,
+        current_activity="review",
+        variables={"a": [1, {"b": None}]},
+        correlation_id="c",
+        name="n",
+        incident_count=0,
+        definition_version=3,
+        definition_version_id="v3",
+        created_at=5,
+        updated_at=6,
+    )
+    for write in (full, instance("bare")):
+        await store.create_instance(T, write)
+        stored = await store.get_instance(T, write.id)
+        assert stored is not None
+        assert (await store.changes_after(0, entity_id=write.id))[-1].data == stored.to_wire()

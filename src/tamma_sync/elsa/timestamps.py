@@ -8,6 +8,7 @@ back would be up to 99 ns early or late, and rows would be skipped or re-read fo
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -42,19 +43,19 @@ class ElsaTimestamp:
         match = _ISO.fullmatch(text.strip())
         if match is None:
             raise ValueError(f"not an ISO-8601 timestamp: {text!r}")
-        part = match.groupdict()
-        try:
-            day = date(int(part["year"]), int(part["month"]), int(part["day"]))
-        except ValueError as exc:
-            raise ValueError(f"invalid date in timestamp {text!r}") from exc
-        hour, minute, second = int(part["hour"]), int(part["minute"]), int(part["second"])
-        if hour > 23 or minute > 59 or second > 59:
+        year, month, day, hour, minute, second, fraction, offset = match.groups()
+        hours, minutes, secs = int(hour), int(minute), int(second)
+        if hours > 23 or minutes > 59 or secs > 59:
             raise ValueError(f"invalid time of day in timestamp {text!r}")
-        fraction = int((part["fraction"] or "").ljust(7, "0"))
-        offset_minutes = _parse_offset(part["offset"], text)
-        seconds = (day.toordinal() - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
+        start = _day_start(year, month, day)
+        if start is None:
+            raise ValueError(f"invalid date in timestamp {text!r}")
+        seconds = start + hours * 3600 + minutes * 60 + secs
+        offset_minutes = _offset_minutes(offset)
+        if offset_minutes is None:
+            raise ValueError(f"invalid UTC offset in timestamp {text!r}")
         seconds -= offset_minutes * 60
-        return cls(seconds * TICKS_PER_SECOND + fraction)
+        return cls(seconds * TICKS_PER_SECOND + int((fraction or "").ljust(7, "0")))
 
     @classmethod
     def from_epoch_ms(cls, epoch_ms: int) -> ElsaTimestamp:
@@ -109,13 +110,25 @@ class ElsaTimestamp:
         )
 
 
-def _parse_offset(offset: str | None, text: str) -> int:
-    """The offset in minutes east of UTC."""
+@functools.lru_cache(maxsize=4096)
+def _day_start(year: str, month: str, day: str) -> int | None:
+    """Seconds from the epoch to the start of the day, None if there is no such day
+    (cached: a sync reads many timestamps of the same few days)."""
+    try:
+        ordinal = date(int(year), int(month), int(day)).toordinal()
+    except ValueError:
+        return None
+    return (ordinal - _EPOCH_ORDINAL) * 86_400
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_minutes(offset: str | None) -> int | None:
+    """The offset in minutes east of UTC; None if it is not a valid one."""
     if offset is None or offset in ("Z", "z"):
         return 0
     digits = offset[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:])
     total = hours * 60 + minutes
     if minutes > 59 or total > _MAX_OFFSET_MINUTES:
-        raise ValueError(f"invalid UTC offset in timestamp {text!r}")
+        return None
     return -total if offset[0] == "-" else total

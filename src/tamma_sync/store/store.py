@@ -80,8 +80,13 @@ WRITE_LOCK_KEY = 0x7A11A5C0
 #: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
 #: together do not race.
 MIGRATION_LOCK_KEY = 0x7A11A5C1
+_ID_ARRAY = postgresql.ARRAY(sa.String())
 #: API keys look like `tsk_<id>_<secret>`: the id finds the row, the secret is checked.
 API_KEY_PREFIX = "tsk_"
+#: Change-log columns a write supplies (`seq` is the database's).
+_CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
+#: Rows per executemany in bulk writes.
+BULK_CHUNK = 1_000
 #: Rows per statement when reading or writing in bulk (well under SQLite's variable limit).
 CHUNK = 500
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -147,6 +152,57 @@ class InstancePage:
     """Keyset position to continue from, or None when this page is the last."""
 
 
+class _BulkStatement:
+    """A compiled INSERT run through the driver's executemany with parameters built here:
+    SQLAlchemy's per-row parameter processing is most of a sync batch's cost otherwise.
+    JSON columns are serialized with the store's own `dump_json`."""
+
+    def __init__(self, compiled: sa.Compiled, table: sa.Table) -> None:
+        self._sql = str(compiled)
+        names = compiled.positiontup or []  # type: ignore[attr-defined]
+        json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
+        self._order = [(name, name in json_columns) for name in names]
+
+    async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        for chunk in _chunks(list(rows), BULK_CHUNK):
+            await conn.exec_driver_sql(
+                self._sql,
+                [
+                    tuple(
+                        (_json_dumps(row[name]) if row[name] is not None else None)
+                        if is_json
+                        else row[name]
+                        for name, is_json in self._order
+                    )
+                    for row in chunk
+                ],
+            )
+
+
+class _TableStats:
+    """Rows this process added per table since it last had PostgreSQL ANALYZE it."""
+
+    #: ANALYZE once a table grew by this share of the size it had at the last ANALYZE…
+    GROWTH = 0.2
+    #: …and by at least this many rows.
+    MIN_ROWS = 5_000
+
+    def __init__(self) -> None:
+        self._added: collections.Counter[str] = collections.Counter()
+        self._size_at_last: dict[str, int] = {}
+
+    def grown_enough(self, inserted: collections.Counter[str]) -> list[str]:
+        due: list[str] = []
+        for table, rows in inserted.items():
+            self._added[table] += rows
+            size = self._size_at_last.get(table, 0)
+            if self._added[table] >= max(self.MIN_ROWS, size * self.GROWTH):
+                self._size_at_last[table] = size + self._added[table]
+                self._added[table] = 0
+                due.append(table)
+        return due
+
+
 @dataclass(frozen=True)
 class PurgeCutoffs:
     """Epoch-ms cutoffs: rows older than these are purged (`ended_instances`: off if None)."""
@@ -183,6 +239,8 @@ class _Tx:
     count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
         default_factory=collections.Counter
     )
+    inserted: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Rows added per table, for planner statistics."""
 
     def count(self, tenant_id: str, row: Mapping[str, Any], delta: int) -> None:
         """Move the live-instance count of `row`'s (source, definition, sub-status)."""
@@ -224,6 +282,10 @@ class Store:
         self._write_lock = asyncio.Lock()
         self._commit_listeners: list[CommitListener] = []
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        self._stats = _TableStats()
+        self._bulk_statements: dict[
+            tuple[str, tuple[str, ...], tuple[str, ...]], _BulkStatement
+        ] = {}
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Store:
@@ -301,10 +363,14 @@ class Store:
                 yield tx
                 await self._apply_count_deltas(tx)
                 if tx.pending_changes:
-                    result = await write_conn.execute(
-                        changes.insert().returning(changes.c.seq), tx.pending_changes
+                    await self._bulk_statement(changes, _CHANGE_COLUMNS).run(
+                        write_conn, tx.pending_changes
                     )
-                    last_seq = max(result.scalars().all())
+                    # Writers are serialized: the newest seq is this transaction's.
+                    last_seq = (
+                        await write_conn.execute(sa.select(sa.func.max(changes.c.seq)))
+                    ).scalar_one()
+                    tx.inserted["changes"] += len(tx.pending_changes)
                     if not self.is_sqlite:  # delivered to every listener at commit
                         await write_conn.execute(
                             sa.select(sa.func.pg_notify(CHANGES_CHANNEL, str(last_seq)))
@@ -312,6 +378,17 @@ class Store:
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
+        if not self.is_sqlite:
+            await self._refresh_stats(tx.inserted)
+
+    async def _refresh_stats(self, inserted: collections.Counter[str]) -> None:
+        """ANALYZE tables that grew a lot since this process last did: during an initial
+        sync the planner's row estimates go stale fast (and autovacuum may be off or slow),
+        and a stale estimate turns the key lookups of every batch into table scans."""
+        for table in self._stats.grown_enough(inserted):
+            async with self._engine.connect() as conn:
+                await conn.execute(sa.text(f"ANALYZE {table}"))
+                await conn.commit()
 
     async def _apply_count_deltas(self, tx: _Tx) -> None:
         rows = [
@@ -492,7 +569,8 @@ class Store:
     ) -> tuple[list[Instance], WriteResult]:
         """Create or replace whole instances; unchanged ones are left exactly as they were."""
         async with self._writing() as tx:
-            return await self._put_instances(tx, tenant_id, writes)
+            rows, result = await self._put_instances(tx, tenant_id, writes)
+        return [_instance(row) for row in rows], result
 
     async def create_instance(self, tenant_id: str, write: InstanceWrite) -> Instance:
         """Create an instance, or replace the one stored under the same id (compatible POST)."""
@@ -516,8 +594,8 @@ class Store:
                 == row["content_hash"]
             ):
                 return current
-            stored, _ = await self._put_instances(tx, tenant_id, [write])
-            return stored[0]
+            [stored], _ = await self._put_instances(tx, tenant_id, [write])
+            return _instance(stored)
 
     async def get_instance(self, tenant_id: str, instance_id: str) -> Instance | None:
         async with self._reading() as conn:
@@ -616,29 +694,36 @@ class Store:
         return conditions
 
     async def _put_instances(
-        self, tx: _Tx, tenant_id: str, writes: Sequence[InstanceWrite]
-    ) -> tuple[list[Instance], WriteResult]:
+        self,
+        tx: _Tx,
+        tenant_id: str,
+        writes: Sequence[InstanceWrite],
+        source_id: str | None = None,
+    ) -> tuple[list[dict[str, Any]], WriteResult]:
+        """Write what changed; returns every instance's stored row (changed or not).
+        `source_id`, when given, tags every row with it (a sync batch's source)."""
         result = WriteResult()
         existing = await self._select_by_ids(
             tx.conn, instances, instances.c.id, tenant_id, [w.id for w in writes]
         )
-        stored: list[Instance] = []
+        stored: list[dict[str, Any]] = []
         to_write: dict[str, dict[str, Any]] = {}
         for write in writes:
             old = existing.get(write.id)
             live = old if old is not None and old["deleted_at"] is None else None
-            row = _merge_instance(tenant_id, write, live, tx.now)
+            row = _merge_instance(tenant_id, write, live, tx.now, source_id)
             if live is not None and live["content_hash"] == row["content_hash"]:
-                stored.append(_instance(live))
+                stored.append(live)
                 result.unchanged += 1
                 continue
             row["revision"] = (old["revision"] + 1) if old is not None else 1
             if live is not None:
                 tx.count(tenant_id, live, -1)
+            elif old is None:
+                tx.inserted["instances"] += 1
             tx.count(tenant_id, row, +1)
             existing[write.id] = to_write[write.id] = row
-            instance = _instance(row)
-            stored.append(instance)
+            stored.append(row)
             op = ChangeOp.UPDATE if live is not None else ChangeOp.CREATE
             if live is not None:
                 result.updated += 1
@@ -650,8 +735,8 @@ class Store:
                 write.id,
                 op,
                 row["revision"],
-                instance.to_wire(),
-                definition_id=instance.definition_id,
+                _instance_wire(row),
+                definition_id=row["definition_id"],
                 sub_status=row["sub_status"],
             )
         await self._upsert_rows(tx.conn, instances, ["tenant_id", "id"], list(to_write.values()))
@@ -682,7 +767,7 @@ class Store:
                 row["id"],
                 ChangeOp.DELETE,
                 row["revision"] + 1,
-                _instance(row).to_wire(),
+                _instance_wire(row),
                 definition_id=row["definition_id"],
                 sub_status=row["sub_status"],
             )
@@ -729,10 +814,7 @@ class Store:
                 _, written = await self._upsert_definitions(tx, tenant_id, tagged)
                 result.add(written)
             if batch.instances:
-                tagged_instances = [
-                    i.model_copy(update={"source_id": source_id}) for i in batch.instances
-                ]
-                _, written = await self._put_instances(tx, tenant_id, tagged_instances)
+                _, written = await self._put_instances(tx, tenant_id, batch.instances, source_id)
                 result.add(written)
             if batch.deleted_instance_ids:
                 result.add(
@@ -1210,19 +1292,27 @@ class Store:
 
     # -- shared helpers --------------------------------------------------------------------
 
-    @staticmethod
     async def _select_by_ids(
+        self,
         conn: AsyncConnection,
         table: sa.Table,
         id_column: sa.Column[str],
         tenant_id: str,
         ids: Sequence[str],
     ) -> dict[str, dict[str, Any]]:
-        """Stored rows (live or tombstoned) by id, for the ids that exist."""
+        """Stored rows (live or tombstoned) by id, for the ids that exist.
+
+        PostgreSQL gets the ids as one array parameter: one statement for any number of
+        ids, planned once, instead of a list of hundreds of parameters."""
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(dict.fromkeys(ids))):
+            matches = (
+                id_column.in_(chunk)
+                if self.is_sqlite
+                else id_column == sa.any_(sa.bindparam("ids", chunk, type_=_ID_ARRAY))
+            )
             rows = await conn.execute(
-                sa.select(table).where(table.c.tenant_id == tenant_id, id_column.in_(chunk))
+                sa.select(table).where(table.c.tenant_id == tenant_id, matches)
             )
             for row in rows.mappings():
                 found[row[id_column.name]] = dict(row)
@@ -1236,17 +1326,29 @@ class Store:
         rows: list[dict[str, Any]],
     ) -> None:
         """Insert rows, overwriting every column of those whose key already exists."""
-        for chunk in _chunks(rows):
-            statement = self._insert(table)
-            statement = statement.on_conflict_do_update(
-                index_elements=key,
-                set_={
-                    column.name: statement.excluded[column.name]
-                    for column in table.columns
-                    if column.name not in key
-                },
-            )
-            await conn.execute(statement, chunk)
+        statement = self._bulk_statement(table, [column.name for column in table.columns], key)
+        await statement.run(conn, rows)
+
+    def _bulk_statement(
+        self, table: sa.Table, columns: list[str], conflict_key: list[str] | None = None
+    ) -> _BulkStatement:
+        """An INSERT of `columns` (an upsert on `conflict_key`), compiled once."""
+        cache_key = (table.name, tuple(columns), tuple(conflict_key or ()))
+        found = self._bulk_statements.get(cache_key)
+        if found is None:
+            statement = self._insert(table).values({name: sa.bindparam(name) for name in columns})
+            if conflict_key is not None:
+                statement = statement.on_conflict_do_update(
+                    index_elements=conflict_key,
+                    set_={
+                        name: statement.excluded[name]
+                        for name in columns
+                        if name not in conflict_key
+                    },
+                )
+            found = _BulkStatement(statement.compile(dialect=self._engine.dialect), table)
+            self._bulk_statements[cache_key] = found
+        return found
 
 
 class Leadership(Protocol):
@@ -1369,7 +1471,11 @@ def _merge_definition(
 
 
 def _merge_instance(
-    tenant_id: str, write: InstanceWrite, live: dict[str, Any] | None, now: int
+    tenant_id: str,
+    write: InstanceWrite,
+    live: dict[str, Any] | None,
+    now: int,
+    source_id: str | None = None,
 ) -> dict[str, Any]:
     """The row an instance write leads to, with its content hash.
 
@@ -1404,7 +1510,7 @@ def _merge_instance(
         "created_at": write.created_at or (live["created_at"] if live is not None else now),
         "updated_at": write.updated_at or now,
         "finished_at": finished_at,
-        "source_id": write.source_id,
+        "source_id": source_id if source_id is not None else write.source_id,
         "deleted_at": None,
     }
     row["content_hash"] = content_hash({k: row[k] for k in _INSTANCE_CONTENT})
@@ -1417,6 +1523,16 @@ def _definition(row: sa.RowMapping | dict[str, Any]) -> Definition:
 
 def _instance(row: sa.RowMapping | dict[str, Any]) -> Instance:
     return Instance.model_validate(dict(row))
+
+
+#: Instance field → wire key, to write change-log snapshots without building models.
+_INSTANCE_WIRE_KEYS = {name: field.alias or name for name, field in Instance.model_fields.items()}
+
+
+def _instance_wire(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`Instance.model_validate(row).to_wire()`, without the model: the change log gets one
+    snapshot per written row, so this is on the hot path of every sync batch."""
+    return {key: row[name] for name, key in _INSTANCE_WIRE_KEYS.items() if row[name] is not None}
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -320,11 +320,14 @@ class SyncService:
         ELSA deleted meanwhile (404 on details) come back as ids to delete."""
         writes: list[InstanceWrite] = []
         gone: list[str] = []
+        detailed: list[InstanceSummary] = []
+        for row in rows:
+            if self._wants_details(row):
+                detailed.append(row)
+            else:
+                self._keep(report, writes, row.id, functools.partial(instance_write, row))
 
         async def one(row: InstanceSummary) -> None:
-            if not self._wants_details(row):
-                self._keep(report, writes, row.id, lambda: instance_write(row))
-                return
             async with self._details_slots:
                 try:
                     detail = await self._client.get_instance(row.id)
@@ -336,7 +339,7 @@ class SyncService:
             self._state.counters.details_fetched += 1
             self._keep(report, writes, row.id, lambda: instance_write(detail, variables=variables))
 
-        await asyncio.gather(*(one(row) for row in rows))
+        await asyncio.gather(*(one(row) for row in detailed))
         return writes, gone
 
     def _keep(
