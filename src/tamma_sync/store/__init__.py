@@ -1,9 +1,9 @@
 """Durable storage: the only package that speaks SQL."""
 
+from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.store import (
     InstancePage,
     InstanceQuery,
-    Leadership,
     PurgeCutoffs,
     Store,
     WriteResult,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import logging
@@ -22,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
@@ -49,17 +47,26 @@ from tamma_sync.models import (
     Instance,
     InstancePatch,
     InstanceWrite,
-    InvalidWrite,
     Scope,
     SourceState,
     SubStatus,
     SyncBatch,
     content_hash,
-    dump_json,
     now_ms,
-    sub_status_from_legacy,
 )
 from tamma_sync.store import migrations
+from tamma_sync.store.bulk import BulkStatement, TableStats
+from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
+from tamma_sync.store.rows import (
+    DEFINITION_CONTENT,
+    chunks,
+    definition_of,
+    instance_of,
+    instance_wire,
+    json_text,
+    merge_definition,
+    merge_instance,
+)
 from tamma_sync.store.tables import (
     api_keys,
     changes,
@@ -85,46 +92,10 @@ _ID_ARRAY = postgresql.ARRAY(sa.String())
 API_KEY_PREFIX = "tsk_"
 #: Change-log columns a write supplies (`seq` is the database's).
 _CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
-#: Rows per executemany in bulk writes.
-BULK_CHUNK = 1_000
-#: Rows per statement when reading or writing in bulk (well under SQLite's variable limit).
-CHUNK = 500
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 CommitListener = Callable[[int], None]
-_T = TypeVar("_T")
 OrderBy = Literal["createdAt", "updatedAt"]
-
-_INSTANCE_CONTENT = (
-    "definition_id",
-    "status",
-    "sub_status",
-    "current_activity",
-    "variables",
-    "correlation_id",
-    "name",
-    "incident_count",
-    "definition_version",
-    "definition_version_id",
-    "created_at",
-    "updated_at",
-    "finished_at",
-)
-_DEFINITION_CONTENT = (
-    "name",
-    "version",
-    "description",
-    "activities",
-    "variables",
-    "version_id",
-    "is_published",
-    "is_latest",
-    "created_at",
-)
-
-
-def _json_dumps(value: Any) -> str:
-    return dump_json(value).decode()
 
 
 @dataclass(frozen=True)
@@ -150,57 +121,6 @@ class InstancePage:
     total: int | None
     next_after: tuple[int, str] | None
     """Keyset position to continue from, or None when this page is the last."""
-
-
-class _BulkStatement:
-    """A compiled INSERT run through the driver's executemany with parameters built here:
-    SQLAlchemy's per-row parameter processing is most of a sync batch's cost otherwise.
-    JSON columns are serialized with the store's own `dump_json`."""
-
-    def __init__(self, compiled: sa.Compiled, table: sa.Table) -> None:
-        self._sql = str(compiled)
-        names = compiled.positiontup or []  # type: ignore[attr-defined]
-        json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
-        self._order = [(name, name in json_columns) for name in names]
-
-    async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        for chunk in _chunks(list(rows), BULK_CHUNK):
-            await conn.exec_driver_sql(
-                self._sql,
-                [
-                    tuple(
-                        (_json_dumps(row[name]) if row[name] is not None else None)
-                        if is_json
-                        else row[name]
-                        for name, is_json in self._order
-                    )
-                    for row in chunk
-                ],
-            )
-
-
-class _TableStats:
-    """Rows this process added per table since it last had PostgreSQL ANALYZE it."""
-
-    #: ANALYZE once a table grew by this share of the size it had at the last ANALYZE…
-    GROWTH = 0.2
-    #: …and by at least this many rows.
-    MIN_ROWS = 5_000
-
-    def __init__(self) -> None:
-        self._added: collections.Counter[str] = collections.Counter()
-        self._size_at_last: dict[str, int] = {}
-
-    def grown_enough(self, inserted: collections.Counter[str]) -> list[str]:
-        due: list[str] = []
-        for table, rows in inserted.items():
-            self._added[table] += rows
-            size = self._size_at_last.get(table, 0)
-            if self._added[table] >= max(self.MIN_ROWS, size * self.GROWTH):
-                self._size_at_last[table] = size + self._added[table]
-                self._added[table] = 0
-                due.append(table)
-        return due
 
 
 @dataclass(frozen=True)
@@ -282,9 +202,9 @@ class Store:
         self._write_lock = asyncio.Lock()
         self._commit_listeners: list[CommitListener] = []
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
-        self._stats = _TableStats()
+        self._stats = TableStats()
         self._bulk_statements: dict[
-            tuple[str, tuple[str, ...], tuple[str, ...]], _BulkStatement
+            tuple[str, tuple[str, ...], tuple[str, ...]], BulkStatement
         ] = {}
 
     @classmethod
@@ -292,7 +212,7 @@ class Store:
         """Open (lazily) the database at an async SQLAlchemy URL."""
         parsed = make_url(url)
         options: dict[str, Any] = {
-            "json_serializer": _json_dumps,
+            "json_serializer": json_text,
             "json_deserializer": orjson.loads,
         }
         if parsed.get_backend_name() == "sqlite":
@@ -402,7 +322,7 @@ class Store:
             for (tenant_id, source_id, definition_id, sub_status), delta in tx.count_deltas.items()
             if delta
         ]
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows):
             statement = self._insert(instance_counts)
             statement = statement.on_conflict_do_update(
                 index_elements=["tenant_id", "source_id", "definition_id", "sub_status"],
@@ -442,17 +362,17 @@ class Store:
         for write in writes:
             old = existing.get(write.id)
             live = old is not None and old["deleted_at"] is None
-            row = _merge_definition(tenant_id, write, old if live else None)
-            row["content_hash"] = content_hash({k: row[k] for k in _DEFINITION_CONTENT})
+            row = merge_definition(tenant_id, write, old if live else None)
+            row["content_hash"] = content_hash({k: row[k] for k in DEFINITION_CONTENT})
             if live and old is not None and old["content_hash"] == row["content_hash"]:
-                stored.append((_definition(old), False))
+                stored.append((definition_of(old), False))
                 result.unchanged += 1
                 continue
             row["revision"] = (old["revision"] + 1) if old is not None else 1
             row["synced_at"] = tx.now
             row["deleted_at"] = None
             existing[write.id] = to_write[write.id] = row
-            definition = _definition(row)
+            definition = definition_of(row)
             tx.record(
                 tenant_id,
                 EntityKind.DEFINITION,
@@ -487,7 +407,7 @@ class Store:
                 .mappings()
                 .first()
             )
-        return _definition(row) if row is not None else None
+        return definition_of(row) if row is not None else None
 
     async def list_definitions(self, tenant_id: str) -> list[Definition]:
         """Every live definition of a tenant, ordered by id."""
@@ -499,7 +419,7 @@ class Store:
                     .order_by(definitions.c.definition_id)
                 )
             ).mappings()
-            return [_definition(row) for row in rows]
+            return [definition_of(row) for row in rows]
 
     async def delete_definitions(
         self, tenant_id: str, definition_ids: Sequence[str]
@@ -528,7 +448,7 @@ class Store:
         }
         if not live:
             return result
-        for chunk in _chunks(list(live)):
+        for chunk in chunks(list(live)):
             orphan_ids = (
                 (
                     await tx.conn.execute(
@@ -550,10 +470,10 @@ class Store:
                 definition_id,
                 ChangeOp.DELETE,
                 row["revision"] + 1,
-                _definition(row).to_wire(),
+                definition_of(row).to_wire(),
                 definition_id=definition_id,
             )
-        for chunk in _chunks(list(live)):
+        for chunk in chunks(list(live)):
             await tx.conn.execute(
                 definitions.update()
                 .where(definitions.c.tenant_id == tenant_id, definitions.c.definition_id.in_(chunk))
@@ -570,7 +490,7 @@ class Store:
         """Create or replace whole instances; unchanged ones are left exactly as they were."""
         async with self._writing() as tx:
             rows, result = await self._put_instances(tx, tenant_id, writes)
-        return [_instance(row) for row in rows], result
+        return [instance_of(row) for row in rows], result
 
     async def create_instance(self, tenant_id: str, write: InstanceWrite) -> Instance:
         """Create an instance, or replace the one stored under the same id (compatible POST)."""
@@ -585,22 +505,22 @@ class Store:
             row = await self._live_instance_row(tx.conn, tenant_id, instance_id)
             if row is None:
                 return None
-            current = _instance(row)
+            current = instance_of(row)
             write = patch.apply_to(current)
             # A PUT that only moves updatedAt (the .NET sync's every cycle) is no change.
             probe = write.model_copy(update={"updated_at": current.updated_at})
             if (
-                _merge_instance(tenant_id, probe, dict(row), tx.now)["content_hash"]
+                merge_instance(tenant_id, probe, dict(row), tx.now)["content_hash"]
                 == row["content_hash"]
             ):
                 return current
             [stored], _ = await self._put_instances(tx, tenant_id, [write])
-            return _instance(stored)
+            return instance_of(stored)
 
     async def get_instance(self, tenant_id: str, instance_id: str) -> Instance | None:
         async with self._reading() as conn:
             row = await self._live_instance_row(conn, tenant_id, instance_id)
-        return _instance(row) if row is not None else None
+        return instance_of(row) if row is not None else None
 
     async def delete_instance(self, tenant_id: str, instance_id: str) -> bool:
         """Tombstone one instance; False when there is no live instance with that id."""
@@ -645,7 +565,7 @@ class Store:
             total = (
                 await self._count_instances(conn, tenant_id, query) if query.with_total else None
             )
-        items = [_instance(row) for row in rows[: query.limit]]
+        items = [instance_of(row) for row in rows[: query.limit]]
         next_after = None
         if len(rows) > query.limit and items:
             last = items[-1]
@@ -711,7 +631,7 @@ class Store:
         for write in writes:
             old = existing.get(write.id)
             live = old if old is not None and old["deleted_at"] is None else None
-            row = _merge_instance(tenant_id, write, live, tx.now, source_id)
+            row = merge_instance(tenant_id, write, live, tx.now, source_id)
             if live is not None and live["content_hash"] == row["content_hash"]:
                 stored.append(live)
                 result.unchanged += 1
@@ -735,7 +655,7 @@ class Store:
                 write.id,
                 op,
                 row["revision"],
-                _instance_wire(row),
+                instance_wire(row),
                 definition_id=row["definition_id"],
                 sub_status=row["sub_status"],
             )
@@ -767,11 +687,11 @@ class Store:
                 row["id"],
                 ChangeOp.DELETE,
                 row["revision"] + 1,
-                _instance_wire(row),
+                instance_wire(row),
                 definition_id=row["definition_id"],
                 sub_status=row["sub_status"],
             )
-        for chunk in _chunks([row["id"] for row in live]):
+        for chunk in chunks([row["id"] for row in live]):
             await tx.conn.execute(
                 instances.update()
                 .where(instances.c.tenant_id == tenant_id, instances.c.id.in_(chunk))
@@ -926,8 +846,8 @@ class Store:
         the database. Returns None when another process leads.
         """
         if self.is_sqlite:
-            return _FileLeadership.acquire(self._engine.url.database, name)
-        return await _AdvisoryLeadership.acquire(self._engine, name)
+            return FileLeadership.acquire(self._engine.url.database, name)
+        return await AdvisoryLeadership.acquire(self._engine, name)
 
     # -- engines ---------------------------------------------------------------------------
 
@@ -1044,7 +964,7 @@ class Store:
                 if (event.timestamp or tx.now) >= oldest_kept
             ]
             added = 0
-            for chunk in _chunks(rows):
+            for chunk in chunks(rows):
                 statement = (
                     self._insert(engine_events)
                     .on_conflict_do_nothing(index_elements=["tenant_id", "engine_id", "id"])
@@ -1305,7 +1225,7 @@ class Store:
         PostgreSQL gets the ids as one array parameter: one statement for any number of
         ids, planned once, instead of a list of hundreds of parameters."""
         found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(list(dict.fromkeys(ids))):
+        for chunk in chunks(list(dict.fromkeys(ids))):
             matches = (
                 id_column.in_(chunk)
                 if self.is_sqlite
@@ -1331,7 +1251,7 @@ class Store:
 
     def _bulk_statement(
         self, table: sa.Table, columns: list[str], conflict_key: list[str] | None = None
-    ) -> _BulkStatement:
+    ) -> BulkStatement:
         """An INSERT of `columns` (an upsert on `conflict_key`), compiled once."""
         cache_key = (table.name, tuple(columns), tuple(conflict_key or ()))
         found = self._bulk_statements.get(cache_key)
@@ -1346,100 +1266,9 @@ class Store:
                         if name not in conflict_key
                     },
                 )
-            found = _BulkStatement(statement.compile(dialect=self._engine.dialect), table)
+            found = BulkStatement(statement.compile(dialect=self._engine.dialect), table)
             self._bulk_statements[cache_key] = found
         return found
-
-
-class Leadership(Protocol):
-    """Held while this process is the one doing a job that must run once (see Store.lead)."""
-
-    async def still_held(self) -> bool: ...
-
-    async def release(self) -> None: ...
-
-
-def _lock_key(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
-
-
-class _AdvisoryLeadership:
-    """A PostgreSQL session advisory lock on a connection of its own (autocommit, so no
-    transaction stays open); lost, and reported as lost, if that connection dies."""
-
-    def __init__(self, conn: AsyncConnection, key: int) -> None:
-        self._conn = conn
-        self._key = key
-        self._held = True
-
-    @classmethod
-    async def acquire(cls, engine: AsyncEngine, name: str) -> _AdvisoryLeadership | None:
-        key = _lock_key(name)
-        conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            got = (
-                await conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
-            ).scalar()
-        except BaseException:
-            await conn.close()
-            raise
-        if not got:
-            await conn.close()
-            return None
-        return cls(conn, key)
-
-    async def still_held(self) -> bool:
-        if self._held:
-            try:
-                await self._conn.execute(sa.text("SELECT 1"))
-            except (DBAPIError, OSError):
-                await self._drop()
-        return self._held
-
-    async def release(self) -> None:
-        if self._held:
-            # If the session is gone, so is its lock.
-            with contextlib.suppress(DBAPIError, OSError):
-                await self._conn.execute(
-                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
-                )
-            await self._drop()
-
-    async def _drop(self) -> None:
-        self._held = False
-        try:
-            await self._conn.close()
-        except (DBAPIError, OSError):
-            log.debug("closing a dead leadership connection failed", exc_info=True)
-
-
-class _FileLeadership:
-    """An exclusive `flock` on a file beside the SQLite database; the OS releases it when
-    the process dies."""
-
-    def __init__(self, handle: IO[str] | None) -> None:
-        self._handle = handle
-
-    @classmethod
-    def acquire(cls, database: str | None, name: str) -> _FileLeadership | None:
-        if not database or database == ":memory:":
-            return cls(None)  # a private in-memory database has no other process
-        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        handle = Path(f"{database}.{safe_name}.lock").open("a")  # noqa: SIM115 (held open)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return cls(handle)
-
-    async def still_held(self) -> bool:
-        return self._handle is None or not self._handle.closed
-
-    async def release(self) -> None:
-        if self._handle is not None and not self._handle.closed:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
 
 
 def _secret_hash(secret: str) -> str:
@@ -1451,88 +1280,6 @@ def is_database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-def _chunks(items: list[_T], size: int = CHUNK) -> Iterable[list[_T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _merge_definition(
-    tenant_id: str, write: DefinitionWrite, live: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The row a definition write leads to: the write's fields over the stored ones."""
-    given = write.model_dump(exclude_none=True, exclude={"id"})
-    if live is None and "name" not in given:
-        raise InvalidWrite(f"definition {write.id!r} is new and has no name")
-    base = {name: (live[name] if live is not None else None) for name in _DEFINITION_CONTENT}
-    base["source_id"] = live["source_id"] if live is not None else None
-    return {"tenant_id": tenant_id, "definition_id": write.id, **base, **given}
-
-
-def _merge_instance(
-    tenant_id: str,
-    write: InstanceWrite,
-    live: dict[str, Any] | None,
-    now: int,
-    source_id: str | None = None,
-) -> dict[str, Any]:
-    """The row an instance write leads to, with its content hash.
-
-    `subStatus` comes from the writer or from its legacy `status`; `variables` left as None
-    keep the stored ones (a sync that did not fetch them does not erase them); `createdAt`
-    from the writer, else the stored one, else now; `updatedAt` from the writer, else now —
-    and a write whose hash equals the stored one writes nothing.
-    """
-    sub_status = write.sub_status or sub_status_from_legacy(write.status)
-    finished_at = write.finished_at
-    if finished_at is None and sub_status in ENDED_SUB_STATUSES:
-        already_ended = live is not None and live["sub_status"] in ENDED_SUB_STATUSES
-        finished_at = live["finished_at"] if already_ended and live is not None else None
-        finished_at = finished_at or write.updated_at or now
-    row: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "id": write.id,
-        "definition_id": write.definition_id,
-        "status": write.status,
-        "sub_status": sub_status.value if sub_status is not None else None,
-        "current_activity": write.current_activity,
-        "variables": (
-            write.variables
-            if write.variables is not None
-            else (live["variables"] if live is not None else {})
-        ),
-        "correlation_id": write.correlation_id,
-        "name": write.name,
-        "incident_count": write.incident_count,
-        "definition_version": write.definition_version,
-        "definition_version_id": write.definition_version_id,
-        "created_at": write.created_at or (live["created_at"] if live is not None else now),
-        "updated_at": write.updated_at or now,
-        "finished_at": finished_at,
-        "source_id": source_id if source_id is not None else write.source_id,
-        "deleted_at": None,
-    }
-    row["content_hash"] = content_hash({k: row[k] for k in _INSTANCE_CONTENT})
-    return row
-
-
-def _definition(row: sa.RowMapping | dict[str, Any]) -> Definition:
-    return Definition.model_validate({**row, "id": row["definition_id"]})
-
-
-def _instance(row: sa.RowMapping | dict[str, Any]) -> Instance:
-    return Instance.model_validate(dict(row))
-
-
-#: Instance field → wire key, to write change-log snapshots without building models.
-_INSTANCE_WIRE_KEYS = {name: field.alias or name for name, field in Instance.model_fields.items()}
-
-
-def _instance_wire(row: Mapping[str, Any]) -> dict[str, Any]:
-    """`Instance.model_validate(row).to_wire()`, without the model: the change log gets one
-    snapshot per written row, so this is on the hot path of every sync batch."""
-    return {key: row[name] for name, key in _INSTANCE_WIRE_KEYS.items() if row[name] is not None}
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
