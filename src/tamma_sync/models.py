@@ -443,7 +443,11 @@ class EngineReport(WriteModel):
     name: str | None = None
     kind: ShortText | None = None
     version: ShortText | None = None
-    state: ShortText | None = None
+    state: ShortText | None = Field(
+        default=None,
+        description="A Tamma engine state, or any other word.",
+        examples=list(TAMMA_ENGINE_STATES),
+    )
     stats: dict[str, Any] | None = None
     heartbeat_interval_seconds: float | None = Field(default=None, gt=0, le=86_400)
 
@@ -473,7 +477,10 @@ class EngineEventWrite(WriteModel):
     to the server. Re-sending an event with the same id stores it once."""
 
     id: EntityId | None = None
-    type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="One of Tamma's event types, or any other name.",
+        examples=list(TAMMA_EVENT_TYPES),
+    )
     timestamp: EpochMs | None = None
     issue_number: Annotated[int, Field(ge=0, le=2**53)] | None = None
     data: dict[str, Any] = Field(default_factory=dict)

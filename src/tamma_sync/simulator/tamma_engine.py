@@ -17,20 +17,12 @@ from typing import Any
 
 import httpx
 
+from tamma_sync.models import TAMMA_ENGINE_STATES
+
 log = logging.getLogger(__name__)
 
-#: The loop a Tamma engine runs for each issue, with the events each state brings.
-CYCLE = (
-    "SELECTING_ISSUE",
-    "ANALYZING",
-    "PLANNING",
-    "AWAITING_APPROVAL",
-    "IMPLEMENTING",
-    "CREATING_PR",
-    "MONITORING",
-    "MERGING",
-    "IDLE",
-)
+#: The loop a Tamma engine runs for each issue: its states in order, ERROR aside.
+CYCLE = (*(state for state in TAMMA_ENGINE_STATES if state not in ("IDLE", "ERROR")), "IDLE")
 ISSUE_TITLES = (
     "Retry webhook deliveries with backoff",
     "Paginate the audit log endpoint",
