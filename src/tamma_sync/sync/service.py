@@ -158,9 +158,14 @@ class SyncService:
             self._state.phase = SyncPhase.SYNCING
             if self._state.elsa_version is None:
                 self._state.elsa_version = await self._client.package_version()
+            initial = self._state.cursor is None
             await self._sync_definitions(report)
             await self._sync_instances(report)
-            if time.monotonic() - self._last_reconcile >= self._options.reconcile_interval:
+            if initial and not self._stopping:
+                # The mirror holds only what this complete walk just wrote: nothing in it
+                # can be missing from ELSA yet, so the first listing can wait its turn.
+                self._last_reconcile = time.monotonic()
+            elif time.monotonic() - self._last_reconcile >= self._options.reconcile_interval:
                 await self._reconcile(report)
         except Exception as exc:  # recorded in the state, retried with backoff
             report.error = _describe(exc)
