@@ -1,0 +1,115 @@
+"""Child processes the benchmarks measure: `tamma-sync serve`, and the ELSA simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._common import child_env, free_port, wait_http_ok
+
+
+@dataclass(frozen=True)
+class Child:
+    """A running child process serving HTTP on loopback."""
+
+    base_url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_file: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _child(
+    command: list[str], ready_path: str, port: int, cwd: Path, env: dict[str, str], name: str
+) -> Iterator[Child]:
+    log_file = cwd / f"{name}-{port}.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_http_ok(base_url + ready_path, timeout=120)
+        except TimeoutError:
+            tail = log_file.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} did not start; its log ends with:\n{tail}") from None
+        yield Child(base_url, port, process, log_file)
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def tamma_sync_server(
+    database_url: str,
+    workdir: Path,
+    *,
+    heartbeat_seconds: float | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Child]:
+    """`tamma-sync serve` (the real CLI, default settings) on a loopback port, as a child
+    process; stopped with SIGTERM (its graceful shutdown) at the end."""
+    port = free_port()
+    env = {"TAMMA_SYNC_DATA_DIR": str(workdir / "data")}
+    if heartbeat_seconds is not None:
+        env["TAMMA_SYNC_SSE_HEARTBEAT_SECONDS"] = str(heartbeat_seconds)
+    env.update(extra_env or {})
+    command = [
+        sys.executable,
+        "-m",
+        "tamma_sync",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        database_url,
+    ]
+    with _child(command, "/readyz", port, workdir, child_env(env), "tamma-sync") as child:
+        yield child
+
+
+@contextlib.contextmanager
+def elsa_simulator(
+    instances: int, *, definitions: int = 12, seed: int = 1, workdir: Path | None = None
+) -> Iterator[Child]:
+    """The project's ELSA 3 simulator, served by uvicorn in a process of its own (so its
+    CPU does not compete with the process being measured for one GIL)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bench._elsa_server",
+        "--port",
+        str(port),
+        "--instances",
+        str(instances),
+        "--definitions",
+        str(definitions),
+        "--seed",
+        str(seed),
+    ]
+    with contextlib.ExitStack() as stack:
+        cwd = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        ready = "/elsa/api/package/version"
+        with _child(command, ready, port, cwd, child_env(), "elsa-simulator") as child:
+            yield child
