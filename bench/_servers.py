@@ -67,6 +67,7 @@ def tamma_sync_server(
 ) -> Iterator[Child]:
     """`tamma-sync serve` (the real CLI, default settings) on a loopback port, as a child
     process; stopped with SIGTERM (its graceful shutdown) at the end."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {"TAMMA_SYNC_DATA_DIR": str(workdir / "data")}
     if heartbeat_seconds is not None:

@@ -44,6 +44,7 @@ from bench._servers import Child, tamma_sync_server
 from bench._sse import SseStream
 from tamma_sync.feed import ChangeFilter
 from tamma_sync.models import DEFAULT_TENANT_ID, Change, EntityKind, SubStatus
+from tamma_sync.settings import normalize_database_url
 from tamma_sync.store import Store
 
 T = DEFAULT_TENANT_ID
@@ -141,7 +142,7 @@ async def _run(args: argparse.Namespace, report: Report) -> None:
         tempfile.TemporaryDirectory() as tmp,
     ):
         workdir = Path(tmp)
-        store = Store.from_url(database_url)
+        store = Store.from_url(normalize_database_url(database_url))
         await store.migrate()
         compat_ids = [f"compat-{n:04}" for n in range(args.instances)]
         batch_ids = [f"batch-{n:04}" for n in range(args.instances)]
