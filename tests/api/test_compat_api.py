@@ -208,6 +208,8 @@ def test_list_paging_defaults_and_clamping(client: httpx.Client) -> None:
     last = client.get("/api/workflows/instances", params={"page": 3, "pageSize": 2}).json()
     assert [i["id"] for i in last["data"]] == ["i4"]
     assert "nextCursor" not in last
+    past_the_end = client.get("/api/workflows/instances", params={"page": 9, "pageSize": 2})
+    assert past_the_end.json() == {"data": [], "total": 5, "page": 9, "pageSize": 2}
     for size, expected in [(0, 50), (-3, 1), (1000, 200)]:
         assert (
             client.get("/api/workflows/instances", params={"pageSize": size}).json()["pageSize"]

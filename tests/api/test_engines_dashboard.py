@@ -142,6 +142,10 @@ def test_dashboard_engines_and_workflows(client: httpx.Client) -> None:
     assert workflows["wf"]["name"] == "Flow"
     assert workflows["wf"]["counts"]["bySubStatus"]["Pending"] == 3
     assert workflows["empty"]["instanceCount"] == 0
+    compact = client.get("/api/dashboard/workflows", params={"compact": "true"}).json()
+    assert {w["id"]: w for w in compact}["wf"] == {
+        k: v for k, v in workflows["wf"].items() if k != "activities"
+    }
 
 
 def test_synced_source_shows_as_engine_and_in_summary(client: httpx.Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
 from tamma_sync.models import (
@@ -343,3 +344,42 @@ async def test_change_snapshots_are_the_instance_as_the_api_shows_it(store: Stor
         stored = await store.get_instance(T, write.id)
         assert stored is not None
         assert (await store.changes_after(0, entity_id=write.id))[-1].data == stored.to_wire()
+
+
+async def test_definition_json_is_never_stale(store: Store, database_url: str) -> None:
+    """The definitions' encoded JSON is kept between listings: edits, deletions and
+    re-creation — also by another process on the same database — show on the next one."""
+
+    async def listed(tenant: str = T, *, compact: bool = False) -> list[dict[str, object]]:
+        return [
+            orjson.loads(json)
+            for _, json in await store.list_definition_json(tenant, compact=compact)
+        ]
+
+    activities = [{"id": "a1", "type": "Elsa.WriteLine"}]
+    await store.upsert_definitions(
+        T, [DefinitionWrite(id="wf", name="One", activities=activities, variables=[{"n": 1}])]
+    )
+    await store.upsert_definitions(T, [DefinitionWrite(id="other", name="Other")])
+    assert [(d["id"], d["name"]) for d in await listed()] == [("other", "Other"), ("wf", "One")]
+    assert (await listed())[1]["activities"] == activities
+    compact = (await listed(compact=True))[1]
+    assert (compact["name"], "activities" in compact, "variables" in compact) == (
+        "One",
+        False,
+        False,
+    )
+
+    replica = Store.from_url(database_url)  # another server on the same database
+    try:
+        await replica.upsert_definitions(T, [DefinitionWrite(id="wf", name="Two")])
+        assert [d["name"] for d in await listed()] == ["Other", "Two"]
+        assert (await listed())[1]["activities"] == activities, "fields not sent are kept"
+        await replica.delete_definitions(T, ["wf"])
+        assert [d["id"] for d in await listed()] == ["other"]
+        await replica.upsert_definitions(T, [DefinitionWrite(id="wf", name="Three")])
+    finally:
+        await replica.close()
+    assert [d["name"] for d in await listed()] == ["Other", "Three"]
+    assert await listed(OTHER) == []
+    assert await listed() == [d.to_wire() for d in await store.list_definitions(T)]

@@ -165,12 +165,10 @@ class InstanceCounts(WireModel):
 
 
 class DefinitionWithCounts(Definition):
+    """A definition with its counts (`?compact=true`: without activities and variables)."""
+
     instance_count: int
     counts: InstanceCounts
-
-    @classmethod
-    def of(cls, definition: Definition, counts: InstanceCounts) -> DefinitionWithCounts:
-        return cls(**definition.model_dump(), instance_count=counts.total, counts=counts)
 
 
 class EngineHealth(BaseModel):

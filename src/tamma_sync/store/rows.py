@@ -132,7 +132,7 @@ def instance_of(row: sa.RowMapping | dict[str, Any]) -> Instance:
 _INSTANCE_WIRE_KEYS = {name: field.alias or name for name, field in Instance.model_fields.items()}
 
 
-def instance_wire(row: Mapping[str, Any]) -> dict[str, Any]:
+def instance_wire(row: sa.RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """`Instance.model_validate(row).to_wire()`, without the model: the change log gets one
     snapshot per written row, so this is on the hot path of every sync batch."""
     return {key: row[name] for name, key in _INSTANCE_WIRE_KEYS.items() if row[name] is not None}

@@ -52,6 +52,7 @@ from tamma_sync.models import (
     SubStatus,
     SyncBatch,
     content_hash,
+    dump_json,
     now_ms,
 )
 from tamma_sync.store import migrations
@@ -93,6 +94,8 @@ API_KEY_PREFIX = "tsk_"
 #: Change-log columns a write supplies (`seq` is the database's).
 _CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Label of the total a page of instances carries along (no column has that name).
+_TOTAL = "_page_total"
 
 CommitListener = Callable[[int], None]
 OrderBy = Literal["createdAt", "updatedAt"]
@@ -117,10 +120,28 @@ class InstanceQuery:
 
 @dataclass(frozen=True)
 class InstancePage:
-    items: list[Instance]
+    wire: list[dict[str, Any]]
+    """The page's instances as the API sends them (camelCase, null fields omitted)."""
     total: int | None
     next_after: tuple[int, str] | None
     """Keyset position to continue from, or None when this page is the last."""
+
+    @property
+    def items(self) -> list[Instance]:
+        return [Instance.model_validate(item) for item in self.wire]
+
+
+@dataclass(frozen=True)
+class _KeptDefinition:
+    """A definition's wire JSON, whole and without its body, as of one version."""
+
+    version: tuple[int, int]
+    full: bytes
+    compact: bytes
+
+
+#: What a compact definition leaves out.
+_DEFINITION_BODY = frozenset({"activities", "variables"})
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,7 @@ class Store:
         self._commit_listeners: list[CommitListener] = []
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._stats = TableStats()
+        self._definition_json: dict[str, dict[str, _KeptDefinition]] = {}
         self._bulk_statements: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], BulkStatement
         ] = {}
@@ -221,8 +243,15 @@ class Store:
             engine = create_async_engine(url, **options)
             _tune_sqlite(engine)
         else:
+            # Reads (and the pool's pre-ping) run in autocommit: one round trip per
+            # statement instead of BEGIN, statement, ROLLBACK. Writes ask for a transaction.
             engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **options
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                isolation_level="AUTOCOMMIT",
+                **options,
             )
         return cls(engine)
 
@@ -242,7 +271,7 @@ class Store:
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent, safe across replicas)."""
         async with self._engine.connect() as plain_conn:
-            conn = await plain_conn.execution_options(tamma_write=True)
+            conn = await plain_conn.execution_options(**self._write_options)
             if not self.is_sqlite:
                 await conn.execute(
                     sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
@@ -268,11 +297,19 @@ class Store:
 
     # -- transactions ----------------------------------------------------------------------
 
+    @property
+    def _write_options(self) -> dict[str, Any]:
+        """Execution options of a write transaction: BEGIN IMMEDIATE on SQLite (see
+        `_tune_sqlite`), a real transaction on PostgreSQL (whose reads autocommit)."""
+        if self.is_sqlite:
+            return {"tamma_write": True}
+        return {"tamma_write": True, "isolation_level": "READ COMMITTED"}
+
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[_Tx]:
         """One serialized write transaction; change rows are appended just before commit."""
         async with self._write_lock, self._engine.connect() as conn:
-            write_conn = await conn.execution_options(tamma_write=True)
+            write_conn = await conn.execution_options(**self._write_options)
             last_seq: int | None = None
             async with write_conn.begin():
                 if not self.is_sqlite:
@@ -332,7 +369,9 @@ class Store:
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction: one consistent snapshot for a list and its count."""
+        """A read-only connection. Each statement sees one consistent snapshot (READ
+        COMMITTED on PostgreSQL, an autocommit read on SQLite), so what must agree — a page
+        and its total — is read by one statement."""
         async with self._engine.connect() as conn:
             yield conn
 
@@ -408,6 +447,59 @@ class Store:
                 .first()
             )
         return definition_of(row) if row is not None else None
+
+    async def list_definition_json(
+        self, tenant_id: str, *, compact: bool = False
+    ) -> list[tuple[str, bytes]]:
+        """Every live definition of a tenant as (id, its wire JSON), ordered by id;
+        `compact` leaves out `activities` and `variables`.
+
+        Definitions carry their activities (kilobytes each) and rarely change, so their
+        JSON is kept per (revision, syncedAt) and only new or changed ones are read and
+        encoded again. What is kept is what the last listing saw: no more than the live
+        definitions of the tenants listed.
+        """
+        live = (definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None))
+        kept = self._definition_json.get(tenant_id, {})
+        async with self._reading() as conn:
+            versions = (
+                await conn.execute(
+                    sa.select(
+                        definitions.c.definition_id,
+                        definitions.c.revision,
+                        definitions.c.synced_at,
+                    )
+                    .where(*live)
+                    .order_by(definitions.c.definition_id)
+                )
+            ).all()
+            stale = [
+                definition_id
+                for definition_id, *version in versions
+                if definition_id not in kept or kept[definition_id].version != tuple(version)
+            ]
+            fresh: dict[str, _KeptDefinition] = {}
+            for chunk in chunks(stale):
+                rows = await conn.execute(
+                    sa.select(definitions).where(*live, definitions.c.definition_id.in_(chunk))
+                )
+                for row in rows.mappings():
+                    wire = definition_of(row).to_wire()
+                    summary = {k: v for k, v in wire.items() if k not in _DEFINITION_BODY}
+                    fresh[row["definition_id"]] = _KeptDefinition(
+                        (row["revision"], row["synced_at"]), dump_json(wire), dump_json(summary)
+                    )
+        refreshed = set(stale)
+        listed: dict[str, _KeptDefinition] = {}
+        for definition_id, *_ in versions:
+            entry = fresh.get(definition_id) if definition_id in refreshed else kept[definition_id]
+            if entry is not None:  # else deleted between the two reads
+                listed[definition_id] = entry
+        self._definition_json[tenant_id] = listed
+        return [
+            (definition_id, entry.compact if compact else entry.full)
+            for definition_id, entry in listed.items()
+        ]
 
     async def list_definitions(self, tenant_id: str) -> list[Definition]:
         """Every live definition of a tenant, ordered by id."""
@@ -560,30 +652,30 @@ class Store:
             .limit(query.limit + 1)
             .offset(0 if query.after is not None else query.offset)
         )
+        count = self._count_instances(tenant_id, query)
+        if query.with_total:
+            statement = statement.add_columns(count.scalar_subquery().label(_TOTAL))
         async with self._reading() as conn:
             rows = list((await conn.execute(statement)).mappings())
-            total = (
-                await self._count_instances(conn, tenant_id, query) if query.with_total else None
-            )
-        items = [instance_of(row) for row in rows[: query.limit]]
+            total = None
+            if query.with_total:
+                # A page past the end has no row to carry the total.
+                total = rows[0][_TOTAL] if rows else (await conn.execute(count)).scalar_one()
+        wire = [instance_wire(row) for row in rows[: query.limit]]
         next_after = None
-        if len(rows) > query.limit and items:
-            last = items[-1]
-            next_after = (
-                last.created_at if query.order_by == "createdAt" else last.updated_at,
-                last.id,
-            )
-        return InstancePage(items=items, total=total, next_after=next_after)
+        if len(rows) > query.limit:
+            last = rows[query.limit - 1]
+            order_column_name = "created_at" if query.order_by == "createdAt" else "updated_at"
+            next_after = (last[order_column_name], last["id"])
+        return InstancePage(
+            wire=wire, total=int(total) if total is not None else None, next_after=next_after
+        )
 
-    async def _count_instances(
-        self, conn: AsyncConnection, tenant_id: str, query: InstanceQuery
-    ) -> int:
+    def _count_instances(self, tenant_id: str, query: InstanceQuery) -> sa.Select[Any]:
         """How many instances match: from the kept counts when the filters are the ones
         they are kept by (definition, sub-status), else by counting rows."""
         if query.correlation_id is not None or query.updated_since is not None:
-            statement = sa.select(sa.func.count()).where(
-                *self._instance_conditions(tenant_id, query)
-            )
+            return sa.select(sa.func.count()).where(*self._instance_conditions(tenant_id, query))
         else:
             conditions = [instance_counts.c.tenant_id == tenant_id]
             if query.definition_id is not None:
@@ -592,10 +684,9 @@ class Store:
                 conditions.append(
                     instance_counts.c.sub_status.in_([s.value for s in query.sub_statuses])
                 )
-            statement = sa.select(sa.func.coalesce(sa.func.sum(instance_counts.c.count), 0)).where(
-                *conditions
-            )
-        return int((await conn.execute(statement)).scalar_one())
+        return sa.select(sa.func.coalesce(sa.func.sum(instance_counts.c.count), 0)).where(
+            *conditions
+        )
 
     @staticmethod
     def _instance_conditions(tenant_id: str, query: InstanceQuery) -> list[sa.ColumnElement[bool]]:
@@ -991,24 +1082,38 @@ class Store:
             )
             return added
 
-    async def engine_events_page(
-        self, tenant_id: str, engine_id: str | None, *, limit: int, offset: int = 0
-    ) -> tuple[list[EngineEvent], int]:
-        """Events newest first (of one engine, or of all), and how many there are."""
-        conditions = [engine_events.c.tenant_id == tenant_id]
-        if engine_id is not None:
-            conditions.append(engine_events.c.engine_id == engine_id)
+    async def recent_engine_events(
+        self, tenant_id: str, engine_id: str | None = None, *, limit: int, offset: int = 0
+    ) -> list[EngineEvent]:
+        """Events newest first, of one engine or of all."""
         async with self._reading() as conn:
             rows = await conn.execute(
                 sa.select(engine_events)
-                .where(*conditions)
+                .where(*self._engine_event_conditions(tenant_id, engine_id))
                 .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
                 .limit(limit)
                 .offset(offset)
             )
-            events = [EngineEvent.model_validate(dict(row)) for row in rows.mappings()]
+            return [EngineEvent.model_validate(dict(row)) for row in rows.mappings()]
+
+    async def engine_events_page(
+        self, tenant_id: str, engine_id: str | None, *, limit: int, offset: int = 0
+    ) -> tuple[list[EngineEvent], int]:
+        """Events newest first (of one engine, or of all), and how many there are."""
+        events = await self.recent_engine_events(tenant_id, engine_id, limit=limit, offset=offset)
+        conditions = self._engine_event_conditions(tenant_id, engine_id)
+        async with self._reading() as conn:
             total = (await conn.execute(sa.select(sa.func.count()).where(*conditions))).scalar_one()
         return events, total
+
+    @staticmethod
+    def _engine_event_conditions(
+        tenant_id: str, engine_id: str | None
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions = [engine_events.c.tenant_id == tenant_id]
+        if engine_id is not None:
+            conditions.append(engine_events.c.engine_id == engine_id)
+        return conditions
 
     # -- dashboard -------------------------------------------------------------------------
 
@@ -1030,6 +1135,16 @@ class Store:
                 if count:
                     counts.setdefault(definition_id, {})[sub_status or None] = int(count)
             return counts
+
+    async def instance_totals(self, tenant_id: str) -> dict[str | None, int]:
+        """Live instances of a tenant per sub-status (None: untyped), from the kept counts."""
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                sa.select(instance_counts.c.sub_status, sa.func.sum(instance_counts.c.count))
+                .where(instance_counts.c.tenant_id == tenant_id)
+                .group_by(instance_counts.c.sub_status)
+            )
+            return {sub_status or None: int(count) for sub_status, count in rows if count}
 
     async def count_definitions(self, tenant_id: str) -> int:
         async with self._reading() as conn:
@@ -1288,6 +1403,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     pysqlite's own transaction handling is switched off so that SQLAlchemy's `begin`
     decides how a transaction starts: a write takes the write lock up front instead of
     upgrading a read lock later, which is what makes SQLite answer "database is locked".
+    Reads start no transaction: each statement is its own snapshot, as on PostgreSQL, and
+    a BEGIN would cost one more trip to aiosqlite's thread per request.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -1305,5 +1422,5 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: SyncConnection) -> None:
-        immediate = conn.get_execution_options().get("tamma_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get("tamma_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -6,9 +6,12 @@ count comes from one GROUP BY over (definition, subStatus).
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
 
 from tamma_sync.api.deps import StoreDep, ViewDashboard
+from tamma_sync.api.responses import JsonBytes, json_array, with_fields
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
     DashboardSummary,
@@ -29,14 +32,12 @@ async def summary(store: StoreDep, tenant: ViewDashboard) -> DashboardSummary:
     """`{engineCount, workflowDefinitions, recentEvents}` as the original, plus instance
     counts by status, engines online/offline and sync health per source."""
     engines = await store.list_engines(tenant)
-    recent, _ = await store.engine_events_page(tenant, None, limit=RECENT_EVENTS)
-    counts = await store.instance_counts(tenant)
     online = sum(engine.online for engine in engines)
     return DashboardSummary(
         engine_count=len(engines),
         workflow_definitions=await store.count_definitions(tenant),
-        recent_events=recent,
-        instances=InstanceCounts.total_of(counts.values()),
+        recent_events=await store.recent_engine_events(tenant, limit=RECENT_EVENTS),
+        instances=InstanceCounts.total_of([await store.instance_totals(tenant)]),
         engines=EngineHealth(online=online, offline=len(engines) - online),
         sync=[SyncHealth.of(state) for state in await store.source_states(tenant)],
     )
@@ -48,13 +49,22 @@ async def engines(store: StoreDep, tenant: ViewDashboard) -> list[Engine]:
     return await store.list_engines(tenant)
 
 
-@router.get("/workflows", response_model_exclude_none=True)
-async def workflows(store: StoreDep, tenant: ViewDashboard) -> list[DefinitionWithCounts]:
+@router.get("/workflows", response_model=list[DefinitionWithCounts])
+async def workflows(
+    store: StoreDep,
+    tenant: ViewDashboard,
+    compact: Annotated[
+        bool, Query(description="Leave out each definition's activities and variables.")
+    ] = False,
+) -> JsonBytes:
     """Every definition with its `instanceCount`, and counts by status and subStatus."""
     counts = await store.instance_counts(tenant)
-    return [
-        DefinitionWithCounts.of(
-            definition, InstanceCounts.total_of([counts.get(definition.id, {})])
-        )
-        for definition in await store.list_definitions(tenant)
-    ]
+    definitions = await store.list_definition_json(tenant, compact=compact)
+    return json_array(
+        with_fields(json, _count_fields(InstanceCounts.total_of([counts.get(definition_id, {})])))
+        for definition_id, json in definitions
+    )
+
+
+def _count_fields(counts: InstanceCounts) -> dict[str, Any]:
+    return {"instanceCount": counts.total, "counts": counts.to_wire()}

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import jinja2
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -90,9 +91,9 @@ async def page_data(store: Store, tenant: str) -> PageData:
         now=now_ms(),
         summary=_wire(await dashboard.summary(store, tenant)),
         engines=[_wire(engine) for engine in await engines.list_engines(store, tenant)],
-        workflows=[_wire(definition) for definition in await dashboard.workflows(store, tenant)],
+        workflows=_decode(await dashboard.workflows(store, tenant, compact=True)),
         sources=_wire(await sync.sync_status(store, tenant))["sources"],
-        instances=[_wire(instance) for instance in recent.data],
+        instances=_decode(recent)["data"],
     )
 
 
@@ -104,6 +105,11 @@ def render_page(base_url: str, data: PageData | None) -> str:
 def _wire(model: BaseModel) -> dict[str, Any]:
     """The JSON the API sends for `model` (camelCase, null fields omitted)."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _decode(response: Response) -> Any:
+    """The JSON body of a response a handler wrote itself."""
+    return orjson.loads(response.body)
 
 
 def _iso(ms: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -16,6 +16,7 @@ from tamma_sync.api.deps import DeleteWorkflows, ManageWorkflows, StoreDep, View
 from tamma_sync.api.errors import not_found
 from tamma_sync.api.filters import sub_status_filter
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
+from tamma_sync.api.responses import JsonBytes, json_array, json_response
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
     MAX_PAGE,
@@ -59,10 +60,10 @@ async def upsert_definition(
     return definition
 
 
-@router.get("/definitions", response_model_exclude_none=True)
-async def list_definitions(store: StoreDep, tenant: ViewWorkflows) -> list[Definition]:
+@router.get("/definitions", response_model=list[Definition])
+async def list_definitions(store: StoreDep, tenant: ViewWorkflows) -> JsonBytes:
     """Every definition, as a bare array (ordered by id)."""
-    return await store.list_definitions(tenant)
+    return json_array(json for _, json in await store.list_definition_json(tenant))
 
 
 @router.get("/definitions/{definition_id}", response_model_exclude_none=True)
@@ -82,7 +83,7 @@ async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkf
     return await store.create_instance(tenant, body)
 
 
-@router.get("/instances", response_model_exclude_none=True, response_model_by_alias=True)
+@router.get("/instances", response_model=InstanceList)
 async def list_instances(
     store: StoreDep,
     tenant: ViewWorkflows,
@@ -118,7 +119,7 @@ async def list_instances(
         str | None, Query(description="nextCursor of the previous page (keyset paging).")
     ] = None,
     include_total: Annotated[bool, Query(alias="includeTotal")] = True,
-) -> InstanceList:
+) -> JsonBytes:
     """A page of instances, in a total order on (orderBy, id).
 
     Compatible paging: `page` (from 1) and `pageSize` (default 50, at most 200). For deep
@@ -140,15 +141,12 @@ async def list_instances(
         with_total=include_total,
     )
     result = await store.list_instances(tenant, query)
-    return InstanceList(
-        data=result.items,
-        total=result.total,
-        page=page,
-        pageSize=page_size,
-        nextCursor=(
-            encode_cursor(order_by, descending, result.next_after) if result.next_after else None
-        ),
-    )
+    body: dict[str, Any] = {"data": result.wire, "page": page, "pageSize": page_size}
+    if result.total is not None:
+        body["total"] = result.total
+    if result.next_after is not None:
+        body["nextCursor"] = encode_cursor(order_by, descending, result.next_after)
+    return json_response(body)
 
 
 @router.get("/instances/{instance_id}", response_model_exclude_none=True)

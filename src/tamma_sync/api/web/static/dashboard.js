@@ -286,7 +286,7 @@ async function poll() {
   polling = true;
   try {
     const [summary, engines, workflows, sync] = await Promise.all(
-      ['api/dashboard/summary', 'api/engines', 'api/dashboard/workflows', 'api/sync/status'].map(getJSON));
+      ['api/dashboard/summary', 'api/engines', 'api/dashboard/workflows?compact=true', 'api/sync/status'].map(getJSON));
     render({ summary, engines, workflows, sources: sync.sources });
     showApiError(null);
   } catch (error) {
