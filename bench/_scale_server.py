@@ -67,7 +67,11 @@ async def old_workflows(store: StoreDep, tenant: ViewDashboard) -> list[Definiti
     found = []
     for definition in await store.list_definitions(tenant):
         count = await count_one_definition(store, tenant, definition.id)
-        found.append(DefinitionWithCounts.of(definition, _total_only(count)))
+        found.append(
+            DefinitionWithCounts(
+                **definition.model_dump(), instance_count=count, counts=_total_only(count)
+            )
+        )
     return found
 
 

@@ -12,7 +12,7 @@ runs in a process of its own (`bench/_elsa_server.py`). Per database (a fresh SQ
 under /tmp and a fresh `tamma_bench_<random>` PostgreSQL database, dropped afterwards):
 
 1. the sync worker exactly as an operator runs it: `tamma-sync sync --once` (the CLI, one
-   cycle: definitions, the instance walk, the first reconciliation listing) with
+   cycle: definitions and the instance walk; an initial walk needs no reconciliation) with
    `TAMMA_SYNC_ELSA_URL`, `TAMMA_SYNC_SYNC_DETAILS=none` (no per-instance detail requests,
    to keep the run bounded) and otherwise default settings (pages of 1,000). Its peak RSS
    is the kernel's own figure for the child (`ru_maxrss` from `wait4`), its RSS is also

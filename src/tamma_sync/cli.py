@@ -225,7 +225,9 @@ async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: 
     if push_url is not None:
         http_sink = HttpSink(push_url, SecretStr(push_key) if push_key else None)
     else:
-        store = Store.from_url(settings.resolved_database_url)
+        store = Store.from_url(
+            settings.resolved_database_url, pool_size=settings.database_pool_size
+        )
         await store.migrate()
     failed = False
     try:

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         description="sqlite:///path.db or postgresql://user@host:port/db. "
         "Default: an SQLite file in the data directory.",
     )
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections a process keeps open; bursts may open half as "
+        "many again. Budget it against max_connections across replicas. SQLite ignores it.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Apply database migrations when the server starts."
     )

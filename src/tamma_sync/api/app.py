@@ -42,7 +42,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
-        store = Store.from_url(url)
+        store = Store.from_url(url, pool_size=settings.database_pool_size)
         runner: SyncRunner | None = None
         feed: ChangeFeed | None = None
         retention: asyncio.Task[None] | None = None

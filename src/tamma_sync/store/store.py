@@ -230,7 +230,7 @@ class Store:
         ] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Store:
+    def from_url(cls, url: str, *, pool_size: int = 20) -> Store:
         """Open (lazily) the database at an async SQLAlchemy URL."""
         parsed = make_url(url)
         options: dict[str, Any] = {
@@ -248,7 +248,7 @@ class Store:
             engine = create_async_engine(
                 url,
                 pool_size=pool_size,
-                max_overflow=pool_size,
+                max_overflow=pool_size // 2,
                 pool_pre_ping=True,
                 isolation_level="AUTOCOMMIT",
                 **options,
