@@ -7,7 +7,9 @@ clients reconnect — to another replica, or to this one once it is back.
 
 from __future__ import annotations
 
+import gc
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -43,6 +45,13 @@ class Server(uvicorn.Server):
         )
         super().__init__(config)
         self._app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # What exists once the app has started (modules, schemas, compiled statements)
+        # lives as long as the process: freezing it keeps the collector's full passes,
+        # which stall every request in flight, to what requests allocate.
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         feed: ChangeFeed | None = getattr(self._app.state, "feed", None)
