@@ -295,7 +295,7 @@ Setup: the ELSA simulator (seed 1, {args.definitions:,} definitions, {args.insta
 instances; baseline {args.baseline_instances:,} instances) served by uvicorn in a process of
 its own. Sync: `tamma-sync sync --once --database-url URL` as a child process with
 `TAMMA_SYNC_ELSA_URL`, `TAMMA_SYNC_SYNC_DETAILS=none`, otherwise default settings (one
-cycle: definitions, the instance walk in pages of 1,000, the first reconciliation listing);
+cycle: definitions and the instance walk in pages of 1,000);
 peak RSS = `ru_maxrss` of the child from `wait4` (the kernel's exact peak), curve = VmRSS
 sampled every 0.25 s. Server: `tamma-sync serve` (one uvicorn process, default settings) on
 the mirror just written, loads from a client process of its own ({args.warmup:g} s warm-up,

@@ -19,6 +19,7 @@ from tamma_sync.api.schemas import (
     EngineHealth,
     InstanceCounts,
     SyncHealth,
+    count_breakdown,
 )
 from tamma_sync.models import Engine
 
@@ -61,10 +62,10 @@ async def workflows(
     counts = await store.instance_counts(tenant)
     definitions = await store.list_definition_json(tenant, compact=compact)
     return json_array(
-        with_fields(json, _count_fields(InstanceCounts.total_of([counts.get(definition_id, {})])))
+        with_fields(json, _count_fields(count_breakdown([counts.get(definition_id, {})])))
         for definition_id, json in definitions
     )
 
 
-def _count_fields(counts: InstanceCounts) -> dict[str, Any]:
-    return {"instanceCount": counts.total, "counts": counts.to_wire()}
+def _count_fields(breakdown: dict[str, Any]) -> dict[str, Any]:
+    return {"instanceCount": breakdown["total"], "counts": breakdown}
