@@ -1,17 +1,15 @@
-"""What the scale benchmarks share: child processes, one measured load scenario (client in
+"""What the scale benchmarks share: one measured load scenario (client in
 a process of its own, the server's CPU and peak RSS over exactly the measured window), and
 the tables of the report."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,83 +23,16 @@ from bench._common import (
     child_env,
     distribution_ms,
     fmt,
-    free_port,
     memory_kib,
-    wait_http_ok,
 )
 from bench._scale_http import MEASURE_END, MEASURE_START, LoadResult, LoadSpec
 
 __all__ = [
     "Measurement",
-    "ScaleChild",
     "Scenario",
     "peak_rss_reset",
     "run_scenario",
-    "scale_server",
 ]
-
-
-@dataclass(frozen=True)
-class ScaleChild:
-    """A child process serving HTTP on loopback."""
-
-    base_url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_file: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM (a graceful stop), then SIGKILL if it takes longer than `timeout`."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def scale_server(
-    database_url: str,
-    workdir: Path,
-    *,
-    old_routes: bool = False,
-    name: str = "scale-server",
-) -> Iterator[ScaleChild]:
-    """`python -m bench._scale_server` (the app as `tamma-sync serve` serves it, plus the
-    old counting routes) as a child process; SIGTERM at the end."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bench._scale_server",
-        "--port",
-        str(port),
-        "--database-url",
-        database_url,
-    ]
-    if old_routes:
-        command.append("--old-routes")
-    env = child_env({"TAMMA_SYNC_DATA_DIR": str(workdir / "data")})
-    log_file = workdir / f"{name}-{port}.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=log)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http_ok(base_url + "/readyz", timeout=120)
-        except TimeoutError:
-            tail = log_file.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{name} did not start; its log ends with:\n{tail}") from None
-        yield ScaleChild(base_url, port, process, log_file)
-    finally:
-        stop_process(process, timeout=20.0)
 
 
 def _stat(pid: int) -> tuple[str, int, float] | None:

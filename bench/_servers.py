@@ -90,6 +90,29 @@ def tamma_sync_server(
 
 
 @contextlib.contextmanager
+def scale_server(
+    database_url: str, workdir: Path, *, old_routes: bool = False, name: str = "scale-server"
+) -> Iterator[Child]:
+    """`python -m bench._scale_server` (the app as `tamma-sync serve` serves it, plus the
+    old counting routes) as a child process; SIGTERM at the end."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bench._scale_server",
+        "--port",
+        str(port),
+        "--database-url",
+        database_url,
+    ]
+    if old_routes:
+        command.append("--old-routes")
+    env = child_env({"TAMMA_SYNC_DATA_DIR": str(workdir / "data")})
+    with _child(command, "/readyz", port, workdir, env, name) as child:
+        yield child
+
+
+@contextlib.contextmanager
 def elsa_simulator(
     instances: int, *, definitions: int = 12, seed: int = 1, workdir: Path | None = None
 ) -> Iterator[Child]:

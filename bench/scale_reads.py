@@ -84,11 +84,10 @@ from bench._scale_common import (
     mib,
     ms,
     run_scenario,
-    scale_server,
 )
 from bench._scale_data import RESULT_PREFIX as LOAD_RESULT_PREFIX
 from bench._scale_profile import find_py_spy, recording, summarize
-from bench._servers import tamma_sync_server
+from bench._servers import scale_server, tamma_sync_server
 
 MODULE = "bench.scale_reads"
 LIST = "/api/workflows/instances"
