@@ -652,7 +652,7 @@ class Store:
             .limit(query.limit + 1)
             .offset(0 if query.after is not None else query.offset)
         )
-        count = self._count_instances(tenant_id, query)
+        count = self._count_statement(tenant_id, query)
         if query.with_total:
             statement = statement.add_columns(count.scalar_subquery().label(_TOTAL))
         async with self._reading() as conn:
@@ -671,19 +671,18 @@ class Store:
             wire=wire, total=int(total) if total is not None else None, next_after=next_after
         )
 
-    def _count_instances(self, tenant_id: str, query: InstanceQuery) -> sa.Select[Any]:
+    def _count_statement(self, tenant_id: str, query: InstanceQuery) -> sa.Select[Any]:
         """How many instances match: from the kept counts when the filters are the ones
         they are kept by (definition, sub-status), else by counting rows."""
         if query.correlation_id is not None or query.updated_since is not None:
             return sa.select(sa.func.count()).where(*self._instance_conditions(tenant_id, query))
-        else:
-            conditions = [instance_counts.c.tenant_id == tenant_id]
-            if query.definition_id is not None:
-                conditions.append(instance_counts.c.definition_id == query.definition_id)
-            if query.sub_statuses is not None:
-                conditions.append(
-                    instance_counts.c.sub_status.in_([s.value for s in query.sub_statuses])
-                )
+        conditions = [instance_counts.c.tenant_id == tenant_id]
+        if query.definition_id is not None:
+            conditions.append(instance_counts.c.definition_id == query.definition_id)
+        if query.sub_statuses is not None:
+            conditions.append(
+                instance_counts.c.sub_status.in_([s.value for s in query.sub_statuses])
+            )
         return sa.select(sa.func.coalesce(sa.func.sum(instance_counts.c.count), 0)).where(
             *conditions
         )
