@@ -7,11 +7,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench._common import child_env, free_port, wait_http_ok
+
+#: What uvicorn logs once a server process has started its app.
+STARTED = "Application startup complete."
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,17 @@ class Child:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def server_pids(self) -> list[int]:
+        """This process and, under `serve --workers N`, its worker processes (spawned by
+        multiprocessing; its resource tracker is left out)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        workers = [
+            int(pid)
+            for pid in children
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        return [self.pid, *workers]
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -64,6 +79,7 @@ def tamma_sync_server(
     *,
     heartbeat_seconds: float | None = None,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Child]:
     """`tamma-sync serve` (the real CLI, default settings) on a loopback port, as a child
     process; stopped with SIGTERM (its graceful shutdown) at the end."""
@@ -84,8 +100,15 @@ def tamma_sync_server(
         str(port),
         "--database-url",
         database_url,
+        "--workers",
+        str(workers),
     ]
     with _child(command, "/readyz", port, workdir, child_env(env), "tamma-sync") as child:
+        deadline = time.monotonic() + 120
+        while child.log_file.read_text(errors="replace").count(STARTED) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tamma-sync did not start {workers} workers")
+            time.sleep(0.1)
         yield child
 
 

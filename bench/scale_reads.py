@@ -12,10 +12,10 @@ database, dropped afterwards), a loader process writes 1,000 definitions and 1,0
 instances through `Store.apply_sync_batch` in batches of 5,000 (`bench/_scale_data.py`:
 Zipf spread over definitions, the ELSA simulator's sub-status mix, 90 days of timestamps;
 both databases load in parallel, then PostgreSQL gets `VACUUM (ANALYZE)`). Then, one
-database at a time, a real `tamma-sync serve` child process (one uvicorn process, default
-settings, loopback, no API key) serves closed-loop load from a client process of its own
-(`bench/_scale_http.py`, raw keep-alive HTTP/1.1 on uvloop), scenario by scenario, each
-with a warm-up that is not counted:
+database at a time, a real `tamma-sync serve` child process (`--workers N`, default one
+process; otherwise default settings, loopback, no API key) serves closed-loop load from a
+client process of its own (`bench/_scale_http.py`, raw keep-alive HTTP/1.1 on uvloop),
+scenario by scenario, each with a warm-up that is not counted:
 
 1. listing at concurrency 16: the first page (`?pageSize=50`), deep pages by keyset
    (`cursor` from the API's own `nextCursor`, rows 50 % to 95 % down the list) against the
@@ -31,7 +31,8 @@ with a warm-up that is not counted:
 4. the server's peak RSS (VmHWM, reset before each measured window) under each load.
 
 The server's CPU (all threads), the PostgreSQL backends' CPU, the client's CPU and the CPU
-of everything else are measured apart over each window. The client and the server share
+of everything else are measured apart over each window (the server's: the supervisor and
+every worker, their peak RSS summed). The client and the server share
 the machine's cores. Results go to docs/benchmarks.md (unless --no-docs) and
 bench/results/scale_reads-*.json. `--profile` then samples the same server with py-spy
 under six of the loads (not measured; py-spy is no project dependency, see
@@ -362,13 +363,13 @@ def measure_database(
     measurements: dict[str, Measurement] = {}
     pg = name == "postgresql"
 
-    def run(scenarios: Sequence[Scenario], pid: int, port: int) -> None:
+    def run(scenarios: Sequence[Scenario], pids: list[int], port: int) -> None:
         for scenario in scenarios:
             print(f"[{name}] {scenario.key}: {scenario.label}", file=sys.stderr)
             for attempt in range(1, ATTEMPTS + 1):
                 measurement = run_scenario(
                     scenario,
-                    [pid],
+                    pids,
                     port,
                     admin_url=admin_url if pg else None,
                     database_url=url if pg else None,
@@ -391,20 +392,27 @@ def measure_database(
             )
 
     profiles: list[str] = []
-    with tamma_sync_server(url, workdir) as server:
+    with tamma_sync_server(url, workdir, workers=args.workers) as server:
         plan = discover(server.base_url)
         time.sleep(1.0)
-        idle_rss = memory_kib(server.pid).get("VmRSS", 0)
-        run(listing_scenarios(plan, args), server.pid, server.port)
-        run(dashboard_scenarios(args, old=False), server.pid, server.port)
-        run(throughput_scenarios(args), server.pid, server.port)
+        pids = server.server_pids()
+        idle_rss = sum(memory_kib(pid).get("VmRSS", 0) for pid in pids)
+        run(listing_scenarios(plan, args), pids, server.port)
+        run(dashboard_scenarios(args, old=False), pids, server.port)
+        run(throughput_scenarios(args), pids, server.port)
         if args.py_spy_path is not None:
             profiles = profile_scenarios(
-                name, plan, args, server.pid, server.port, args.py_spy_path
+                # One worker under --workers: each serves the same mix.
+                name,
+                plan,
+                args,
+                pids[-1],
+                server.port,
+                args.py_spy_path,
             )
     if not args.skip_old:
         with scale_server(url, workdir, old_routes=True, name="old-pattern") as old:
-            run(dashboard_scenarios(args, old=True), old.pid, old.port)
+            run(dashboard_scenarios(args, old=True), [old.pid], old.port)
     return DatabaseRun(name, plan, idle_rss, measurements, profiles)
 
 
@@ -544,7 +552,17 @@ def targets_table(runs: Sequence[DatabaseRun]) -> str:
     return table(["database", "target", "measured", "ratio", "verdict"], rows)
 
 
-def throughput_table(runs: Sequence[DatabaseRun], concurrency: int) -> str:
+def _processes(workers: int) -> str:
+    return "1 server process" if workers == 1 else f"{workers} server worker processes"
+
+
+def _workers_text(workers: int) -> str:
+    if workers == 1:
+        return "one uvicorn process"
+    return f"`--workers {workers}`: {workers} uvicorn processes on one socket, plus the supervisor"
+
+
+def throughput_table(runs: Sequence[DatabaseRun], concurrency: int, workers: int) -> str:
     rows = []
     for run in runs:
         m = run.measurements
@@ -574,7 +592,7 @@ def throughput_table(runs: Sequence[DatabaseRun], concurrency: int) -> str:
     return table(
         [
             "database",
-            f"endpoint (concurrency {concurrency}, 1 server process)",
+            f"endpoint (concurrency {concurrency}, {_processes(workers)})",
             "requests/s",
             "p50",
             "p99",
@@ -625,12 +643,13 @@ sync); PostgreSQL then `VACUUM (ANALYZE)`, SQLite as the server leaves it (no AN
 {load_lines}
 {plan_lines}
 
-Server: one `tamma-sync serve` child process (the CLI, default settings, **one uvicorn
-process**, uvloop + httptools, access log on as by default, no API key: open on loopback)
-for the new endpoints; the old counting pattern is served by the same app with two extra
-routes (`bench/_scale_server.py --old-routes`) in a process of its own, after the first one
-stopped. Client: a separate process (`bench/_scale_http.py`: raw keep-alive HTTP/1.1 on
-uvloop, closed loop, one connection per concurrent request, paths round-robin), warm-up
+Server: one `tamma-sync serve` child process (the CLI, default settings,
+**{_workers_text(args.workers)}**, uvloop + httptools, access log on as by default, no API
+key: open on loopback) for the new endpoints; the old counting pattern is served by the
+same app with two extra routes (`bench/_scale_server.py --old-routes`) in a process of its
+own, after the first one stopped. Client: a separate process (`bench/_scale_http.py`: raw
+keep-alive HTTP/1.1 on uvloop, closed loop, one connection per concurrent request, paths
+round-robin), warm-up
 {args.warmup:g} s then {args.duration:g} s measured per scenario. **The client and the server
 share the machine's {os.cpu_count()} cores** (so do the PostgreSQL backends): server CPU,
 PostgreSQL backend CPU and client CPU are measured apart (per request in the tables), the
@@ -665,13 +684,16 @@ than {args.max_foreign:g} cores is measured again). Machine busy before start: {
             f"### Dashboard, {run.name} (concurrency {args.concurrency})\n\n"
             + table(MEASUREMENT_HEADER, [measurement_row(item) for item in dash])
         )
-    report.add("### Read throughput\n\n" + throughput_table(runs, args.throughput_concurrency))
+    report.add(
+        "### Read throughput\n\n"
+        + throughput_table(runs, args.throughput_concurrency, args.workers)
+    )
     report.add(
         "### Targets\n\n"
         + targets_table(runs)
-        + "\n\nLatencies are closed-loop at the stated concurrency against one server "
-        "process. By Little's law the mean latency is concurrency / throughput: once the "
-        "server's core is saturated, a request waits for the ones queued before it. "
+        + "\n\nLatencies are closed-loop at the stated concurrency against "
+        f"{_processes(args.workers)}. By Little's law the mean latency is concurrency / "
+        "throughput: once the server is saturated, a request waits for the ones queued before it. "
         f"A p99 of {TARGET_LIST_P99_MS:.0f} ms at concurrency {args.concurrency} needs "
         f"well over {args.concurrency / TARGET_LIST_P99_MS * 1000:,.0f} requests/s, "
         f"and {TARGET_DASHBOARD_P99_MS:.0f} ms needs over "
@@ -711,6 +733,9 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per scenario")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="`tamma-sync serve --workers` (default 1)"
+    )
     parser.add_argument("--throughput-concurrency", type=int, default=64)
     parser.add_argument(
         "--max-time",

@@ -17,6 +17,7 @@ from tamma_sync.api import create_app
 from tamma_sync.api.app import refusal
 from tamma_sync.api.auth import is_loopback
 from tamma_sync.api.server import Server
+from tamma_sync.api.workers import STARTUP_FAILED, ServeOptions, run_server, run_workers
 from tamma_sync.elsa import ElsaClient, ElsaError
 from tamma_sync.logs import configure_logging
 from tamma_sync.models import ApiKey, Scope
@@ -69,6 +70,14 @@ def serve(
         bool,
         typer.Option(help="Serve on a network interface even without any API key."),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes sharing the port, each a replica of its own "
+            "(see docs/operations.md).",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Run the API server and dashboard, syncing every configured ELSA source.
 
@@ -79,15 +88,11 @@ def serve(
     if not is_loopback(host) and not insecure and not _with_store(database_url, _has_keys):
         typer.echo(f"Error: {refusal(host)}", err=True)
         raise typer.Exit(code=2)
-    server = Server(
-        create_app(settings, host=host, insecure=insecure),
-        host=host,
-        port=port,
-        own_logging=settings.log_format == "json",
-    )
-    server.run()
-    if not server.started:
-        raise typer.Exit(code=3)
+    options = ServeOptions(settings=settings, host=host, port=port, insecure=insecure)
+    if workers > 1:
+        raise typer.Exit(code=run_workers(options, workers))
+    if not run_server(options):
+        raise typer.Exit(code=STARTUP_FAILED)
 
 
 @app.command()

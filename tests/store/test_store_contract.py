@@ -322,6 +322,16 @@ async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:
     for definition in ("a", "b", "c"):
         filtered = await store.list_instances(T, InstanceQuery(definition_id=definition))
         assert filtered.total == sum(expected.get(definition, {}).values())
+    totals: dict[str | None, int] = {}
+    for group in expected.values():
+        for key, count in group.items():
+            totals[key] = totals.get(key, 0) + count
+    assert await store.instance_totals(T) == totals
+    assert (await store.list_instances(T, InstanceQuery())).total == len(everything)
+    for sub_status in (SubStatus.EXECUTING, SubStatus.FAULTED):
+        page = await store.list_instances(T, InstanceQuery(sub_statuses=[sub_status]))
+        assert page.total == totals.get(sub_status.value, 0)
+    assert await store.instance_totals(OTHER) == {}
 
 
 async def test_change_snapshots_are_the_instance_as_the_api_shows_it(store: Store) -> None:

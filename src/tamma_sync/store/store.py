@@ -75,6 +75,7 @@ from tamma_sync.store.tables import (
     engine_events,
     engines,
     instance_counts,
+    instance_totals,
     instances,
     sync_state,
 )
@@ -348,22 +349,40 @@ class Store:
                 await conn.commit()
 
     async def _apply_count_deltas(self, tx: _Tx) -> None:
-        rows = [
-            {
-                "tenant_id": tenant_id,
-                "source_id": source_id,
-                "definition_id": definition_id,
-                "sub_status": sub_status,
-                "count": delta,
-            }
-            for (tenant_id, source_id, definition_id, sub_status), delta in tx.count_deltas.items()
-            if delta
-        ]
+        """Move the kept counts, and their per-sub-status totals, by this transaction's
+        deltas."""
+        totals: collections.Counter[tuple[str, str]] = collections.Counter()
+        rows = []
+        for (tenant_id, source_id, definition_id, sub_status), delta in tx.count_deltas.items():
+            if delta:
+                totals[tenant_id, sub_status] += delta
+                rows.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "source_id": source_id,
+                        "definition_id": definition_id,
+                        "sub_status": sub_status,
+                        "count": delta,
+                    }
+                )
+        await self._add_counts(tx, instance_counts, rows)
+        await self._add_counts(
+            tx,
+            instance_totals,
+            [
+                {"tenant_id": tenant_id, "sub_status": sub_status, "count": delta}
+                for (tenant_id, sub_status), delta in totals.items()
+                if delta
+            ],
+        )
+
+    async def _add_counts(self, tx: _Tx, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Add each row's `count` to the row with its key (inserting it if new)."""
         for chunk in chunks(rows):
-            statement = self._insert(instance_counts)
+            statement = self._insert(table)
             statement = statement.on_conflict_do_update(
-                index_elements=["tenant_id", "source_id", "definition_id", "sub_status"],
-                set_={"count": instance_counts.c.count + statement.excluded["count"]},
+                index_elements=[column.name for column in table.primary_key.columns],
+                set_={"count": table.c.count + statement.excluded["count"]},
             )
             await tx.conn.execute(statement, chunk)
 
@@ -672,20 +691,17 @@ class Store:
         )
 
     def _count_statement(self, tenant_id: str, query: InstanceQuery) -> sa.Select[Any]:
-        """How many instances match: from the kept counts when the filters are the ones
-        they are kept by (definition, sub-status), else by counting rows."""
+        """How many instances match: from the kept totals or counts when the filters are
+        the ones they are kept by (sub-status; definition), else by counting rows."""
         if query.correlation_id is not None or query.updated_since is not None:
             return sa.select(sa.func.count()).where(*self._instance_conditions(tenant_id, query))
-        conditions = [instance_counts.c.tenant_id == tenant_id]
+        kept = instance_totals if query.definition_id is None else instance_counts
+        conditions = [kept.c.tenant_id == tenant_id]
         if query.definition_id is not None:
             conditions.append(instance_counts.c.definition_id == query.definition_id)
         if query.sub_statuses is not None:
-            conditions.append(
-                instance_counts.c.sub_status.in_([s.value for s in query.sub_statuses])
-            )
-        return sa.select(sa.func.coalesce(sa.func.sum(instance_counts.c.count), 0)).where(
-            *conditions
-        )
+            conditions.append(kept.c.sub_status.in_([s.value for s in query.sub_statuses]))
+        return sa.select(sa.func.coalesce(sa.func.sum(kept.c.count), 0)).where(*conditions)
 
     @staticmethod
     def _instance_conditions(tenant_id: str, query: InstanceQuery) -> list[sa.ColumnElement[bool]]:
@@ -1136,12 +1152,12 @@ class Store:
             return counts
 
     async def instance_totals(self, tenant_id: str) -> dict[str | None, int]:
-        """Live instances of a tenant per sub-status (None: untyped), from the kept counts."""
+        """Live instances of a tenant per sub-status (None: untyped), from the kept totals."""
         async with self._reading() as conn:
             rows = await conn.execute(
-                sa.select(instance_counts.c.sub_status, sa.func.sum(instance_counts.c.count))
-                .where(instance_counts.c.tenant_id == tenant_id)
-                .group_by(instance_counts.c.sub_status)
+                sa.select(instance_totals.c.sub_status, instance_totals.c.count).where(
+                    instance_totals.c.tenant_id == tenant_id
+                )
             )
             return {sub_status or None: int(count) for sub_status, count in rows if count}
 

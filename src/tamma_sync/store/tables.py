@@ -181,3 +181,15 @@ instance_counts = sa.Table(
     sa.Index("ix_instance_counts_sub_status", "tenant_id", "sub_status", "count"),
     sa.Index("ix_instance_counts_definition", "tenant_id", "definition_id", "sub_status", "count"),
 )
+
+#: Live instances per (tenant, sub-status): the sums of `instance_counts` that unfiltered
+#: and sub-status-filtered list totals and the dashboard summary read on every request,
+#: kept in the same transactions so that they read a handful of rows instead of summing
+#: one row per (source, definition, sub-status).
+instance_totals = sa.Table(
+    "instance_totals",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("sub_status", sa.String(20), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,157 @@
+"""`tamma-sync serve`, in one process or in several sharing one listening socket.
+
+A worker is a whole replica — its own connection pool, change-feed listener, sync runner
+candidate and retention loop — so running N workers is running N replicas on one port:
+whatever holds for replicas (one syncer at a time, SSE on any replica, migrations under a
+lock) holds for workers. The supervisor only reserves the port, starts the workers, starts
+a new one when one dies, and stops them all on SIGINT/SIGTERM.
+
+Each worker listens on a socket of its own with SO_REUSEPORT, so that the kernel spreads
+new connections over the workers. One shared listening socket would not: the first worker
+to wake accepts every connection pending, and keep-alive clients that connect at once (a
+dashboard's, a load balancer's pool) all land on that one worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from tamma_sync.api.app import create_app
+from tamma_sync.api.server import GRACEFUL_SHUTDOWN_SECONDS, Server
+from tamma_sync.logs import configure_logging
+from tamma_sync.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Exit code of a worker whose server never started (bad database URL, refused exposure):
+#: starting another would fail the same way, so the supervisor stops instead.
+STARTUP_FAILED = 3
+#: Connections a worker's socket queues before accepting them (uvicorn's default).
+LISTEN_BACKLOG = 2048
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What a server process needs to build its app; picklable, for spawned workers."""
+
+    settings: Settings
+    host: str
+    port: int
+    insecure: bool = False
+
+
+def run_server(options: ServeOptions, sockets: list[socket.socket] | None = None) -> bool:
+    """Run one server until it is asked to stop; False if it never started."""
+    server = Server(
+        create_app(options.settings, host=options.host, insecure=options.insecure),
+        host=options.host,
+        port=options.port,
+        own_logging=options.settings.log_format == "json",
+    )
+    server.run(sockets)
+    return server.started
+
+
+def run_workers(options: ServeOptions, workers: int) -> int:
+    """Serve with `workers` processes on one port; returns the exit code."""
+    # Bound, never listening: fails early if the port is taken, fixes a port 0, and
+    # keeps the port while workers come and go.
+    try:
+        reservation = _reuse_port_socket(options.host, options.port, exclusive_first=True)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
+        return STARTUP_FAILED
+    options = dataclasses.replace(options, port=reservation.getsockname()[1])
+    stopping = threading.Event()
+
+    def stop(sig: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping %d workers", signal.Signals(sig).name, workers)
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    context = multiprocessing.get_context("spawn")
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(options,), name="tamma-worker")
+        process.start()
+        return process
+
+    processes = [start() for _ in range(workers)]
+    log.info(
+        "serving on %s:%d with %d workers: %s",
+        options.host,
+        options.port,
+        workers,
+        ", ".join(str(p.pid) for p in processes),
+    )
+    exit_code = 0
+    while not stopping.is_set():
+        wait([process.sentinel for process in processes], timeout=0.5)
+        for index, process in enumerate(processes):
+            if process.exitcode is None or stopping.is_set():
+                continue
+            if process.exitcode == STARTUP_FAILED:
+                log.error("worker %s could not start; stopping", process.pid)
+                exit_code = STARTUP_FAILED
+                stopping.set()
+                continue
+            log.warning("worker %s exited (%s); starting another", process.pid, process.exitcode)
+            processes[index] = start()
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.join(GRACEFUL_SHUTDOWN_SECONDS + 5)
+        if process.is_alive():
+            log.error("worker %s did not stop in time; killing it", process.pid)
+            process.kill()
+            process.join()
+    reservation.close()
+    return exit_code
+
+
+def _reuse_port_socket(host: str, port: int, *, exclusive_first: bool = False) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT. `exclusive_first`: fail if any
+    other socket listens there (SO_REUSEPORT alone would let a second server share it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if exclusive_first:
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker(options: ServeOptions) -> None:
+    # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which
+    # then asks each worker once (a second signal would make uvicorn skip the grace period).
+    os.setpgrp()
+    configure_logging(options.settings.log_format)
+    try:
+        listener = _reuse_port_socket(options.host, options.port)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
+        sys.exit(STARTUP_FAILED)
+    if not run_server(options, [listener]):
+        sys.exit(STARTUP_FAILED)

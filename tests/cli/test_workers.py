@@ -1,0 +1,156 @@
+"""`tamma-sync serve --workers N`: N real server processes on one port, kept at N."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.support.process import CLI, free_port, running_server
+
+
+def _workers(supervisor: int) -> set[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {
+        int(pid)
+        for pid in children
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    }
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_serve_one_port_and_a_killed_worker_is_replaced(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {"TAMMA_SYNC_DATABASE_URL": database_url}
+    with running_server(env, tmp_path, "--workers", "2") as (url, process):
+        _wait_for(lambda: len(_workers(process.pid)) == 2)
+        first = _workers(process.pid)
+        created = httpx.post(
+            f"{url}/api/workflows/instances", json={"id": "i1", "definitionId": "wf"}
+        )
+        assert created.status_code == 201
+
+        def total(_: int) -> int:
+            with httpx.Client() as client:  # a connection of its own: any worker may take it
+                response = client.get(f"{url}/api/workflows/instances")
+                assert response.status_code == 200
+                return int(response.json()["total"])
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(total, range(40))) == {1}
+
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(lambda: len(_workers(process.pid)) == 2 and victim not in _workers(process.pid))
+        assert first - {victim} <= _workers(process.pid), "the other worker kept serving"
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(total, range(40))) == {1}
+
+        workers = _workers(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not any(_alive(pid) for pid in workers)
+
+
+def test_workers_spread_connections_and_do_not_share_a_port_taken(tmp_path: Path) -> None:
+    """Keep-alive connections opened at once land on more than one worker; a second
+    server on the same port is refused instead of silently sharing it."""
+    with running_server({}, tmp_path, "--workers", "2") as (url, process):
+        _wait_for(lambda: len(_workers(process.pid)) == 2)
+        port = int(url.rsplit(":", 1)[1])
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        try:
+            for connection in connections:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            for connection in connections:
+                assert connection.recv(1024).startswith(b"HTTP/1.1 200")
+            serving = {pid for pid in _workers(process.pid) if _connections_to(pid, port) > 0}
+            assert len(serving) == 2
+        finally:
+            for connection in connections:
+                connection.close()
+
+        second = subprocess.run(
+            [*CLI, "serve", "--workers", "2", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 3
+        assert "Address already in use" in second.stderr
+
+
+def _connections_to(pid: int, port: int) -> int:
+    """Established TCP connections on `port` whose socket `pid` holds."""
+    inodes = {
+        target.removeprefix("socket:[").removesuffix("]")
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if (target := os.readlink(fd)).startswith("socket:[")
+    }
+    established = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                established += 1
+    return established
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *CLI,
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(free_port()),
+            "--database-url",
+            f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens-here",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "could not start; stopping" in result.stderr
+
+
+def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "serve", "--workers", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--workers" in result.stderr
