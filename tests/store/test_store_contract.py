@@ -393,3 +393,18 @@ async def test_definition_json_is_never_stale(store: Store, database_url: str) -
     assert [d["name"] for d in await listed()] == ["Other", "Three"]
     assert await listed(OTHER) == []
     assert await listed() == [d.to_wire() for d in await store.list_definitions(T)]
+
+
+async def test_reads_together_each_see_what_was_committed_before_them(store: Store) -> None:
+    """Reads sharing one connection (the dashboard summary's) hold no snapshot between
+    them: a write committed meanwhile shows in the next read."""
+    await store.create_instance(T, instance("a", status="running"))
+    async with store.reading_together():
+        before = await store.instance_totals(T)
+        await store.create_instance(T, instance("b", status="running"))
+        after = await store.instance_totals(T)
+        page = await store.list_instances(T, InstanceQuery())
+    assert before == {"Executing": 1}
+    assert after == {"Executing": 2}
+    assert page.total == 2
+    assert await store.instance_totals(T) == {"Executing": 2}

@@ -18,6 +18,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -229,6 +230,9 @@ class Store:
         self._bulk_statements: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], BulkStatement
         ] = {}
+        self._shared_read: ContextVar[AsyncConnection | None] = ContextVar(
+            f"tamma_sync_shared_read_{id(self)}", default=None
+        )
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 20) -> Store:
@@ -391,8 +395,27 @@ class Store:
         """A read-only connection. Each statement sees one consistent snapshot (READ
         COMMITTED on PostgreSQL, an autocommit read on SQLite), so what must agree — a page
         and its total — is read by one statement."""
+        shared = self._shared_read.get()
+        if shared is not None:
+            yield shared
+            return
         async with self._engine.connect() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def reading_together(self) -> AsyncIterator[None]:
+        """Let the reads awaited inside share one connection: one pool checkout (and
+        liveness check) for a response made of several small reads, instead of one each.
+        The reads must be awaited one after another, not gathered."""
+        if self._shared_read.get() is not None:
+            yield
+            return
+        async with self._engine.connect() as conn:
+            token = self._shared_read.set(conn)
+            try:
+                yield
+            finally:
+                self._shared_read.reset(token)
 
     # -- definitions -----------------------------------------------------------------------
 

@@ -32,15 +32,20 @@ RECENT_EVENTS = 20
 async def summary(store: StoreDep, tenant: ViewDashboard) -> DashboardSummary:
     """`{engineCount, workflowDefinitions, recentEvents}` as the original, plus instance
     counts by status, engines online/offline and sync health per source."""
-    engines = await store.list_engines(tenant)
+    async with store.reading_together():
+        engines = await store.list_engines(tenant)
+        definition_count = await store.count_definitions(tenant)
+        recent_events = await store.recent_engine_events(tenant, limit=RECENT_EVENTS)
+        totals = await store.instance_totals(tenant)
+        states = await store.source_states(tenant)
     online = sum(engine.online for engine in engines)
     return DashboardSummary(
         engine_count=len(engines),
-        workflow_definitions=await store.count_definitions(tenant),
-        recent_events=await store.recent_engine_events(tenant, limit=RECENT_EVENTS),
-        instances=InstanceCounts.total_of([await store.instance_totals(tenant)]),
+        workflow_definitions=definition_count,
+        recent_events=recent_events,
+        instances=InstanceCounts.total_of([totals]),
         engines=EngineHealth(online=online, offline=len(engines) - online),
-        sync=[SyncHealth.of(state) for state in await store.source_states(tenant)],
+        sync=[SyncHealth.of(state) for state in states],
     )
 
 
@@ -59,8 +64,9 @@ async def workflows(
     ] = False,
 ) -> JsonBytes:
     """Every definition with its `instanceCount`, and counts by status and subStatus."""
-    counts = await store.instance_counts(tenant)
-    definitions = await store.list_definition_json(tenant, compact=compact)
+    async with store.reading_together():
+        counts = await store.instance_counts(tenant)
+        definitions = await store.list_definition_json(tenant, compact=compact)
     return json_array(
         with_fields(json, _count_fields(count_breakdown([counts.get(definition_id, {})])))
         for definition_id, json in definitions
