@@ -125,7 +125,10 @@ class Measurement:
     busy_cpu: float
     foreign_cpu: float
     peak_rss_kib: int
+    """Summed over the server's processes (supervisor and workers under --workers)."""
     rss_after_kib: int
+    largest_peak_rss_kib: int
+    """The peak of the largest single process."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -237,6 +240,7 @@ def run_scenario(
         foreign_cpu=foreign.seconds,
         peak_rss_kib=sum(m.get("VmHWM", 0) for m in memory),
         rss_after_kib=sum(m.get("VmRSS", 0) for m in memory),
+        largest_peak_rss_kib=max(m.get("VmHWM", 0) for m in memory),
     )
 
 

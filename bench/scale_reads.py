@@ -259,6 +259,8 @@ class DatabaseRun:
     name: str
     plan: Plan
     idle_rss_kib: int
+    """Summed over the server's processes."""
+    processes: int
     measurements: dict[str, Measurement]
     profiles: list[str] = field(default_factory=list)
 
@@ -413,7 +415,7 @@ def measure_database(
     if not args.skip_old:
         with scale_server(url, workdir, old_routes=True, name="old-pattern") as old:
             run(dashboard_scenarios(args, old=True), [old.pid], old.port)
-    return DatabaseRun(name, plan, idle_rss, measurements, profiles)
+    return DatabaseRun(name, plan, idle_rss, len(pids), measurements, profiles)
 
 
 PROFILED = ("first", "deep_offset", "definition_first", "summary", "workflows", "tp_list")
@@ -534,18 +536,21 @@ def targets_table(runs: Sequence[DatabaseRun]) -> str:
                         NONE,
                     ]
                 )
-        peak = max(
-            item.peak_rss_kib
-            for item in m.values()
-            if not item.key.startswith("old_") and not item.key.startswith("tp_old")
-        )
+        loads = [item for item in m.values() if not item.key.startswith("old_")]
+        peak = max(item.largest_peak_rss_kib for item in loads)
+        measured = f"{mib(peak)} (idle after start: {mib(run.idle_rss_kib)})"
+        if run.processes > 1:
+            total = max(item.peak_rss_kib for item in loads)
+            measured = (
+                f"{mib(peak)}, the largest of {run.processes} processes (all together "
+                f"{mib(total)}; idle after start: {mib(run.idle_rss_kib)} together)"
+            )
         rows.append(
             [
                 run.name,
-                f"server peak RSS under load ≤ {TARGET_RSS_MIB:.0f} MB",
-                f"{mib(peak)} (idle after start: {mib(run.idle_rss_kib)})",
-                f"{peak / 1024 / TARGET_RSS_MIB:,.2f}{TIMES} the target; "
-                f"{x(peak, run.idle_rss_kib)} idle",
+                f"server peak RSS under load ≤ {TARGET_RSS_MIB:.0f} MB, per process",
+                measured,
+                f"{peak / 1024 / TARGET_RSS_MIB:,.2f}{TIMES} the target",
                 verdict(peak / 1024 <= TARGET_RSS_MIB),
             ]
         )

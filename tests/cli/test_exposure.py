@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.support.process import CLI, free_port, running_server
+from tests.support.process import free_port, run_cli, running_server
 
 
 def test_network_interface_without_keys_refuses_to_start(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
-        env={**os.environ, "TAMMA_SYNC_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_cli(
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+        env={"TAMMA_SYNC_DATA_DIR": str(tmp_path)},
     )
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0 without API keys" in result.stderr
@@ -32,14 +30,9 @@ def test_insecure_serves_openly(tmp_path: Path) -> None:
 
 
 def test_with_a_key_it_serves_and_requires_it_without_logging_it(tmp_path: Path) -> None:
-    env = {**os.environ, "TAMMA_SYNC_DATA_DIR": str(tmp_path)}
-    created = subprocess.run(
-        [*CLI, "keys", "create", "--tenant", "acme", "--scopes", "workflows:view"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    env = {"TAMMA_SYNC_DATA_DIR": str(tmp_path)}
+    created = run_cli(
+        "keys", "create", "--tenant", "acme", "--scopes", "workflows:view", env=env, check=True
     )
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("tsk_")
@@ -53,8 +46,6 @@ def test_with_a_key_it_serves_and_requires_it_without_logging_it(tmp_path: Path)
         )
         assert authorized.status_code == 200
     assert process.stderr is not None
-    listed = subprocess.run(
-        [*CLI, "keys", "list"], env=env, capture_output=True, text=True, timeout=60, check=True
-    )
+    listed = run_cli("keys", "list", env=env, check=True)
     assert "tenant=acme" in listed.stdout
     assert key not in listed.stdout, "keys are stored hashed and never shown again"

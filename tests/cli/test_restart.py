@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
 
 from tamma_sync.store.migrations import head_revision
-from tests.support.process import CLI, running_server
+from tests.support.process import run_cli, running_server
 
 
 def test_data_survives_a_killed_server(database_url: str, tmp_path: Path) -> None:
@@ -55,25 +54,13 @@ def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
 
 def test_migrate_command_accepts_plain_urls(tmp_path: Path) -> None:
     database = tmp_path / "plain.db"
-    result = subprocess.run(
-        [*CLI, "migrate", "--database-url", f"sqlite:///{database}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("migrate", "--database-url", f"sqlite:///{database}")
     assert result.returncode == 0, result.stderr
     assert f"database schema at revision {head_revision()}" in result.stdout
     assert database.exists()
 
 
 def test_unsupported_database_url_is_a_clear_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, "migrate", "--database-url", "mysql://root@localhost/db"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("migrate", "--database-url", "mysql://root@localhost/db")
     assert result.returncode != 0
     assert "unsupported database URL scheme" in result.stderr

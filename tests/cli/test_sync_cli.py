@@ -13,7 +13,7 @@ from tamma_sync.models import DEFAULT_TENANT_ID, ChangeOp, EntityKind
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import Store
 from tests.support.mirror import assert_mirror_equals
-from tests.support.process import CLI
+from tests.support.process import CLI, run_cli
 from tests.support.server import serve_in_thread
 
 INSTANCES = 2_500
@@ -45,15 +45,7 @@ def test_sync_killed_mid_initial_sync_resumes_without_duplicates(
         assert partial < INSTANCES, "killed in the middle of the initial sync"
 
         simulator.step(50)
-        resumed = subprocess.run(
-            [*CLI, "sync", "--once"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        resumed = run_cli("sync", "--once", env=env, cwd=tmp_path, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert "elsa:" in resumed.stdout and "created" in resumed.stdout
         asyncio.run(_assert_converged_without_duplicates(database_url, simulator))

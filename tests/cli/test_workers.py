@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.process import CLI, free_port, running_server
+from tests.support.process import free_port, run_cli, running_server
 
 
 def _workers(supervisor: int) -> set[int]:
@@ -78,79 +77,67 @@ def test_workers_spread_connections_and_do_not_share_a_port_taken(tmp_path: Path
     """Keep-alive connections opened at once land on more than one worker; a second
     server on the same port is refused instead of silently sharing it."""
     with running_server({}, tmp_path, "--workers", "2") as (url, process):
-        _wait_for(lambda: len(_workers(process.pid)) == 2)
         port = int(url.rsplit(":", 1)[1])
+        _wait_for(
+            lambda: (
+                len([pid for pid in _workers(process.pid) if _sockets_on(pid, port, LISTEN)]) == 2
+            )
+        )
         connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
         try:
             for connection in connections:
                 connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
             for connection in connections:
                 assert connection.recv(1024).startswith(b"HTTP/1.1 200")
-            serving = {pid for pid in _workers(process.pid) if _connections_to(pid, port) > 0}
+            serving = {pid for pid in _workers(process.pid) if _sockets_on(pid, port, ESTABLISHED)}
             assert len(serving) == 2
         finally:
             for connection in connections:
                 connection.close()
 
-        second = subprocess.run(
-            [*CLI, "serve", "--workers", "2", "--port", str(port)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = run_cli("serve", "--workers", "2", "--port", str(port), cwd=tmp_path)
         assert second.returncode == 3
         assert "Address already in use" in second.stderr
 
 
-def _connections_to(pid: int, port: int) -> int:
-    """Established TCP connections on `port` whose socket `pid` holds."""
+#: TCP states as /proc/net/tcp writes them.
+ESTABLISHED, LISTEN = "01", "0A"
+
+
+def _sockets_on(pid: int, port: int, state: str) -> int:
+    """TCP sockets on local `port`, in `state`, that process `pid` holds."""
     inodes = {
         target.removeprefix("socket:[").removesuffix("]")
         for fd in Path(f"/proc/{pid}/fd").iterdir()
         if (target := os.readlink(fd)).startswith("socket:[")
     }
-    established = 0
+    found = 0
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
-                established += 1
-    return established
+            if local_port == port and fields[3] == state and fields[9] in inodes:
+                found += 1
+    return found
 
 
 def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *CLI,
-            "serve",
-            "--workers",
-            "2",
-            "--port",
-            str(free_port()),
-            "--database-url",
-            f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens-here",
-        ],
+    result = run_cli(
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        str(free_port()),
+        "--database-url",
+        f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens-here",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 3
     assert "could not start; stopping" in result.stderr
 
 
 def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, "serve", "--workers", "0"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("serve", "--workers", "0", cwd=tmp_path)
     assert result.returncode == 2
     assert "--workers" in result.stderr

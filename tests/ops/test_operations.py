@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import httpx
 from tamma_sync.models import DEFAULT_TENANT_ID, SyncPhase
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import Store
-from tests.support.process import CLI, running_server
+from tests.support.process import run_cli, running_server
 from tests.support.server import serve_in_thread
 from tests.support.sse import open_stream
 
@@ -89,12 +87,9 @@ async def test_metrics_report_requests_sync_and_subscribers(
 
 
 def test_json_logs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, "migrate"],
-        env={**os.environ, "TAMMA_SYNC_DATA_DIR": str(tmp_path), "TAMMA_SYNC_LOG_FORMAT": "json"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        "migrate",
+        env={"TAMMA_SYNC_DATA_DIR": str(tmp_path), "TAMMA_SYNC_LOG_FORMAT": "json"},
         check=True,
     )
     entries = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]

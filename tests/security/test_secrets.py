@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from tamma_sync.api import create_app
 from tamma_sync.settings import Settings
 from tamma_sync.simulator import ElsaSimulator, SimulatorConfig
-from tests.support.process import CLI
+from tests.support.process import run_cli
 from tests.support.server import serve_in_thread
 
 PASSWORD = "pw-that-must-not-leak-4711"
@@ -41,14 +40,7 @@ def test_rejected_credentials_are_reported_without_the_secret(
             # Credentials in the URL too: they must be dropped from what is shown.
             "TAMMA_SYNC_ELSA_URL": f"http://someone:{PASSWORD}@{host_and_port}",
         }
-        result = subprocess.run(
-            [*CLI, "sync", "--once"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = run_cli("sync", "--once", env=env, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "FAILED" in output

@@ -17,6 +17,26 @@ import httpx
 CLI = [sys.executable, "-m", "tamma_sync"]
 
 
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """`tamma-sync ARGS` run to its end, with `env` added to this process's environment
+    and the output captured as text."""
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 #: Exit code of a worker whose server never started (bad database URL, refused exposure):
 #: starting another would fail the same way, so the supervisor stops instead.
 STARTUP_FAILED = 3
-#: Connections a worker's socket queues before accepting them (uvicorn's default).
-LISTEN_BACKLOG = 2048
 
 
 @dataclass(frozen=True)
@@ -148,8 +146,9 @@ def _worker(options: ServeOptions) -> None:
     os.setpgrp()
     configure_logging(options.settings.log_format)
     try:
+        # Bound only: uvicorn listens once the app has started, and until then the kernel
+        # sends new connections to the workers that are serving.
         listener = _reuse_port_socket(options.host, options.port)
-        listener.listen(LISTEN_BACKLOG)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
         sys.exit(STARTUP_FAILED)
