@@ -141,3 +141,17 @@ def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
     result = run_cli("serve", "--workers", "0", cwd=tmp_path)
     assert result.returncode == 2
     assert "--workers" in result.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed supervisor leaves no worker serving the port: the server can be started
+    again on it at once."""
+    with running_server({}, tmp_path, "--workers", "2") as (url, process):
+        _wait_for(lambda: len(_workers(process.pid)) == 2)
+        workers = _workers(process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        _wait_for(lambda: not any(_alive(pid) for pid in workers))
+    port = int(url.rsplit(":", 1)[1])
+    with running_server({}, tmp_path, "--workers", "2", port=port) as (again, _process):
+        assert httpx.get(f"{again}/healthz").status_code == 200

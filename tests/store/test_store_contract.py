@@ -394,6 +394,11 @@ async def test_definition_json_is_never_stale(store: Store, database_url: str) -
     assert await listed(OTHER) == []
     assert await listed() == [d.to_wire() for d in await store.list_definitions(T)]
 
+    # Listings arriving together after a change: one refreshes, the others use its work.
+    await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Four")])
+    together = await asyncio.gather(*(listed() for _ in range(8)))
+    assert [[d["name"] for d in result] for result in together] == [["Other", "Four"]] * 8
+
 
 async def test_reads_together_each_see_what_was_committed_before_them(store: Store) -> None:
     """Reads sharing one connection (the dashboard summary's) hold no snapshot between

@@ -145,6 +145,7 @@ def _worker(options: ServeOptions) -> None:
     # then asks each worker once (a second signal would make uvicorn skip the grace period).
     os.setpgrp()
     configure_logging(options.settings.log_format)
+    _stop_with_supervisor()
     try:
         # Bound only: uvicorn listens once the app has started, and until then the kernel
         # sends new connections to the workers that are serving.
@@ -154,3 +155,18 @@ def _worker(options: ServeOptions) -> None:
         sys.exit(STARTUP_FAILED)
     if not run_server(options, [listener]):
         sys.exit(STARTUP_FAILED)
+
+
+def _stop_with_supervisor() -> None:
+    """Stop (gracefully) when the supervisor is gone, even killed with SIGKILL: orphaned
+    workers would go on serving the port, and a restarted server could not take it."""
+    supervisor = multiprocessing.parent_process()
+    if supervisor is None:
+        return
+
+    def watch() -> None:
+        wait([supervisor.sentinel])
+        log.error("the supervisor is gone; stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()

@@ -146,6 +146,17 @@ class _KeptDefinition:
 _DEFINITION_BODY = frozenset({"activities", "variables"})
 
 
+def _stale_definitions(
+    versions: Sequence[Sequence[Any]], kept: Mapping[str, _KeptDefinition]
+) -> list[str]:
+    """The ids whose (revision, syncedAt) differs from what is kept, or that are not kept."""
+    return [
+        definition_id
+        for definition_id, *version in versions
+        if definition_id not in kept or kept[definition_id].version != tuple(version)
+    ]
+
+
 @dataclass(frozen=True)
 class PurgeCutoffs:
     """Epoch-ms cutoffs: rows older than these are purged (`ended_instances`: off if None)."""
@@ -227,6 +238,7 @@ class Store:
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._stats = TableStats()
         self._definition_json: dict[str, dict[str, _KeptDefinition]] = {}
+        self._definition_refresh = asyncio.Lock()
         self._bulk_statements: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], BulkStatement
         ] = {}
@@ -515,22 +527,28 @@ class Store:
                     .order_by(definitions.c.definition_id)
                 )
             ).all()
-            stale = [
-                definition_id
-                for definition_id, *version in versions
-                if definition_id not in kept or kept[definition_id].version != tuple(version)
-            ]
+            stale = _stale_definitions(versions, kept)
             fresh: dict[str, _KeptDefinition] = {}
-            for chunk in chunks(stale):
-                rows = await conn.execute(
-                    sa.select(definitions).where(*live, definitions.c.definition_id.in_(chunk))
-                )
-                for row in rows.mappings():
-                    wire = definition_of(row).to_wire()
-                    summary = {k: v for k, v in wire.items() if k not in _DEFINITION_BODY}
-                    fresh[row["definition_id"]] = _KeptDefinition(
-                        (row["revision"], row["synced_at"]), dump_json(wire), dump_json(summary)
-                    )
+            if stale:
+                # One refresh at a time: listings that arrive together after a change (or
+                # at start-up) would otherwise each decode and encode every definition.
+                async with self._definition_refresh:
+                    kept = self._definition_json.get(tenant_id, {})
+                    stale = _stale_definitions(versions, kept)
+                    for chunk in chunks(stale):
+                        rows = await conn.execute(
+                            sa.select(definitions).where(
+                                *live, definitions.c.definition_id.in_(chunk)
+                            )
+                        )
+                        for row in rows.mappings():
+                            wire = definition_of(row).to_wire()
+                            summary = {k: v for k, v in wire.items() if k not in _DEFINITION_BODY}
+                            fresh[row["definition_id"]] = _KeptDefinition(
+                                (row["revision"], row["synced_at"]),
+                                dump_json(wire),
+                                dump_json(summary),
+                            )
         refreshed = set(stale)
         listed: dict[str, _KeptDefinition] = {}
         for definition_id, *_ in versions:
