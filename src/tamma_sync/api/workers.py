@@ -1,4 +1,4 @@
-"""`tamma-sync serve`, in one process or in several sharing one listening socket.
+"""`tamma-sync serve`, in one process or in several on one port.
 
 A worker is a whole replica — its own connection pool, change-feed listener, sync runner
 candidate and retention loop — so running N workers is running N replicas on one port:
