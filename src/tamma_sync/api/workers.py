@@ -66,11 +66,11 @@ def run_workers(options: ServeOptions, workers: int) -> int:
     # Bound, never listening: fails early if the port is taken, fixes a port 0, and
     # keeps the port while workers come and go.
     try:
-        reservation = _reuse_port_socket(options.host, options.port, exclusive_first=True)
+        options = dataclasses.replace(options, port=_free_port(options.host, options.port))
+        reservation = _reuse_port_socket(options.host, options.port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
         return STARTUP_FAILED
-    options = dataclasses.replace(options, port=reservation.getsockname()[1])
     stopping = threading.Event()
 
     def stop(sig: int, _frame: FrameType | None) -> None:
@@ -120,16 +120,19 @@ def run_workers(options: ServeOptions, workers: int) -> int:
     return exit_code
 
 
-def _reuse_port_socket(host: str, port: int, *, exclusive_first: bool = False) -> socket.socket:
-    """A socket bound to (host, port) with SO_REUSEPORT. `exclusive_first`: fail if any
-    other socket listens there (SO_REUSEPORT alone would let a second server share it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if exclusive_first:
-        with socket.socket(family) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-            port = probe.getsockname()[1]
-    sock = socket.socket(family)
+def _free_port(host: str, port: int) -> int:
+    """`port` (or, for 0, one the kernel picks) if no socket listens on it: SO_REUSEPORT
+    alone would let a second server share the port instead of failing."""
+    with socket.socket(_family(host)) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        free: int = probe.getsockname()[1]
+        return free
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT, not listening yet."""
+    sock = socket.socket(_family(host))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
@@ -138,6 +141,10 @@ def _reuse_port_socket(host: str, port: int, *, exclusive_first: bool = False) -
         sock.close()
         raise
     return sock
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _worker(options: ServeOptions) -> None:
