@@ -12,12 +12,14 @@ from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 
 
-def get_store(request: Request) -> Store:
+# Async, though they never wait: FastAPI runs a plain `def` dependency in its thread pool,
+# a thread hop on every request.
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
