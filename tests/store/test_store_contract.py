@@ -200,13 +200,20 @@ async def test_list_filters_use_the_typed_sub_status(store: Store) -> None:
 
     async def ids(**query: object) -> list[str]:
         page = await store.list_instances(T, InstanceQuery(**query))  # type: ignore[arg-type]
+        # The total is what the filters match, on a page past the end as well.
+        past_end = await store.list_instances(T, InstanceQuery(**query, offset=50))  # type: ignore[arg-type]
+        assert page.total == past_end.total == len(page.wire)
+        assert past_end.wire == []
         return [i.id for i in page.items]
 
     assert await ids(sub_statuses=[SubStatus.EXECUTING]) == ["b"]
     assert await ids(sub_statuses=[SubStatus.FAULTED, SubStatus.FINISHED]) == ["c", "d"]
     assert await ids(definition_id="other") == ["d"]
+    assert await ids(definition_id="other", sub_statuses=[SubStatus.FAULTED]) == []
     assert await ids(correlation_id="c1") == ["a"]
+    assert await ids(correlation_id="c1", sub_statuses=[SubStatus.PENDING]) == ["a"]
     assert await ids(updated_since=30) == ["c", "d"]
+    assert await ids(updated_since=30, definition_id="other") == ["d"]
 
 
 async def test_offset_pages_are_stable_while_instances_change(store: Store) -> None:

@@ -9,7 +9,7 @@ import orjson
 
 from tamma_sync.api.errors import ApiError
 from tamma_sync.models import MAX_EPOCH_MS
-from tamma_sync.store.store import OrderBy
+from tamma_sync.store.pages import OrderBy
 
 
 def encode_cursor(order_by: OrderBy, descending: bool, position: tuple[int, str]) -> str:

@@ -1,9 +1,8 @@
 """Durable storage: the only package that speaks SQL."""
 
 from tamma_sync.store.leadership import Leadership
+from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.store import (
-    InstancePage,
-    InstanceQuery,
     PurgeCutoffs,
     Store,
     WriteResult,

@@ -128,11 +128,11 @@ def instance_of(row: sa.RowMapping | dict[str, Any]) -> Instance:
     return Instance.model_validate(dict(row))
 
 
-#: Instance field → wire key, to write change-log snapshots without building models.
-_INSTANCE_WIRE_KEYS = {name: field.alias or name for name, field in Instance.model_fields.items()}
+#: Instance field → wire key, to write change-log snapshots and pages without building models.
+INSTANCE_WIRE_KEYS = {name: field.alias or name for name, field in Instance.model_fields.items()}
 
 
 def instance_wire(row: sa.RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """`Instance.model_validate(row).to_wire()`, without the model: the change log gets one
     snapshot per written row, so this is on the hot path of every sync batch."""
-    return {key: row[name] for name, key in _INSTANCE_WIRE_KEYS.items() if row[name] is not None}
+    return {key: row[name] for name, key in INSTANCE_WIRE_KEYS.items() if row[name] is not None}

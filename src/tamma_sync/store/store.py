@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -50,7 +50,6 @@ from tamma_sync.models import (
     InstanceWrite,
     Scope,
     SourceState,
-    SubStatus,
     SyncBatch,
     content_hash,
     dump_json,
@@ -59,6 +58,15 @@ from tamma_sync.models import (
 from tamma_sync.store import migrations
 from tamma_sync.store.bulk import BulkStatement, TableStats
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
+from tamma_sync.store.pages import (
+    InstancePage,
+    InstanceQuery,
+    PageShape,
+    count_statement,
+    page_of,
+    page_parameters,
+    page_statement,
+)
 from tamma_sync.store.rows import (
     DEFINITION_CONTENT,
     chunks,
@@ -96,41 +104,7 @@ API_KEY_PREFIX = "tsk_"
 #: Change-log columns a write supplies (`seq` is the database's).
 _CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: Label of the total a page of instances carries along (no column has that name).
-_TOTAL = "_page_total"
-
 CommitListener = Callable[[int], None]
-OrderBy = Literal["createdAt", "updatedAt"]
-
-
-@dataclass(frozen=True)
-class InstanceQuery:
-    """What a list of instances is filtered and ordered by, and which page of it."""
-
-    definition_id: str | None = None
-    sub_statuses: Sequence[SubStatus] | None = None
-    correlation_id: str | None = None
-    updated_since: int | None = None
-    order_by: OrderBy = "createdAt"
-    descending: bool = False
-    limit: int = 50
-    offset: int = 0
-    after: tuple[int, str] | None = None
-    """Keyset position: the (order value, id) of the last row already seen."""
-    with_total: bool = True
-
-
-@dataclass(frozen=True)
-class InstancePage:
-    wire: list[dict[str, Any]]
-    """The page's instances as the API sends them (camelCase, null fields omitted)."""
-    total: int | None
-    next_after: tuple[int, str] | None
-    """Keyset position to continue from, or None when this page is the last."""
-
-    @property
-    def items(self) -> list[Instance]:
-        return [Instance.model_validate(item) for item in self.wire]
 
 
 @dataclass(frozen=True)
@@ -691,74 +665,22 @@ class Store:
         Offset pages are stable under updates when ordered by `createdAt`, which never
         changes; keyset pages (`after`) cost the same at any depth.
         """
-        order_column = (
-            instances.c.created_at if query.order_by == "createdAt" else (instances.c.updated_at)
-        )
-        conditions = self._instance_conditions(tenant_id, query)
-        page_conditions = list(conditions)
-        if query.after is not None:
-            position = sa.tuple_(order_column, instances.c.id)
-            bound = sa.tuple_(sa.literal(query.after[0]), sa.literal(query.after[1]))
-            page_conditions.append(position < bound if query.descending else position > bound)
-        ordering = (
-            [order_column.desc(), instances.c.id.desc()]
-            if query.descending
-            else [order_column.asc(), instances.c.id.asc()]
-        )
-        statement = (
-            sa.select(instances)
-            .where(*page_conditions)
-            .order_by(*ordering)
-            .limit(query.limit + 1)
-            .offset(0 if query.after is not None else query.offset)
-        )
-        count = self._count_statement(tenant_id, query)
-        if query.with_total:
-            statement = statement.add_columns(count.scalar_subquery().label(_TOTAL))
+        shape = PageShape.of(query)
+        parameters = page_parameters(tenant_id, query)
         async with self._reading() as conn:
-            rows = list((await conn.execute(statement)).mappings())
+            rows = (await conn.execute(page_statement(shape), parameters)).all()
             total = None
             if query.with_total:
                 # A page past the end has no row to carry the total.
-                total = rows[0][_TOTAL] if rows else (await conn.execute(count)).scalar_one()
-        wire = [instance_wire(row) for row in rows[: query.limit]]
-        next_after = None
-        if len(rows) > query.limit:
-            last = rows[query.limit - 1]
-            order_column_name = "created_at" if query.order_by == "createdAt" else "updated_at"
-            next_after = (last[order_column_name], last["id"])
+                total = (
+                    rows[0][-1]
+                    if rows
+                    else (await conn.execute(count_statement(shape), parameters)).scalar_one()
+                )
+        wire, next_after = page_of(rows, query)
         return InstancePage(
             wire=wire, total=int(total) if total is not None else None, next_after=next_after
         )
-
-    def _count_statement(self, tenant_id: str, query: InstanceQuery) -> sa.Select[Any]:
-        """How many instances match: from the kept totals or counts when the filters are
-        the ones they are kept by (sub-status; definition), else by counting rows."""
-        if query.correlation_id is not None or query.updated_since is not None:
-            return sa.select(sa.func.count()).where(*self._instance_conditions(tenant_id, query))
-        kept = instance_totals if query.definition_id is None else instance_counts
-        conditions = [kept.c.tenant_id == tenant_id]
-        if query.definition_id is not None:
-            conditions.append(instance_counts.c.definition_id == query.definition_id)
-        if query.sub_statuses is not None:
-            conditions.append(kept.c.sub_status.in_([s.value for s in query.sub_statuses]))
-        return sa.select(sa.func.coalesce(sa.func.sum(kept.c.count), 0)).where(*conditions)
-
-    @staticmethod
-    def _instance_conditions(tenant_id: str, query: InstanceQuery) -> list[sa.ColumnElement[bool]]:
-        conditions: list[sa.ColumnElement[bool]] = [
-            instances.c.tenant_id == tenant_id,
-            instances.c.deleted_at.is_(None),
-        ]
-        if query.definition_id is not None:
-            conditions.append(instances.c.definition_id == query.definition_id)
-        if query.sub_statuses is not None:
-            conditions.append(instances.c.sub_status.in_([s.value for s in query.sub_statuses]))
-        if query.correlation_id is not None:
-            conditions.append(instances.c.correlation_id == query.correlation_id)
-        if query.updated_since is not None:
-            conditions.append(instances.c.updated_at >= query.updated_since)
-        return conditions
 
     async def _put_instances(
         self,

@@ -1,0 +1,194 @@
+"""Pages of instances: the listing statements, built once per query shape.
+
+Listing requests differ from one another in their values far more than in their shape, so
+each shape (which filters, which order, keyset or offset, with or without the total) gets
+one statement with bound parameters, built on first use: a request then only binds values,
+instead of building the statement and having SQLAlchemy derive its cache key again. The
+page selects exactly the wire fields, in wire order, so rows become wire dicts by position.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import sqlalchemy as sa
+
+from tamma_sync.models import Instance, SubStatus
+from tamma_sync.store.rows import INSTANCE_WIRE_KEYS
+from tamma_sync.store.tables import instance_counts, instance_totals, instances
+
+OrderBy = Literal["createdAt", "updatedAt"]
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """What a list of instances is filtered and ordered by, and which page of it."""
+
+    definition_id: str | None = None
+    sub_statuses: Sequence[SubStatus] | None = None
+    correlation_id: str | None = None
+    updated_since: int | None = None
+    order_by: OrderBy = "createdAt"
+    descending: bool = False
+    limit: int = 50
+    offset: int = 0
+    after: tuple[int, str] | None = None
+    """Keyset position: the (order value, id) of the last row already seen."""
+    with_total: bool = True
+
+
+@dataclass(frozen=True)
+class InstancePage:
+    wire: list[dict[str, Any]]
+    """The page's instances as the API sends them (camelCase, null fields omitted)."""
+    total: int | None
+    next_after: tuple[int, str] | None
+    """Keyset position to continue from, or None when this page is the last."""
+
+    @property
+    def items(self) -> list[Instance]:
+        return [Instance.model_validate(item) for item in self.wire]
+
+
+class PageShape(NamedTuple):
+    """What a listing statement depends on, apart from the values it binds."""
+
+    order_by: OrderBy
+    descending: bool
+    keyset: bool
+    definition: bool
+    sub_statuses: bool
+    correlation: bool
+    updated_since: bool
+    with_total: bool
+
+    @classmethod
+    def of(cls, query: InstanceQuery) -> PageShape:
+        return cls(
+            order_by=query.order_by,
+            descending=query.descending,
+            keyset=query.after is not None,
+            definition=query.definition_id is not None,
+            sub_statuses=query.sub_statuses is not None,
+            correlation=query.correlation_id is not None,
+            updated_since=query.updated_since is not None,
+            with_total=query.with_total,
+        )
+
+
+#: What a page selects: the wire fields, in this order.
+_WIRE_COLUMNS = [instances.c[name] for name in INSTANCE_WIRE_KEYS]
+_WIRE_KEY_ORDER = tuple(INSTANCE_WIRE_KEYS.values())
+_ID_AT = list(INSTANCE_WIRE_KEYS).index("id")
+_ORDER_VALUE_AT = {
+    "createdAt": list(INSTANCE_WIRE_KEYS).index("created_at"),
+    "updatedAt": list(INSTANCE_WIRE_KEYS).index("updated_at"),
+}
+
+
+def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
+    """The values the shape's statements bind."""
+    parameters: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "definition_id": query.definition_id,
+        "correlation_id": query.correlation_id,
+        "updated_since": query.updated_since,
+        "row_limit": query.limit + 1,  # one more than the page: is there a next one?
+        "row_offset": 0 if query.after is not None else query.offset,
+    }
+    if query.sub_statuses is not None:
+        parameters["sub_statuses"] = [sub_status.value for sub_status in query.sub_statuses]
+    if query.after is not None:
+        parameters["after_value"], parameters["after_id"] = query.after
+    return parameters
+
+
+@functools.cache
+def page_statement(shape: PageShape) -> sa.Select[Any]:
+    """One page in a total order on (order column, id), the wire fields first and, when
+    asked for, the total as the last column of every row."""
+    order_column = (
+        instances.c.created_at if shape.order_by == "createdAt" else (instances.c.updated_at)
+    )
+    conditions = _filters(shape)
+    if shape.keyset:
+        position = sa.tuple_(order_column, instances.c.id)
+        bound = sa.tuple_(
+            sa.bindparam("after_value", type_=sa.BigInteger),
+            sa.bindparam("after_id", type_=sa.String),
+        )
+        conditions.append(position < bound if shape.descending else position > bound)
+    ordering = (
+        [order_column.desc(), instances.c.id.desc()]
+        if shape.descending
+        else [order_column.asc(), instances.c.id.asc()]
+    )
+    statement = (
+        sa.select(*_WIRE_COLUMNS)
+        .where(*conditions)
+        .order_by(*ordering)
+        .limit(sa.bindparam("row_limit", type_=sa.Integer))
+        .offset(sa.bindparam("row_offset", type_=sa.Integer))
+    )
+    if shape.with_total:
+        statement = statement.add_columns(count_statement(shape).scalar_subquery())
+    return statement
+
+
+@functools.cache
+def count_statement(shape: PageShape) -> sa.Select[Any]:
+    """How many instances match: from the kept totals or counts when the filters are the
+    ones they are kept by (sub-status; definition), else by counting rows."""
+    if shape.correlation or shape.updated_since:
+        return sa.select(sa.func.count()).where(*_filters(shape))
+    kept = instance_counts if shape.definition else instance_totals
+    conditions = [kept.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String)]
+    if shape.definition:
+        conditions.append(
+            instance_counts.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
+        )
+    if shape.sub_statuses:
+        conditions.append(kept.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
+    return sa.select(sa.func.coalesce(sa.func.sum(kept.c.count), 0)).where(*conditions)
+
+
+def _filters(shape: PageShape) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = [
+        instances.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
+        instances.c.deleted_at.is_(None),
+    ]
+    if shape.definition:
+        conditions.append(
+            instances.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
+        )
+    if shape.sub_statuses:
+        conditions.append(instances.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
+    if shape.correlation:
+        conditions.append(
+            instances.c.correlation_id == sa.bindparam("correlation_id", type_=sa.String)
+        )
+    if shape.updated_since:
+        conditions.append(
+            instances.c.updated_at >= sa.bindparam("updated_since", type_=sa.BigInteger)
+        )
+    return conditions
+
+
+def page_of(
+    rows: Sequence[Sequence[Any]], query: InstanceQuery
+) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
+    """The wire dicts of a page's rows (null fields left out), and the keyset position to
+    continue from when there is a next page."""
+    wire = [
+        # Not strict: a row may carry the total after the wire fields.
+        {key: value for key, value in zip(_WIRE_KEY_ORDER, row, strict=False) if value is not None}
+        for row in rows[: query.limit]
+    ]
+    next_after = None
+    if len(rows) > query.limit:
+        last = rows[query.limit - 1]
+        next_after = (last[_ORDER_VALUE_AT[query.order_by]], last[_ID_AT])
+    return wire, next_after
