@@ -149,7 +149,10 @@ class InstanceCounts(WireModel):
 
 
 _SUB_STATUSES = tuple(member.value for member in SubStatus)
-_STATUS_OF = {member.value: member.status.value for member in SubStatus}
+_SUB_STATUSES_BY_STATUS = tuple(
+    (status.value, tuple(member.value for member in SubStatus if member.status is status))
+    for status in WorkflowStatus
+)
 
 
 def count_breakdown(groups: Iterable[dict[str | None, int]]) -> dict[str, Any]:
@@ -163,9 +166,10 @@ def count_breakdown(groups: Iterable[dict[str | None, int]]) -> dict[str, Any]:
                 by_sub_status[sub_status] += count
             else:
                 untyped += count
-    by_status = dict.fromkeys((member.value for member in WorkflowStatus), 0)
-    for sub_status, count in by_sub_status.items():
-        by_status[_STATUS_OF[sub_status]] += count
+    by_status = {
+        status: sum(by_sub_status[sub_status] for sub_status in sub_statuses)
+        for status, sub_statuses in _SUB_STATUSES_BY_STATUS
+    }
     return {
         "total": sum(by_sub_status.values()) + untyped,
         "byStatus": by_status,
