@@ -152,7 +152,9 @@ def count_statement(shape: PageShape) -> sa.Select[Any]:
         )
     if shape.sub_statuses:
         conditions.append(kept.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
-    return sa.select(sa.func.coalesce(sa.func.sum(kept.c.count), 0)).where(*conditions)
+    # PostgreSQL sums bigints into numeric, which arrives as Decimal.
+    total = sa.cast(sa.func.coalesce(sa.func.sum(kept.c.count), 0), sa.BigInteger)
+    return sa.select(total).where(*conditions)
 
 
 def _filters(shape: PageShape) -> list[sa.ColumnElement[bool]]:
