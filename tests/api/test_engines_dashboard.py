@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
+
+from tamma_sync.models import DEFAULT_TENANT_ID, DefinitionWrite, InstanceWrite
+from tamma_sync.settings import Settings
+from tamma_sync.store import PurgeCutoffs, Store
 
 TAMMA_ENGINE = {
     "name": "tamma engine (meywd/tamma)",
@@ -146,6 +153,41 @@ def test_dashboard_engines_and_workflows(client: httpx.Client) -> None:
     assert {w["id"]: w for w in compact}["wf"] == {
         k: v for k, v in workflows["wf"].items() if k != "activities"
     }
+
+
+def test_dashboard_workflows_show_every_write_at_once_even_from_another_process(
+    client: httpx.Client, settings: Settings
+) -> None:
+    """The list is kept between writes: writes through another store on the same database
+    (another replica), a renamed definition and a retention purge all show on the next
+    request."""
+    client.post("/api/workflows/definitions", json={"id": "wf", "name": "Flow"})
+    client.post("/api/workflows/instances", json={"id": "running", "definitionId": "wf"})
+
+    def listed() -> tuple[str, int]:
+        [workflow] = client.get("/api/dashboard/workflows").json()
+        return workflow["name"], workflow["instanceCount"]
+
+    def elsewhere(change: Callable[[Store], Awaitable[Any]]) -> None:
+        async def run() -> None:
+            store = Store.from_url(settings.resolved_database_url)
+            try:
+                await change(store)
+            finally:
+                await store.close()
+
+        asyncio.run(run())
+
+    assert listed() == listed() == ("Flow", 1)
+    ended = InstanceWrite(id="done", definition_id="wf", status="finished", finished_at=1_000)
+    elsewhere(lambda store: store.put_instances(DEFAULT_TENANT_ID, [ended]))
+    assert listed() == ("Flow", 2)
+    renamed = DefinitionWrite(id="wf", name="Renamed")
+    elsewhere(lambda store: store.upsert_definitions(DEFAULT_TENANT_ID, [renamed]))
+    assert listed() == ("Renamed", 2)
+    cutoffs = PurgeCutoffs(tombstones=0, changes=0, engine_events=0, ended_instances=2_000)
+    elsewhere(lambda store: store.purge(cutoffs))
+    assert listed() == ("Renamed", 1)
 
 
 def test_synced_source_shows_as_engine_and_in_summary(client: httpx.Client) -> None:

@@ -16,7 +16,7 @@ from tamma_sync.models import (
     InstanceWrite,
     SubStatus,
 )
-from tamma_sync.store import InstanceQuery, Store
+from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
 
 T = DEFAULT_TENANT_ID
 OTHER = "11111111-1111-1111-1111-111111111111"
@@ -420,3 +420,32 @@ async def test_reads_together_each_see_what_was_committed_before_them(store: Sto
     assert after == {"Executing": 2}
     assert page.total == 2
     assert await store.instance_totals(T) == {"Executing": 2}
+
+
+async def test_content_revision_moves_on_with_every_change_and_only_then(store: Store) -> None:
+    """Kept dashboard bodies trust it: whatever changes a definition or a count moves it on;
+    writes that change nothing and purges that remove nothing live leave it."""
+    seen = [await store.content_revision()]
+
+    async def moved() -> bool:
+        seen.append(await store.content_revision())
+        return seen[-1] != seen[-2]
+
+    await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
+    assert await moved()
+    await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
+    assert not await moved()
+    ended = instance("done", status="finished", finished_at=1_000, updated_at=1_000)
+    await store.put_instances(T, [ended, instance("running", status="running")])
+    assert await moved()
+    await store.put_instances(T, [ended])
+    assert not await moved()
+    await store.update_instance(T, "running", InstancePatch(status="suspended"))
+    assert await moved()
+    await store.purge(PurgeCutoffs(tombstones=0, changes=0, engine_events=0))
+    assert not await moved()
+    # Retention removes ended instances without a change record: their counts move.
+    await store.purge(PurgeCutoffs(tombstones=0, changes=0, engine_events=0, ended_instances=2_000))
+    assert await moved()
+    await store.delete_definitions(T, ["wf"])
+    assert await moved()

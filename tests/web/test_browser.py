@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Locator, Page, Request, expect, sync_playwright
 
 from tamma_sync.api import create_app
+from tamma_sync.api.kept import KeptBodies
 from tamma_sync.api.routes.web import page_data, render_page
 from tamma_sync.models import DEFAULT_TENANT_ID
 from tamma_sync.settings import Settings
@@ -210,7 +211,7 @@ def _render_with_data(settings: Settings, base_url: str) -> str:
     async def render() -> str:
         store = Store.from_url(settings.resolved_database_url)
         try:
-            return render_page(base_url, await page_data(store, DEFAULT_TENANT_ID))
+            return render_page(base_url, await page_data(store, KeptBodies(), DEFAULT_TENANT_ID))
         finally:
             await store.close()
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from tamma_sync.api import observability
 from tamma_sync.api.auth import Authenticator, is_loopback
 from tamma_sync.api.errors import install_error_handlers
+from tamma_sync.api.kept import KeptBodies
 from tamma_sync.api.limits import RequestLimits
 from tamma_sync.api.observability import RequestMetrics, watch_state
 from tamma_sync.api.routes import dashboard, engines, events, health, sync, web, workflows
@@ -52,6 +53,7 @@ def create_app(
             log.info("database: %s", make_url(url).render_as_string(hide_password=True))
             await _check_exposure(store, host, keys_required)
             app.state.store = store
+            app.state.kept_bodies = KeptBodies()
             app.state.authenticator = Authenticator(
                 store, keys_required=keys_required, cache_seconds=settings.auth_cache_seconds
             )

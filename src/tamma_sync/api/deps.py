@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tamma_sync.api.auth import tenant_for
+from tamma_sync.api.kept import KeptBodies
 from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
@@ -19,6 +20,11 @@ async def get_store(request: Request) -> Store:
     return store
 
 
+async def get_kept_bodies(request: Request) -> KeptBodies:
+    kept: KeptBodies = request.app.state.kept_bodies
+    return kept
+
+
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -26,6 +32,7 @@ async def get_settings(request: Request) -> Settings:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+KeptBodiesDep = Annotated[KeptBodies, Depends(get_kept_bodies)]
 
 # The caller's tenant, for a caller holding the named scope: every query is scoped by it.
 ViewWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_VIEW))]

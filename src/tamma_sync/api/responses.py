@@ -27,16 +27,16 @@ def json_response(content: Any) -> JsonBytes:
 JsonPieces = bytes | Sequence[bytes | memoryview]
 
 
-def json_array(items: Iterable[JsonPieces]) -> JsonBytes:
-    """A JSON array of encoded JSON values, joined into the body in one copy (these bodies
-    run to megabytes, and every copy of one is held by each request in flight)."""
+def json_array(items: Iterable[JsonPieces]) -> bytes:
+    """A JSON array of encoded JSON values, joined in one copy (these bodies run to
+    megabytes, and every copy of one is held by each request in flight)."""
     parts: list[bytes | memoryview] = [b"["]
     for index, item in enumerate(items):
         if index:
             parts.append(b",")
         parts.extend((item,) if isinstance(item, bytes) else item)
     parts.append(b"]")
-    return JsonBytes(b"".join(parts))
+    return b"".join(parts)
 
 
 def with_fields(json_object: bytes, fields: Mapping[str, Any]) -> JsonPieces:

@@ -81,6 +81,7 @@ from tamma_sync.store.rows import (
 from tamma_sync.store.tables import (
     api_keys,
     changes,
+    content_revision,
     definitions,
     engine_events,
     engines,
@@ -129,6 +130,7 @@ def _count_of(sub_status: str | None) -> sa.ColumnElement[int]:
     return sa.cast(sa.func.sum(sa.case((matches, instance_counts.c.count), else_=0)), sa.BigInteger)
 
 
+_content_revision = sa.select(content_revision.c.revision)
 _counts_by_definition = (
     sa.select(instance_counts.c.definition_id, *(_count_of(key) for key in _COUNTED))
     .where(instance_counts.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String))
@@ -340,6 +342,10 @@ class Store:
                 tx = _Tx(write_conn, now=now_ms())
                 yield tx
                 await self._apply_count_deltas(tx)
+                if tx.pending_changes or any(tx.count_deltas.values()):
+                    await write_conn.execute(
+                        content_revision.update().values(revision=content_revision.c.revision + 1)
+                    )
                 if tx.pending_changes:
                     await self._bulk_statement(changes, _CHANGE_COLUMNS).run(
                         write_conn, tx.pending_changes
@@ -367,6 +373,13 @@ class Store:
             async with self._engine.connect() as conn:
                 await conn.execute(sa.text(f"ANALYZE {table}"))
                 await conn.commit()
+
+    async def content_revision(self) -> int:
+        """Moves on with every committed write that recorded a change or moved a count:
+        while it stays the same, so do the definitions and every count read from them."""
+        async with self._reading() as conn:
+            revision: int = (await conn.execute(_content_revision)).scalar_one()
+            return revision
 
     async def _apply_count_deltas(self, tx: _Tx) -> None:
         """Move the kept counts, and their per-sub-status totals, by this transaction's

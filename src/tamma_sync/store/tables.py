@@ -193,3 +193,12 @@ instance_totals = sa.Table(
     sa.Column("sub_status", sa.String(20), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
+
+#: One row: bumped by every write transaction that records a change or moves a count, so a
+#: response built from definitions and counts can be kept until the revision moves on.
+content_revision = sa.Table(
+    "content_revision",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+)

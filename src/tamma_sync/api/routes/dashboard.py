@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from tamma_sync.api.deps import StoreDep, ViewDashboard
+from tamma_sync.api.deps import KeptBodiesDep, StoreDep, ViewDashboard
 from tamma_sync.api.responses import JsonBytes, json_array, with_fields
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
@@ -22,6 +22,7 @@ from tamma_sync.api.schemas import (
     count_breakdown,
 )
 from tamma_sync.models import Engine
+from tamma_sync.store import Store
 
 router = APIRouter(prefix="/api/dashboard", tags=["dashboard"], responses=ERROR_RESPONSES)
 
@@ -58,12 +59,21 @@ async def engines(store: StoreDep, tenant: ViewDashboard) -> list[Engine]:
 @router.get("/workflows", response_model=list[DefinitionWithCounts])
 async def workflows(
     store: StoreDep,
+    kept: KeptBodiesDep,
     tenant: ViewDashboard,
     compact: Annotated[
         bool, Query(description="Leave out each definition's activities and variables.")
     ] = False,
 ) -> JsonBytes:
     """Every definition with its `instanceCount`, and counts by status and subStatus."""
+    revision = await store.content_revision()
+    body = await kept.get(
+        ("workflows", tenant, compact), revision, lambda: _workflows(store, tenant, compact)
+    )
+    return JsonBytes(body)
+
+
+async def _workflows(store: Store, tenant: str, compact: bool) -> bytes:
     async with store.reading_together():
         counts = await store.instance_counts(tenant)
         definitions = await store.list_definition_json(tenant, compact=compact)

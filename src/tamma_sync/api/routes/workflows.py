@@ -63,7 +63,7 @@ async def upsert_definition(
 @router.get("/definitions", response_model=list[Definition])
 async def list_definitions(store: StoreDep, tenant: ViewWorkflows) -> JsonBytes:
     """Every definition, as a bare array (ordered by id)."""
-    return json_array(json for _, json in await store.list_definition_json(tenant))
+    return JsonBytes(json_array(json for _, json in await store.list_definition_json(tenant)))
 
 
 @router.get("/definitions/{definition_id}", response_model_exclude_none=True)
