@@ -422,13 +422,15 @@ async def test_reads_together_each_see_what_was_committed_before_them(store: Sto
     assert await store.instance_totals(T) == {"Executing": 2}
 
 
-async def test_content_revision_moves_on_with_every_change_and_only_then(store: Store) -> None:
-    """Kept dashboard bodies trust it: whatever changes a definition or a count moves it on;
-    writes that change nothing and purges that remove nothing live leave it."""
-    seen = [await store.content_revision()]
+async def test_catalog_revision_moves_on_with_every_catalog_change_and_only_then(
+    store: Store,
+) -> None:
+    """Kept dashboard bodies trust it: whatever changes a definition or moves a count moves
+    it on; writes that leave both as they were, and purges that remove nothing live, do not."""
+    seen = [await store.catalog_revision()]
 
     async def moved() -> bool:
-        seen.append(await store.content_revision())
+        seen.append(await store.catalog_revision())
         return seen[-1] != seen[-2]
 
     await store.upsert_definitions(T, [DefinitionWrite(id="wf", name="Flow")])
@@ -442,6 +444,9 @@ async def test_content_revision_moves_on_with_every_change_and_only_then(store: 
     assert not await moved()
     await store.update_instance(T, "running", InstancePatch(status="suspended"))
     assert await moved()
+    # Counts stay where they were: the catalog is unchanged.
+    await store.update_instance(T, "running", InstancePatch(variables={"step": 2}))
+    assert not await moved()
     await store.purge(PurgeCutoffs(tombstones=0, changes=0, engine_events=0))
     assert not await moved()
     # Retention removes ended instances without a change record: their counts move.

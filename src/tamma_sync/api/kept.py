@@ -2,8 +2,8 @@
 
 A dashboard's list of definitions with their counts is the same for every viewer until a
 write changes a definition or a count, and building it means summing thousands of kept
-counts and writing out every definition. So it is built once per content revision
-(`Store.content_revision`) and served from memory until the revision moves on.
+counts and writing out every definition. So it is built once per catalog revision
+(`Store.catalog_revision`) and served from memory until the revision moves on.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Hashable
 
 
 class KeptBodies:
-    """Bodies by key, each with the content revision it was built at; the least recently
+    """Bodies by key, each with the catalog revision it was built at; the least recently
     used goes first once more than `capacity` are kept."""
 
     def __init__(self, capacity: int = 8) -> None:

@@ -80,8 +80,8 @@ from tamma_sync.store.rows import (
 )
 from tamma_sync.store.tables import (
     api_keys,
+    catalog_revision,
     changes,
-    content_revision,
     definitions,
     engine_events,
     engines,
@@ -130,7 +130,7 @@ def _count_of(sub_status: str | None) -> sa.ColumnElement[int]:
     return sa.cast(sa.func.sum(sa.case((matches, instance_counts.c.count), else_=0)), sa.BigInteger)
 
 
-_content_revision = sa.select(content_revision.c.revision)
+_catalog_revision = sa.select(catalog_revision.c.revision)
 _counts_by_definition = (
     sa.select(instance_counts.c.definition_id, *(_count_of(key) for key in _COUNTED))
     .where(instance_counts.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String))
@@ -200,6 +200,14 @@ class _Tx:
     )
     inserted: collections.Counter[str] = field(default_factory=collections.Counter)
     """Rows added per table, for planner statistics."""
+
+    @property
+    def changes_catalog(self) -> bool:
+        """Whether this transaction changes a definition or moves an instance count
+        (retention's purge of ended instances moves counts without recording a change)."""
+        return any(self.count_deltas.values()) or any(
+            change["entity"] == EntityKind.DEFINITION.value for change in self.pending_changes
+        )
 
     def count(self, tenant_id: str, row: Mapping[str, Any], delta: int) -> None:
         """Move the live-instance count of `row`'s (source, definition, sub-status)."""
@@ -342,9 +350,9 @@ class Store:
                 tx = _Tx(write_conn, now=now_ms())
                 yield tx
                 await self._apply_count_deltas(tx)
-                if tx.pending_changes or any(tx.count_deltas.values()):
+                if tx.changes_catalog:
                     await write_conn.execute(
-                        content_revision.update().values(revision=content_revision.c.revision + 1)
+                        catalog_revision.update().values(revision=catalog_revision.c.revision + 1)
                     )
                 if tx.pending_changes:
                     await self._bulk_statement(changes, _CHANGE_COLUMNS).run(
@@ -374,11 +382,11 @@ class Store:
                 await conn.execute(sa.text(f"ANALYZE {table}"))
                 await conn.commit()
 
-    async def content_revision(self) -> int:
-        """Moves on with every committed write that recorded a change or moved a count:
-        while it stays the same, so do the definitions and every count read from them."""
+    async def catalog_revision(self) -> int:
+        """Moves on with every committed write that changed a definition or moved an
+        instance count: while it stays the same, so do the definitions and their counts."""
         async with self._reading() as conn:
-            revision: int = (await conn.execute(_content_revision)).scalar_one()
+            revision: int = (await conn.execute(_catalog_revision)).scalar_one()
             return revision
 
     async def _apply_count_deltas(self, tx: _Tx) -> None:

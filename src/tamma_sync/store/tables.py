@@ -194,10 +194,11 @@ instance_totals = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
-#: One row: bumped by every write transaction that records a change or moves a count, so a
-#: response built from definitions and counts can be kept until the revision moves on.
-content_revision = sa.Table(
-    "content_revision",
+#: One row: bumped by every write transaction that changes a definition or moves an
+#: instance count, so a response built from the catalog — definitions and their counts —
+#: can be kept until the revision moves on.
+catalog_revision = sa.Table(
+    "catalog_revision",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("revision", sa.BigInteger, nullable=False),

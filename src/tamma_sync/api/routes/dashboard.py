@@ -66,7 +66,7 @@ async def workflows(
     ] = False,
 ) -> JsonBytes:
     """Every definition with its `instanceCount`, and counts by status and subStatus."""
-    revision = await store.content_revision()
+    revision = await store.catalog_revision()
     body = await kept.get(
         ("workflows", tenant, compact), revision, lambda: _workflows(store, tenant, compact)
     )

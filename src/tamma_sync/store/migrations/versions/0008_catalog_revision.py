@@ -1,4 +1,5 @@
-"""A revision of the store's content, bumped by every write that changes something.
+"""A revision of the catalog — the definitions and their instance counts — bumped by every
+write that changes either.
 
 Revision ID: 0008
 Revises: 0007
@@ -18,13 +19,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "content_revision",
+        "catalog_revision",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("revision", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_content_revision"),
+        sa.PrimaryKeyConstraint("id", name="pk_catalog_revision"),
     )
-    op.execute("INSERT INTO content_revision (id, revision) VALUES (1, 0)")
+    op.execute("INSERT INTO catalog_revision (id, revision) VALUES (1, 0)")
 
 
 def downgrade() -> None:
-    op.drop_table("content_revision")
+    op.drop_table("catalog_revision")
