@@ -1,4 +1,4 @@
-"""Response bodies kept while the store's content is unchanged.
+"""Response bodies kept while the catalog — definitions and their counts — is unchanged.
 
 A dashboard's list of definitions with their counts is the same for every viewer until a
 write changes a definition or a count, and building it means summing thousands of kept

@@ -110,6 +110,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: beyond two fight the event loop for the GIL: at 1,000,000 instances and 16 concurrent
 #: requests, 15 connections served 540 pages/s, 4 served 690/s, 2 served 950/s.
 SQLITE_CONNECTIONS = 2
+
 CommitListener = Callable[[int], None]
 
 #: What `instance_counts` reports per definition: each sub-status, then the untyped ones.
