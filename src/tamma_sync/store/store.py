@@ -721,7 +721,7 @@ class Store:
         parameters = page_parameters(tenant_id, query)
         async with self._reading() as conn:
             rows = (await conn.execute(page_statement(shape), parameters)).all()
-            total = None
+            total: int | None = None  # counted as bigint: an int from both drivers
             if query.with_total:
                 # A page past the end has no row to carry the total.
                 total = (
@@ -730,9 +730,7 @@ class Store:
                     else (await conn.execute(count_statement(shape), parameters)).scalar_one()
                 )
         wire, next_after = page_of(rows, query)
-        return InstancePage(
-            wire=wire, total=int(total) if total is not None else None, next_after=next_after
-        )
+        return InstancePage(wire=wire, total=total, next_after=next_after)
 
     async def _put_instances(
         self,
