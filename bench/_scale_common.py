@@ -105,6 +105,7 @@ class Scenario:
     max_requests: int | None = None
     min_requests: int = 0
     max_time: float = 180.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +175,7 @@ def run_scenario(
         host="127.0.0.1",
         port=port,
         paths=scenario.paths,
+        headers=scenario.headers,
         concurrency=scenario.concurrency,
         duration=scenario.duration,
         warmup=scenario.warmup,

@@ -1,16 +1,17 @@
 """A lean closed-loop HTTP/1.1 load generator, run as a process of its own.
 
 `python -m bench._scale_http RESULT_FILE < spec.json` — the spec is one JSON object:
-`{"host", "port", "paths": [...], "concurrency", "duration", "warmup", "max_requests",
-"min_requests", "max_time", "timeout"}`. Each of `concurrency` workers keeps one keep-alive
-connection and sends the next request as soon as the previous answer has been read (closed
-loop), taking paths round-robin from the list. After `warmup` seconds (not counted; every
-worker then finishes its warm-up request, so none is in flight when the window opens) it
-prints `MEASURE-START` and sends requests for `duration` seconds, and on until
-`min_requests` were sent (so a slow endpoint still gets a sample), but never more than
-`max_requests` nor for longer than `max_time`; it prints `MEASURE-END` once every in-flight
-request has finished, then writes RESULT_FILE (JSON: latencies in seconds, statuses, bytes,
-the measured window and the client's own CPU seconds) and prints `RESULT`.
+`{"host", "port", "paths": [...], "headers": {...}, "concurrency", "duration", "warmup",
+"max_requests", "min_requests", "max_time", "timeout"}`. Each of `concurrency` workers keeps
+one keep-alive connection and sends the next request as soon as the previous answer has been
+read (closed loop), taking paths round-robin from the list, with `headers` on every request.
+After `warmup` seconds (not counted; every worker then finishes its warm-up request, so none
+is in flight when the window opens) it prints `MEASURE-START` and sends requests for
+`duration` seconds, and on until `min_requests` were sent (so a slow endpoint still gets a
+sample), but never more than `max_requests` nor for longer than `max_time`; it prints
+`MEASURE-END` once every in-flight request has finished, then writes RESULT_FILE (JSON:
+latencies in seconds, statuses, bytes as received, the measured window and the client's
+own CPU seconds) and prints `RESULT`.
 
 Raw asyncio streams on uvloop, no HTTP library: a request costs the client a few tens of
 microseconds, so on a shared 2-core machine the client takes as little CPU from the
@@ -41,6 +42,7 @@ class LoadSpec:
     host: str
     port: int
     paths: list[str]
+    headers: dict[str, str] = field(default_factory=dict)
     concurrency: int = 16
     duration: float = 10.0
     warmup: float = 2.0
@@ -65,9 +67,10 @@ class LoadResult:
 
 
 class _Connection:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
         self._host = host
         self._port = port
+        self._headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -75,7 +78,7 @@ class _Connection:
         """Send one GET; returns (status, body bytes). Reconnects if the server closed."""
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
-        request = f"GET {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n\r\n"
+        request = f"GET {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n{self._headers}\r\n"
         self._writer.write(request.encode())
         reader = self._reader
         head = await reader.readuntil(b"\r\n\r\n")
@@ -121,7 +124,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     statuses: Counter[int] = Counter()
     paths = itertools.cycle(spec.paths)
     loop = asyncio.get_running_loop()
-    connections = [_Connection(spec.host, spec.port) for _ in range(spec.concurrency)]
+    connections = [_Connection(spec.host, spec.port, spec.headers) for _ in range(spec.concurrency)]
     # Warm-up ends once its time is up and every worker has finished its warm-up request:
     # the measured window starts with no warm-up request still in flight.
     barrier = asyncio.Barrier(spec.concurrency + 1)

@@ -24,7 +24,9 @@ scenario by scenario, each with a warm-up that is not counted:
    default `createdAt` order and in `orderBy=updatedAt`);
 2. `/api/dashboard/summary` and `/api/dashboard/workflows` at concurrency 16, against the
    original one-`count(*)`-per-definition pattern (reference/tamma-contract.md §3.3) served
-   by the same app in a process of its own (`bench/_scale_server.py --old-routes`), and
+   by the same app in a process of its own (`bench/_scale_server.py --old-routes`); the
+   workflows list also as browsers ask for it (`Accept-Encoding: gzip`), as a poller that
+   holds it revalidates it (`If-None-Match`: 304), and
    `/api/dashboard/workflows?compact=true` (what the web page polls);
 3. throughput at concurrency 64 of `/api/workflows/instances?pageSize=50` and of
    `/api/dashboard/summary`, against `/healthz` (the HTTP stack's ceiling, no database)
@@ -101,6 +103,13 @@ TARGET_DEEP_RATIO = 1.5
 TARGET_LIST_P99_MS = 25.0
 TARGET_DASHBOARD_P99_MS = 50.0
 TARGET_RSS_MIB = 300.0
+DASHBOARD_TARGETS = (
+    "summary",
+    "workflows",
+    "workflows_gzip",
+    "workflows_revalidated",
+    "workflows_compact",
+)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -194,6 +203,7 @@ class Plan:
     hot_deep_keyset: list[str]
     sub_first: list[str]
     sub_updated: list[str]
+    workflows_etag: str
     notes: list[str] = field(default_factory=list)
 
 
@@ -249,6 +259,7 @@ def discover(base_url: str) -> Plan:
         hot_deep_keyset=hot_deep or [path(definitionId=hot["id"])],
         sub_first=[path(subStatus=sub) for sub in SUB_STATUSES],
         sub_updated=[path(subStatus=sub, orderBy="updatedAt") for sub in SUB_STATUSES],
+        workflows_etag=response.headers["etag"],
     )
 
 
@@ -267,7 +278,12 @@ class DatabaseRun:
 
 
 def _scenario(
-    args: argparse.Namespace, key: str, label: str, paths: list[str], concurrency: int
+    args: argparse.Namespace,
+    key: str,
+    label: str,
+    paths: list[str],
+    concurrency: int,
+    headers: dict[str, str] | None = None,
 ) -> Scenario:
     """A scenario measured for --duration seconds, and for at least one request per
     connection (a slow baseline still gets a sample)."""
@@ -280,6 +296,7 @@ def _scenario(
         args.warmup,
         min_requests=concurrency,
         max_time=args.max_time,
+        headers=headers or {},
     )
 
 
@@ -335,7 +352,9 @@ def listing_scenarios(plan: Plan, args: argparse.Namespace) -> list[Scenario]:
     ]
 
 
-def dashboard_scenarios(args: argparse.Namespace, old: bool) -> list[Scenario]:
+def dashboard_scenarios(
+    args: argparse.Namespace, old: bool, workflows_etag: str = ""
+) -> list[Scenario]:
     prefix = "/bench/old" if old else "/api"
     tag = "old_" if old else ""
     suffix = f" {NONE} old pattern (1 `count(*)` per definition)" if old else ""
@@ -349,11 +368,28 @@ def dashboard_scenarios(args: argparse.Namespace, old: bool) -> list[Scenario]:
         )
         for name in ("summary", "workflows")
     ]
-    if not old:  # what the web page polls: no activities and variables
-        path = "/api/dashboard/workflows?compact=true"
-        scenarios.append(
-            _scenario(args, "workflows_compact", f"`{path}`", [path], args.concurrency)
-        )
+    if not old:
+        workflows = "/api/dashboard/workflows"
+        compact = f"{workflows}?compact=true"  # what the web page polls
+        scenarios += [
+            _scenario(
+                args,
+                "workflows_gzip",
+                f"`{workflows}`, `Accept-Encoding: gzip` (as browsers ask; not decompressed)",
+                [workflows],
+                args.concurrency,
+                {"Accept-Encoding": "gzip"},
+            ),
+            _scenario(
+                args,
+                "workflows_revalidated",
+                f"`{workflows}`, `If-None-Match` its ETag (a poller that holds it: 304)",
+                [workflows],
+                args.concurrency,
+                {"If-None-Match": workflows_etag},
+            ),
+            _scenario(args, "workflows_compact", f"`{compact}`", [compact], args.concurrency),
+        ]
     return scenarios
 
 
@@ -407,7 +443,7 @@ def measure_database(
         pids = server.server_pids()
         idle_rss = sum(memory_kib(pid).get("VmRSS", 0) for pid in pids)
         run(listing_scenarios(plan, args), pids, server.port)
-        run(dashboard_scenarios(args, old=False), pids, server.port)
+        run(dashboard_scenarios(args, False, plan.workflows_etag), pids, server.port)
         run(throughput_scenarios(args), pids, server.port)
         if args.py_spy_path is not None:
             profiles = profile_scenarios(
@@ -440,7 +476,7 @@ def profile_scenarios(
     chosen = {
         s.key: s
         for s in listing_scenarios(plan, args)
-        + dashboard_scenarios(args, old=False)
+        + dashboard_scenarios(args, False, plan.workflows_etag)
         + throughput_scenarios(args)
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -518,7 +554,7 @@ def targets_table(runs: Sequence[DatabaseRun]) -> str:
                         verdict(p99 <= TARGET_LIST_P99_MS),
                     ]
                 )
-        for key in ("summary", "workflows", "workflows_compact"):
+        for key in DASHBOARD_TARGETS:
             if key not in m:
                 continue
             p99 = m[key].p("p99")
@@ -693,7 +729,15 @@ than {args.max_foreign:g} cores is measured again). Machine busy before start: {
         )
         dash = [
             m[key]
-            for key in ("summary", "old_summary", "workflows", "old_workflows", "workflows_compact")
+            for key in (
+                "summary",
+                "old_summary",
+                "workflows",
+                "old_workflows",
+                "workflows_gzip",
+                "workflows_revalidated",
+                "workflows_compact",
+            )
             if key in m
         ]
         report.add(

@@ -190,6 +190,66 @@ def test_dashboard_workflows_show_every_write_at_once_even_from_another_process(
     assert listed() == ("Renamed", 1)
 
 
+def test_dashboard_workflows_revalidated_by_etag_get_304_until_a_write(
+    client: httpx.Client,
+) -> None:
+    """A poller sending back the list's ETag gets an empty 304 while nothing changed, and
+    the new list as soon as a write moves a count."""
+    activities = [{"id": "start", "type": "Elsa.Start"}]
+    created = {"id": "wf", "name": "Flow", "activities": activities}
+    assert client.post("/api/workflows/definitions", json=created).status_code == 201
+    client.post("/api/workflows/instances", json={"id": "i1", "definitionId": "wf"})
+    first = client.get("/api/dashboard/workflows")
+    etag = first.headers["etag"]
+    assert first.headers["cache-control"] == "private, no-cache"
+    compact = client.get("/api/dashboard/workflows", params={"compact": "true"})
+    assert compact.headers["etag"] != etag, "the compact list is another body"
+
+    for sent in (etag, f'"elsewhere", {etag}', "*"):
+        unchanged = client.get("/api/dashboard/workflows", headers={"If-None-Match": sent})
+        assert (unchanged.status_code, unchanged.content) == (304, b""), sent
+        assert unchanged.headers["etag"] == etag
+    other = client.get("/api/dashboard/workflows", headers={"If-None-Match": '"elsewhere"'})
+    assert (other.status_code, other.json()) == (200, first.json())
+
+    client.post("/api/workflows/instances", json={"id": "i2", "definitionId": "wf"})
+    moved = client.get("/api/dashboard/workflows", headers={"If-None-Match": etag})
+    assert moved.status_code == 200 and moved.headers["etag"] != etag
+    assert [w["instanceCount"] for w in moved.json()] == [2]
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("deflate, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0, *", False),
+        ("identity", False),
+        ("br", False),
+    ],
+)
+def test_dashboard_workflows_gzipped_for_callers_that_accept_it(
+    client: httpx.Client, accept_encoding: str, gzipped: bool
+) -> None:
+    """The list (megabytes with 1,000 definitions) is gzipped for callers that accept it,
+    and only for them: a .NET `HttpClient` without decompression asks for nothing."""
+    activities = [{"id": f"activity-{n}", "type": "Elsa.WriteLine"} for n in range(200)]
+    created = {"id": "wf", "name": "Flow", "activities": activities}
+    assert client.post("/api/workflows/definitions", json=created).status_code == 201
+    plain = client.get("/api/dashboard/workflows", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+
+    response = client.get("/api/dashboard/workflows", headers={"Accept-Encoding": accept_encoding})
+    assert response.status_code == 200
+    assert response.headers.get("content-encoding") == ("gzip" if gzipped else None)
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers["etag"] == plain.headers["etag"], "the same content, weakly"
+    assert response.json() == plain.json()
+    sent = response.num_bytes_downloaded
+    assert sent < len(plain.content) / 5 if gzipped else sent == len(plain.content)
+
+
 def test_synced_source_shows_as_engine_and_in_summary(client: httpx.Client) -> None:
     batch = {
         "sourceId": "elsa",

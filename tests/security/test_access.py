@@ -157,6 +157,9 @@ def test_tenant_b_can_neither_see_nor_touch_tenant_a(keyed_url: str, keys: Keys)
         assert b.get("/api/engines").json() == []
         assert b.get("/api/dashboard/engines").json() == []
         assert b.get("/api/dashboard/workflows").json() == []
+        a_tag = a.get("/api/dashboard/workflows").headers["etag"]
+        tagged = b.get("/api/dashboard/workflows", headers={"If-None-Match": a_tag})
+        assert (tagged.status_code, tagged.json()) == (200, []), "A's tag is not B's list"
         summary = b.get("/api/dashboard/summary").json()
         assert (
             summary["engineCount"],

@@ -4,13 +4,64 @@ A dashboard's list of definitions with their counts is the same for every viewer
 write changes a definition or a count, and building it means summing thousands of kept
 counts and writing out every definition. So it is built once per catalog revision
 (`Store.catalog_revision`) and served from memory until the revision moves on.
+
+A kept body runs to megabytes; what is done to it once is done for every request that
+gets it. Its entity tag lets a poller that already has it get `304 Not Modified` instead,
+and it is gzipped once, on the first request that accepts gzip, for all that follow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from http import HTTPStatus
+
+from fastapi import Request, Response
+
+from tamma_sync.api.responses import JsonBytes
+
+#: zlib's default: a 3.8 MB list of definitions to 259 KB (14.7 times smaller) in 27 ms of one
+#: thread, once per kept body; level 1 saves 15 ms of that and sends 40 % more bytes.
+GZIP_LEVEL = 6
+
+#: Every request asks again (the body changes with any write) and only the caller may
+#: keep it (it is the caller's tenant's).
+CACHE_CONTROL = "private, no-cache"
+
+
+class KeptBody:
+    """One kept body: its bytes, its entity tag, and once asked for, its gzip."""
+
+    def __init__(self, revision: int, body: bytes) -> None:
+        self.revision = revision
+        self.body = body
+        # Weak: the same tag for the identity and the gzip encoding of the same content.
+        # The revision and a checksum of the content: tenants' bodies differ at one revision.
+        self.etag = f'W/"{revision:x}-{zlib.crc32(body):08x}"'
+        self._gzipped: asyncio.Future[bytes] | None = None
+
+    def _gzip(self) -> Awaitable[bytes]:
+        """The body gzipped, compressed in a worker thread (zlib lets go of the GIL) by
+        the first caller; those arriving meanwhile wait for the same result."""
+        if self._gzipped is None:
+            self._gzipped = asyncio.ensure_future(
+                asyncio.to_thread(gzip.compress, self.body, GZIP_LEVEL, mtime=0)
+            )
+        return asyncio.shield(self._gzipped)
+
+    async def response(self, request: Request) -> Response:
+        """`304` if the caller holds this body already, else the body, gzipped if the
+        caller accepts it."""
+        headers = {"ETag": self.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        if _matches(request.headers.get("if-none-match"), self.etag):
+            return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
+        if _accepts_gzip(request.headers.get("accept-encoding")):
+            headers["Content-Encoding"] = "gzip"
+            return JsonBytes(await self._gzip(), headers=headers)
+        return JsonBytes(self.body, headers=headers)
 
 
 class KeptBodies:
@@ -19,32 +70,56 @@ class KeptBodies:
 
     def __init__(self, capacity: int = 8) -> None:
         self._capacity = capacity
-        self._bodies: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+        self._bodies: OrderedDict[Hashable, KeptBody] = OrderedDict()
         self._building = asyncio.Lock()
 
     async def get(
         self, key: Hashable, revision: int, build: Callable[[], Awaitable[bytes]]
-    ) -> bytes:
+    ) -> KeptBody:
         """The body kept for `key` at `revision`, else `build()`'s. Read `revision` before
         building: the body then shows that revision or a later one, never an earlier."""
-        body = self._current(key, revision)
-        if body is not None:
-            return body
+        kept = self._current(key, revision)
+        if kept is not None:
+            return kept
         async with self._building:  # requests arriving together build it once
-            body = self._current(key, revision)
-            if body is None:
-                body = await build()
-                kept = self._bodies.get(key)
-                if kept is None or kept[0] <= revision:
-                    self._bodies[key] = (revision, body)
+            kept = self._current(key, revision)
+            if kept is None:
+                kept = KeptBody(revision, await build())
+                newest = self._bodies.get(key)
+                if newest is None or newest.revision <= revision:
+                    self._bodies[key] = kept
                     self._bodies.move_to_end(key)
                     while len(self._bodies) > self._capacity:
                         self._bodies.popitem(last=False)
-        return body
+        return kept
 
-    def _current(self, key: Hashable, revision: int) -> bytes | None:
+    def _current(self, key: Hashable, revision: int) -> KeptBody | None:
         kept = self._bodies.get(key)
-        if kept is None or kept[0] != revision:
+        if kept is None or kept.revision != revision:
             return None
         self._bodies.move_to_end(key)
-        return kept[1]
+        return kept
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` header names `etag`, compared weakly (RFC 9110 13.1.2)."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))
+
+
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an `Accept-Encoding` header admits gzip: by name, else by `*`, at a
+    quality above 0."""
+    qualities: dict[str, float] = {}
+    for coding in (accept_encoding or "").split(","):
+        name, _, parameter = coding.partition(";")
+        quality = parameter.strip().lower().removeprefix("q=")
+        try:
+            qualities[name.strip().lower()] = float(quality) if quality else 1.0
+        except ValueError:
+            continue
+    return qualities.get("gzip", qualities.get("x-gzip", qualities.get("*", 0.0))) > 0

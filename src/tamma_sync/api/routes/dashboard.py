@@ -6,12 +6,14 @@ count comes from one GROUP BY over (definition, subStatus).
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from tamma_sync.api.deps import KeptBodiesDep, StoreDep, ViewDashboard
-from tamma_sync.api.responses import JsonBytes, json_array, with_fields
+from tamma_sync.api.kept import KeptBodies, KeptBody
+from tamma_sync.api.responses import json_array, with_fields
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
     DashboardSummary,
@@ -56,21 +58,32 @@ async def engines(store: StoreDep, tenant: ViewDashboard) -> list[Engine]:
     return await store.list_engines(tenant)
 
 
-@router.get("/workflows", response_model=list[DefinitionWithCounts])
+@router.get(
+    "/workflows",
+    response_model=list[DefinitionWithCounts],
+    responses={HTTPStatus.NOT_MODIFIED: {"description": "`If-None-Match` names this list."}},
+)
 async def workflows(
+    request: Request,
     store: StoreDep,
     kept: KeptBodiesDep,
     tenant: ViewDashboard,
     compact: Annotated[
         bool, Query(description="Leave out each definition's activities and variables.")
     ] = False,
-) -> JsonBytes:
-    """Every definition with its `instanceCount`, and counts by status and subStatus."""
+) -> Response:
+    """Every definition with its `instanceCount`, and counts by status and subStatus.
+    Sent with an `ETag` (`If-None-Match` gets `304`), gzipped for callers that accept it."""
+    body = await workflows_body(store, kept, tenant, compact)
+    return await body.response(request)
+
+
+async def workflows_body(store: Store, kept: KeptBodies, tenant: str, compact: bool) -> KeptBody:
+    """The list as kept at the current catalog revision, built if it is not."""
     revision = await store.catalog_revision()
-    body = await kept.get(
+    return await kept.get(
         ("workflows", tenant, compact), revision, lambda: _workflows(store, tenant, compact)
     )
-    return JsonBytes(body)
 
 
 async def _workflows(store: Store, tenant: str, compact: bool) -> bytes:

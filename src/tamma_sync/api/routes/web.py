@@ -92,7 +92,9 @@ async def page_data(store: Store, kept: KeptBodies, tenant: str) -> PageData:
         now=now_ms(),
         summary=_wire(await dashboard.summary(store, tenant)),
         engines=[_wire(engine) for engine in await engines.list_engines(store, tenant)],
-        workflows=_decode(await dashboard.workflows(store, kept, tenant, compact=True)),
+        workflows=orjson.loads(
+            (await dashboard.workflows_body(store, kept, tenant, compact=True)).body
+        ),
         sources=_wire(await sync.sync_status(store, tenant))["sources"],
         instances=_decode(recent)["data"],
     )
