@@ -131,11 +131,36 @@ def _count_of(sub_status: str | None) -> sa.ColumnElement[int]:
     return sa.cast(sa.func.sum(sa.case((matches, instance_counts.c.count), else_=0)), sa.BigInteger)
 
 
+# The dashboard's reads, built once: building a statement and deriving its cache key
+# cost about as much as running one of these on SQLite.
+_TENANT = sa.bindparam("tenant_id", type_=sa.String)
 _catalog_revision = sa.select(catalog_revision.c.revision)
 _counts_by_definition = (
     sa.select(instance_counts.c.definition_id, *(_count_of(key) for key in _COUNTED))
-    .where(instance_counts.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String))
+    .where(instance_counts.c.tenant_id == _TENANT)
     .group_by(instance_counts.c.definition_id)
+)
+_totals_by_sub_status = sa.select(instance_totals.c.sub_status, instance_totals.c.count).where(
+    instance_totals.c.tenant_id == _TENANT
+)
+_live_definition_count = sa.select(sa.func.count()).where(
+    definitions.c.tenant_id == _TENANT, definitions.c.deleted_at.is_(None)
+)
+_source_states = (
+    sa.select(sync_state.c.state)
+    .where(sync_state.c.tenant_id == _TENANT)
+    .order_by(sync_state.c.source_id)
+)
+_engines_of_tenant = sa.select(engines).where(engines.c.tenant_id == _TENANT).order_by(engines.c.id)
+_recent_events = (
+    sa.select(engine_events)
+    .where(engine_events.c.tenant_id == _TENANT)
+    .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .offset(sa.bindparam("offset", type_=sa.Integer))
+)
+_recent_events_of_engine = _recent_events.where(
+    engine_events.c.engine_id == sa.bindparam("engine_id", type_=sa.String)
 )
 
 
@@ -890,11 +915,7 @@ class Store:
 
     async def source_states(self, tenant_id: str) -> list[SourceState]:
         async with self._reading() as conn:
-            rows = await conn.execute(
-                sa.select(sync_state.c.state)
-                .where(sync_state.c.tenant_id == tenant_id)
-                .order_by(sync_state.c.source_id)
-            )
+            rows = await conn.execute(_source_states, {"tenant_id": tenant_id})
             return [SourceState.model_validate(state) for state in rows.scalars()]
 
     async def source_state(self, tenant_id: str, source_id: str) -> SourceState | None:
@@ -1013,21 +1034,19 @@ class Store:
         return engine, old is None
 
     async def get_engine(self, tenant_id: str, engine_id: str) -> Engine | None:
-        engines_found = await self._engines(tenant_id, engines.c.id == engine_id)
+        engines_found = await self._engines(
+            _engines_of_tenant.where(engines.c.id == engine_id), tenant_id
+        )
         return engines_found[0] if engines_found else None
 
     async def list_engines(self, tenant_id: str) -> list[Engine]:
         """Every engine of a tenant, `online` derived from its last heartbeat."""
-        return await self._engines(tenant_id)
+        return await self._engines(_engines_of_tenant, tenant_id)
 
-    async def _engines(self, tenant_id: str, *conditions: sa.ColumnElement[bool]) -> list[Engine]:
+    async def _engines(self, statement: sa.Select[Any], tenant_id: str) -> list[Engine]:
         now = now_ms()
         async with self._reading() as conn:
-            rows = await conn.execute(
-                sa.select(engines)
-                .where(engines.c.tenant_id == tenant_id, *conditions)
-                .order_by(engines.c.id)
-            )
+            rows = await conn.execute(statement, {"tenant_id": tenant_id})
             found = [Engine.model_validate(dict(row)) for row in rows.mappings()]
         for engine in found:
             engine.online = engine.is_online(now)
@@ -1114,14 +1133,15 @@ class Store:
         self, tenant_id: str, engine_id: str | None = None, *, limit: int, offset: int = 0
     ) -> list[EngineEvent]:
         """Events newest first, of one engine or of all."""
+        statement = _recent_events if engine_id is None else _recent_events_of_engine
+        parameters = {
+            "tenant_id": tenant_id,
+            "engine_id": engine_id,
+            "limit": limit,
+            "offset": offset,
+        }
         async with self._reading() as conn:
-            rows = await conn.execute(
-                sa.select(engine_events)
-                .where(*self._engine_event_conditions(tenant_id, engine_id))
-                .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
-                .limit(limit)
-                .offset(offset)
-            )
+            rows = await conn.execute(statement, parameters)
             return [EngineEvent.model_validate(dict(row)) for row in rows.mappings()]
 
     async def engine_events_page(
@@ -1161,21 +1181,13 @@ class Store:
     async def instance_totals(self, tenant_id: str) -> dict[str | None, int]:
         """Live instances of a tenant per sub-status (None: untyped), from the kept totals."""
         async with self._reading() as conn:
-            rows = await conn.execute(
-                sa.select(instance_totals.c.sub_status, instance_totals.c.count).where(
-                    instance_totals.c.tenant_id == tenant_id
-                )
-            )
+            rows = await conn.execute(_totals_by_sub_status, {"tenant_id": tenant_id})
             return {sub_status or None: int(count) for sub_status, count in rows if count}
 
     async def count_definitions(self, tenant_id: str) -> int:
         async with self._reading() as conn:
             count: int = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None)
-                    )
-                )
+                await conn.execute(_live_definition_count, {"tenant_id": tenant_id})
             ).scalar_one()
             return count
 
