@@ -16,7 +16,7 @@ from tamma_sync.models import (
     InstanceWrite,
     SubStatus,
 )
-from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
+from tamma_sync.store import CatalogTotals, InstanceQuery, PurgeCutoffs, Store
 
 T = DEFAULT_TENANT_ID
 OTHER = "11111111-1111-1111-1111-111111111111"
@@ -339,6 +339,30 @@ async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:
         page = await store.list_instances(T, InstanceQuery(sub_statuses=[sub_status]))
         assert page.total == totals.get(sub_status.value, 0)
     assert await store.instance_totals(OTHER) == {}
+
+
+async def test_catalog_totals_count_live_definitions_with_or_without_instances(
+    store: Store,
+) -> None:
+    """The summary's definition count and instance totals come from one statement: the
+    count must not depend on whether any instance exists, nor count another tenant's."""
+    assert await store.catalog_totals(T) == CatalogTotals(definitions=0, instances={})
+    flows = [DefinitionWrite(id=name, name=name) for name in ("a", "b", "c")]
+    await store.upsert_definitions(T, flows)
+    assert await store.catalog_totals(T) == CatalogTotals(definitions=3, instances={})
+    await store.put_instances(
+        T,
+        [
+            instance("i1", "a", status="running"),
+            instance("i2", "b", status="completed"),
+            instance("i3", "b", status="running"),
+        ],
+    )
+    totals = CatalogTotals(definitions=3, instances={"Executing": 2, "Finished": 1})
+    assert await store.catalog_totals(T) == totals
+    await store.delete_definitions(T, ["c"])
+    assert await store.catalog_totals(T) == CatalogTotals(definitions=2, instances=totals.instances)
+    assert await store.catalog_totals(OTHER) == CatalogTotals(definitions=0, instances={})
 
 
 async def test_change_snapshots_are_the_instance_as_the_api_shows_it(store: Store) -> None:

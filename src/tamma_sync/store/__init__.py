@@ -3,6 +3,7 @@
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.store import (
+    CatalogTotals,
     PurgeCutoffs,
     Store,
     WriteResult,
@@ -10,6 +11,7 @@ from tamma_sync.store.store import (
 )
 
 __all__ = [
+    "CatalogTotals",
     "InstancePage",
     "InstanceQuery",
     "Leadership",

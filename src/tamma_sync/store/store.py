@@ -140,12 +140,16 @@ _counts_by_definition = (
     .where(instance_counts.c.tenant_id == _TENANT)
     .group_by(instance_counts.c.definition_id)
 )
-_totals_by_sub_status = sa.select(instance_totals.c.sub_status, instance_totals.c.count).where(
-    instance_totals.c.tenant_id == _TENANT
+_live_definitions = (
+    sa.select(sa.func.count().label("count"))
+    .where(definitions.c.tenant_id == _TENANT, definitions.c.deleted_at.is_(None))
+    .subquery()
 )
-_live_definition_count = sa.select(sa.func.count()).where(
-    definitions.c.tenant_id == _TENANT, definitions.c.deleted_at.is_(None)
-)
+# One row per kept total, each with the count of live definitions; one row of that count
+# alone while the tenant has no totals.
+_catalog_totals = sa.select(
+    _live_definitions.c.count, instance_totals.c.sub_status, instance_totals.c.count
+).select_from(_live_definitions.outerjoin(instance_totals, instance_totals.c.tenant_id == _TENANT))
 _source_states = (
     sa.select(sync_state.c.state)
     .where(sync_state.c.tenant_id == _TENANT)
@@ -162,6 +166,14 @@ _recent_events = (
 _recent_events_of_engine = _recent_events.where(
     engine_events.c.engine_id == sa.bindparam("engine_id", type_=sa.String)
 )
+
+
+@dataclass(frozen=True)
+class CatalogTotals:
+    """Live definitions, and live instances per sub-status (None: untyped)."""
+
+    definitions: int
+    instances: dict[str | None, int]
 
 
 @dataclass(frozen=True)
@@ -1180,16 +1192,17 @@ class Store:
 
     async def instance_totals(self, tenant_id: str) -> dict[str | None, int]:
         """Live instances of a tenant per sub-status (None: untyped), from the kept totals."""
-        async with self._reading() as conn:
-            rows = await conn.execute(_totals_by_sub_status, {"tenant_id": tenant_id})
-            return {sub_status or None: int(count) for sub_status, count in rows if count}
+        return (await self.catalog_totals(tenant_id)).instances
 
-    async def count_definitions(self, tenant_id: str) -> int:
+    async def catalog_totals(self, tenant_id: str) -> CatalogTotals:
+        """How many live definitions a tenant has, and live instances per sub-status: one
+        statement (the summary's reads are its cost)."""
         async with self._reading() as conn:
-            count: int = (
-                await conn.execute(_live_definition_count, {"tenant_id": tenant_id})
-            ).scalar_one()
-            return count
+            rows = (await conn.execute(_catalog_totals, {"tenant_id": tenant_id})).all()
+        return CatalogTotals(
+            definitions=rows[0][0],
+            instances={sub_status or None: int(count) for _, sub_status, count in rows if count},
+        )
 
     # -- API keys --------------------------------------------------------------------------
 

@@ -37,16 +37,15 @@ async def summary(store: StoreDep, tenant: ViewDashboard) -> DashboardSummary:
     counts by status, engines online/offline and sync health per source."""
     async with store.reading_together():
         engines = await store.list_engines(tenant)
-        definition_count = await store.count_definitions(tenant)
+        totals = await store.catalog_totals(tenant)
         recent_events = await store.recent_engine_events(tenant, limit=RECENT_EVENTS)
-        totals = await store.instance_totals(tenant)
         states = await store.source_states(tenant)
     online = sum(engine.online for engine in engines)
     return DashboardSummary(
         engine_count=len(engines),
-        workflow_definitions=definition_count,
+        workflow_definitions=totals.definitions,
         recent_events=recent_events,
-        instances=InstanceCounts.total_of([totals]),
+        instances=InstanceCounts.total_of([totals.instances]),
         engines=EngineHealth(online=online, offline=len(engines) - online),
         sync=[SyncHealth.of(state) for state in states],
     )
