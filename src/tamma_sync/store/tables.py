@@ -82,6 +82,7 @@ instances = sa.Table(
     _live_index(
         "ix_instances_definition_updated", "tenant_id", "definition_id", "updated_at", "id"
     ),
+    _live_index("ix_instances_sub_status_created", "tenant_id", "sub_status", "created_at", "id"),
     _live_index("ix_instances_sub_status_updated", "tenant_id", "sub_status", "updated_at", "id"),
     _live_index("ix_instances_correlation", "tenant_id", "correlation_id"),
     _live_index("ix_instances_source", "tenant_id", "source_id", "id"),
