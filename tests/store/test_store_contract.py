@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from operator import attrgetter
 
 import orjson
 import pytest
@@ -256,6 +258,73 @@ async def test_keyset_pages_walk_every_row_once_in_both_orders(store: Store) -> 
                 break
         assert sorted(seen) == [f"i{n:02}" for n in range(20)], (order_by, descending)
         assert len(seen) == 20
+
+
+async def test_pages_by_several_sub_statuses_hold_exactly_the_matching_rows_in_order(
+    store: Store,
+) -> None:
+    """Several sub-statuses are read one index range each and merged: every page, by offset
+    and by keyset, in both orders, must still be the matching rows in (order, id) order."""
+    import random
+
+    rng = random.Random(3)
+    statuses = ["pending", "running", "Suspended", "completed", "failed"]  # no Cancelled
+    await store.put_instances(
+        T,
+        [
+            instance(
+                f"i{n:03}",
+                definition_id=rng.choice(["a", "b"]),
+                status=rng.choice(statuses),
+                created_at=1_000 + rng.randrange(40),  # ties: the id decides
+                updated_at=9_000 - rng.randrange(40),
+            )
+            for n in range(120)
+        ],
+    )
+    everything = (await store.list_instances(T, InstanceQuery(limit=200))).items
+    wanted_sets = [
+        [SubStatus.EXECUTING, SubStatus.FAULTED],
+        [SubStatus.PENDING, SubStatus.SUSPENDED, SubStatus.FINISHED],
+        [SubStatus.CANCELLED, SubStatus.FAULTED],
+        [SubStatus.SUSPENDED],
+        [],
+    ]
+    for wanted in wanted_sets:
+        for definition_id in (None, "a"):
+            for order_by, descending in (("createdAt", False), ("updatedAt", True)):
+                order = "created_at" if order_by == "createdAt" else "updated_at"
+                expected = sorted(
+                    (
+                        item
+                        for item in everything
+                        if item.sub_status in wanted and definition_id in (None, item.definition_id)
+                    ),
+                    key=attrgetter(order, "id"),
+                    reverse=descending,
+                )
+                query = InstanceQuery(
+                    definition_id=definition_id,
+                    sub_statuses=wanted,
+                    order_by=order_by,  # type: ignore[arg-type]
+                    descending=descending,
+                    limit=7,
+                )
+                by_offset: list[str] = []
+                for offset in range(0, len(expected) + 7, 7):
+                    page = await store.list_instances(T, replace(query, offset=offset))
+                    assert page.total == len(expected)
+                    by_offset += [item["id"] for item in page.wire]
+                by_keyset: list[str] = []
+                after = None
+                for _ in range(len(expected) // 7 + 2):
+                    page = await store.list_instances(T, replace(query, after=after))
+                    by_keyset += [item["id"] for item in page.wire]
+                    after = page.next_after
+                    if after is None:
+                        break
+                ids = [item.id for item in expected]
+                assert by_offset == by_keyset == ids, (wanted, definition_id, order_by)
 
 
 async def test_concurrent_writes_are_serialized_without_errors_or_losses(store: Store) -> None:

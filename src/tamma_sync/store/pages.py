@@ -5,6 +5,7 @@ each shape (which filters, which order, keyset or offset, with or without the to
 one statement with bound parameters, built on first use: a request then only binds values,
 instead of building the statement and having SQLAlchemy derive its cache key again. The
 page selects exactly the wire fields, in wire order, so rows become wire dicts by position.
+A page of several sub-statuses merges one index range per sub-status.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class PageShape(NamedTuple):
     descending: bool
     keyset: bool
     definition: bool
-    sub_statuses: bool
+    sub_statuses: int | None
+    """How many sub-statuses a page may have (None: any)."""
     correlation: bool
     updated_since: bool
     with_total: bool
@@ -72,7 +74,7 @@ class PageShape(NamedTuple):
             descending=query.descending,
             keyset=query.after is not None,
             definition=query.definition_id is not None,
-            sub_statuses=query.sub_statuses is not None,
+            sub_statuses=None if query.sub_statuses is None else len(query.sub_statuses),
             correlation=query.correlation_id is not None,
             updated_since=query.updated_since is not None,
             with_total=query.with_total,
@@ -100,7 +102,10 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
         "row_offset": 0 if query.after is not None else query.offset,
     }
     if query.sub_statuses is not None:
-        parameters["sub_statuses"] = [sub_status.value for sub_status in query.sub_statuses]
+        values = [sub_status.value for sub_status in query.sub_statuses]
+        parameters["sub_statuses"] = values
+        parameters |= {f"sub_status_{n}": value for n, value in enumerate(values)}
+        parameters["branch_limit"] = parameters["row_limit"] + parameters["row_offset"]
     if query.after is not None:
         parameters["after_value"], parameters["after_id"] = query.after
     return parameters
@@ -113,7 +118,10 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
     order_column = (
         instances.c.created_at if shape.order_by == "createdAt" else (instances.c.updated_at)
     )
-    conditions = _filters(shape)
+    # Several sub-statuses: one index range each, merged. Walking the order and dropping the
+    # other sub-statuses reads every row when none of the wanted ones exists.
+    branch_count = shape.sub_statuses if shape.sub_statuses and shape.sub_statuses > 1 else 0
+    conditions = _filters(shape, by_sub_status=not branch_count)
     if shape.keyset:
         position = sa.tuple_(order_column, instances.c.id)
         bound = sa.tuple_(
@@ -121,21 +129,34 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
             sa.bindparam("after_id", type_=sa.String),
         )
         conditions.append(position < bound if shape.descending else position > bound)
-    ordering = (
-        [order_column.desc(), instances.c.id.desc()]
-        if shape.descending
-        else [order_column.asc(), instances.c.id.asc()]
-    )
-    statement = (
-        sa.select(*_WIRE_COLUMNS)
-        .where(*conditions)
-        .order_by(*ordering)
-        .limit(sa.bindparam("row_limit", type_=sa.Integer))
-        .offset(sa.bindparam("row_offset", type_=sa.Integer))
+    key = (order_column, instances.c.id)
+    rows = sa.select(*_WIRE_COLUMNS).where(*conditions).order_by(*_ordering(key, shape))
+    if branch_count:
+        branches = [
+            sa.select(
+                rows.where(
+                    instances.c.sub_status == sa.bindparam(f"sub_status_{n}", type_=sa.String)
+                )
+                .limit(sa.bindparam("branch_limit", type_=sa.Integer))
+                .subquery()
+            )
+            for n in range(branch_count)
+        ]
+        merged = sa.union_all(*branches).subquery()
+        merged_key = tuple(merged.c[column.name] for column in key)
+        rows = sa.select(*merged.c).order_by(*_ordering(merged_key, shape))
+    statement = rows.limit(sa.bindparam("row_limit", type_=sa.Integer)).offset(
+        sa.bindparam("row_offset", type_=sa.Integer)
     )
     if shape.with_total:
         statement = statement.add_columns(count_statement(shape).scalar_subquery())
     return statement
+
+
+def _ordering(
+    key: tuple[sa.ColumnElement[Any], ...], shape: PageShape
+) -> list[sa.UnaryExpression[Any]]:
+    return [column.desc() if shape.descending else column.asc() for column in key]
 
 
 @functools.cache
@@ -150,14 +171,14 @@ def count_statement(shape: PageShape) -> sa.Select[Any]:
         conditions.append(
             instance_counts.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
         )
-    if shape.sub_statuses:
+    if shape.sub_statuses is not None:
         conditions.append(kept.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
     # PostgreSQL sums bigints into numeric, which arrives as Decimal.
     total = sa.cast(sa.func.coalesce(sa.func.sum(kept.c.count), 0), sa.BigInteger)
     return sa.select(total).where(*conditions)
 
 
-def _filters(shape: PageShape) -> list[sa.ColumnElement[bool]]:
+def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = [
         instances.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
         instances.c.deleted_at.is_(None),
@@ -166,7 +187,7 @@ def _filters(shape: PageShape) -> list[sa.ColumnElement[bool]]:
         conditions.append(
             instances.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
         )
-    if shape.sub_statuses:
+    if shape.sub_statuses is not None and by_sub_status:
         conditions.append(instances.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
     if shape.correlation:
         conditions.append(
