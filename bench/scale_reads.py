@@ -729,15 +729,8 @@ than {args.max_foreign:g} cores is measured again). Machine busy before start: {
         )
         dash = [
             m[key]
-            for key in (
-                "summary",
-                "old_summary",
-                "workflows",
-                "old_workflows",
-                "workflows_gzip",
-                "workflows_revalidated",
-                "workflows_compact",
-            )
+            for target in DASHBOARD_TARGETS
+            for key in (target, f"old_{target}")  # each beside its old-pattern baseline
             if key in m
         ]
         report.add(
