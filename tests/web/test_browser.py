@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Locator, Page, Request, expect, sync_playwright
+from playwright.sync_api import Locator, Page, Request, Response, expect, sync_playwright
 
 from tamma_sync.api import create_app
 from tamma_sync.api.kept import KeptBodies
@@ -202,6 +202,51 @@ def test_with_api_keys_the_page_asks_for_one_and_draws_what_the_server_would(
 
         client.post("/api/workflows/instances", json={"id": "keyed", "definitionId": "x"})
         expect(page.locator("#instances > li").first).to_have_attribute("data-id", "keyed")
+
+
+def test_the_workflows_poll_revalidates_the_list_it_holds(
+    seeded: Seeded, server_url: str, page: Page
+) -> None:
+    """The list of workflows is the page's largest poll: the browser sends back its ETag and
+    gets an empty 304 while the catalog is unchanged, and the whole new list once it moved.
+    (The browser hands the page its cached 200 either way, so the server's count of 304s
+    says what went over the wire.)"""
+    page.goto(server_url)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+    def poll_workflows() -> Response:
+        """Poll now, as the page does when its tab comes back into view, and wait until it
+        drew what it got (a poll asked for while one is under way is skipped)."""
+        drawn = page.get_attribute("#updated", "data-ms")
+        with page.expect_response(lambda r: "/api/dashboard/workflows" in r.url) as polled:
+            page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        page.wait_for_function(
+            "drawn => document.getElementById('updated').dataset.ms !== drawn", arg=drawn
+        )
+        return polled.value
+
+    def answered(status: int) -> int:
+        labels = f'method="GET",route="/api/dashboard/workflows",status="{status}"'
+        for line in seeded.client.get("/metrics").text.splitlines():
+            if line.startswith(f"tamma_sync_http_requests_total{{{labels}}} "):
+                return int(float(line.split()[-1]))
+        return 0
+
+    first = poll_workflows()
+    tag = first.headers["etag"]
+    assert (answered(200), answered(304)) == (1, 0)
+    again = poll_workflows()
+    assert again.request.all_headers().get("if-none-match") == tag
+    assert (answered(200), answered(304)) == (1, 1)
+    expect(page.locator("#workflows")).to_contain_text("Tamma Autonomous Mentorship")
+
+    batch = {"sourceId": "elsa-prod", "definitions": [{"id": "intake", "name": "Intake review"}]}
+    assert seeded.client.post("/api/sync/batch", json=batch).status_code == 200
+    moved = poll_workflows()
+    assert moved.headers["etag"] != tag
+    assert (answered(200), answered(304)) == (2, 1)
+    expect(page.locator("#workflows")).to_contain_text("Intake review")
+    expect(page.locator("#workflows")).to_contain_text("Tamma Autonomous Mentorship")
 
 
 def _render_with_data(settings: Settings, base_url: str) -> str:

@@ -163,9 +163,10 @@ _recent_events = (
     .limit(sa.bindparam("limit", type_=sa.Integer))
     .offset(sa.bindparam("offset", type_=sa.Integer))
 )
-_recent_events_of_engine = _recent_events.where(
-    engine_events.c.engine_id == sa.bindparam("engine_id", type_=sa.String)
-)
+_ENGINE = sa.bindparam("engine_id", type_=sa.String)
+_recent_events_of_engine = _recent_events.where(engine_events.c.engine_id == _ENGINE)
+_events_total = sa.select(sa.func.count()).where(engine_events.c.tenant_id == _TENANT)
+_events_total_of_engine = _events_total.where(engine_events.c.engine_id == _ENGINE)
 
 
 @dataclass(frozen=True)
@@ -1161,19 +1162,11 @@ class Store:
     ) -> tuple[list[EngineEvent], int]:
         """Events newest first (of one engine, or of all), and how many there are."""
         events = await self.recent_engine_events(tenant_id, engine_id, limit=limit, offset=offset)
-        conditions = self._engine_event_conditions(tenant_id, engine_id)
+        statement = _events_total if engine_id is None else _events_total_of_engine
         async with self._reading() as conn:
-            total = (await conn.execute(sa.select(sa.func.count()).where(*conditions))).scalar_one()
+            parameters = {"tenant_id": tenant_id, "engine_id": engine_id}
+            total: int = (await conn.execute(statement, parameters)).scalar_one()
         return events, total
-
-    @staticmethod
-    def _engine_event_conditions(
-        tenant_id: str, engine_id: str | None
-    ) -> list[sa.ColumnElement[bool]]:
-        conditions = [engine_events.c.tenant_id == tenant_id]
-        if engine_id is not None:
-            conditions.append(engine_events.c.engine_id == engine_id)
-        return conditions
 
     # -- dashboard -------------------------------------------------------------------------
 

@@ -273,8 +273,10 @@ function keyChanged() {
 
 // ---- Polling --------------------------------------------------------------------------
 
+// 'no-cache': always asks the server, but sends back the ETag of what the browser holds, so
+// an unchanged list of workflows comes back as an empty 304 instead of the whole body.
 async function getJSON(path) {
-  const response = await fetch(path, { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+  const response = await fetch(path, { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-cache' });
   if (refused(response)) throw await refusal(response);
   if (!response.ok) throw new Error(`${path} answered HTTP ${response.status}`);
   return response.json();
