@@ -63,8 +63,13 @@ def _settings(database_url: str | None = None) -> Settings:
 
 @app.command()
 def serve(
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8080,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on.", envvar="TAMMA_SYNC_HOST")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(help="TCP port to listen on.", min=0, max=65535, envvar="TAMMA_SYNC_PORT"),
+    ] = 8080,
     database_url: DatabaseOption = None,
     insecure: Annotated[
         bool,
@@ -76,6 +81,7 @@ def serve(
             help="Server processes sharing the port, each a replica of its own "
             "(see docs/operations.md).",
             min=1,
+            envvar="TAMMA_SYNC_WORKERS",
         ),
     ] = 1,
 ) -> None:

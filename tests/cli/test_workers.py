@@ -143,6 +143,19 @@ def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
     assert "--workers" in result.stderr
 
 
+def test_serve_takes_its_port_and_workers_from_the_environment(tmp_path: Path) -> None:
+    """Containers configure by environment: TAMMA_SYNC_PORT and TAMMA_SYNC_WORKERS do what
+    --port and --workers do, and a bad value is the same usage error."""
+    env = {"TAMMA_SYNC_PORT": str(free_port()), "TAMMA_SYNC_WORKERS": "2"}
+    with running_server(env, tmp_path) as (url, process):
+        assert url.endswith(f":{env['TAMMA_SYNC_PORT']}")
+        _wait_for(lambda: len(_workers(process.pid)) == 2)
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    result = run_cli("serve", cwd=tmp_path, env={"TAMMA_SYNC_WORKERS": "0"})
+    assert result.returncode == 2
+    assert "TAMMA_SYNC_WORKERS" in result.stderr
+
+
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """A SIGKILLed supervisor leaves no worker serving the port: the server can be started
     again on it at once."""

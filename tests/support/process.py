@@ -60,10 +60,12 @@ def wait_until_ready(base_url: str, timeout: float = 30.0) -> None:
 def running_server(
     env: Mapping[str, str], cwd: Path, *args: str, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`tamma-sync serve` in a child process; killed (SIGKILL) on exit if still running."""
-    port = port or free_port()
+    """`tamma-sync serve` in a child process; killed (SIGKILL) on exit if still running.
+    The port is passed as `--port` unless `env` sets TAMMA_SYNC_PORT."""
+    port = port or int(env.get("TAMMA_SYNC_PORT", 0)) or free_port()
+    port_flag = [] if "TAMMA_SYNC_PORT" in env else ["--port", str(port)]
     process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), *args],
+        [*CLI, "serve", *port_flag, *args],
         env={**os.environ, **env},
         cwd=cwd,
         stdout=subprocess.DEVNULL,
