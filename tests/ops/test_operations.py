@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tamma_sync.models import DEFAULT_TENANT_ID, SyncPhase
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
@@ -84,6 +86,23 @@ async def test_metrics_report_requests_sync_and_subscribers(
     )
     assert 'tamma_sync_sync_leader{source="elsa"} 1.0' in lines
     assert ready["sync"] == {"elsa": "leader"}
+
+
+@pytest.mark.parametrize(("access_log", "logged"), [(None, True), ("false", False)])
+def test_the_access_log_is_on_unless_turned_off(
+    tmp_path: Path, access_log: str | None, logged: bool
+) -> None:
+    env = {"TAMMA_SYNC_DATA_DIR": str(tmp_path)}
+    if access_log is not None:
+        env["TAMMA_SYNC_ACCESS_LOG"] = access_log
+    with running_server(env, tmp_path, stdout=subprocess.PIPE) as (url, process):
+        assert httpx.get(f"{url}/api/workflows/instances?pageSize=7").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert process.stdout is not None and process.stderr is not None
+        access, log = process.stdout.read().decode(), process.stderr.read().decode()
+    assert ('"GET /api/workflows/instances?pageSize=7 HTTP/1.1" 200' in access) is logged
+    assert "Application startup complete" in log, "the rest of the log stays"
 
 
 def test_json_logs(tmp_path: Path) -> None:

@@ -58,17 +58,22 @@ def wait_until_ready(base_url: str, timeout: float = 30.0) -> None:
 
 @contextmanager
 def running_server(
-    env: Mapping[str, str], cwd: Path, *args: str, port: int | None = None
+    env: Mapping[str, str],
+    cwd: Path,
+    *args: str,
+    port: int | None = None,
+    stdout: int = subprocess.DEVNULL,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`tamma-sync serve` in a child process; killed (SIGKILL) on exit if still running.
-    The port is passed as `--port` unless `env` sets TAMMA_SYNC_PORT."""
+    The port is passed as `--port` unless `env` sets TAMMA_SYNC_PORT. Its stderr is a pipe;
+    its stdout (where uvicorn writes the access log) goes to `stdout`."""
     port = port or int(env.get("TAMMA_SYNC_PORT", 0)) or free_port()
     port_flag = [] if "TAMMA_SYNC_PORT" in env else ["--port", str(port)]
     process = subprocess.Popen(
         [*CLI, "serve", *port_flag, *args],
         env={**os.environ, **env},
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
     )
     base_url = f"http://127.0.0.1:{port}"
@@ -79,5 +84,6 @@ def running_server(
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()

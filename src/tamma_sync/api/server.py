@@ -34,12 +34,14 @@ class Server(uvicorn.Server):
         port: int,
         log_level: str = "info",
         own_logging: bool = False,
+        access_log: bool = True,
     ) -> None:
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
             log_level=log_level,
+            access_log=access_log,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
         )

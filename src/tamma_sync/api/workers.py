@@ -56,6 +56,7 @@ def run_server(options: ServeOptions, sockets: list[socket.socket] | None = None
         host=options.host,
         port=options.port,
         own_logging=options.settings.log_format == "json",
+        access_log=options.settings.access_log,
     )
     server.run(sockets)
     return server.started
