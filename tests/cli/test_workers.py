@@ -106,11 +106,14 @@ ESTABLISHED, LISTEN = "01", "0A"
 
 def _sockets_on(pid: int, port: int, state: str) -> int:
     """TCP sockets on local `port`, in `state`, that process `pid` holds."""
-    inodes = {
-        target.removeprefix("socket:[").removesuffix("]")
-        for fd in Path(f"/proc/{pid}/fd").iterdir()
-        if (target := os.readlink(fd)).startswith("socket:[")
-    }
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the directory was listed
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target.removeprefix("socket:[").removesuffix("]"))
     found = 0
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
