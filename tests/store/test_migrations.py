@@ -70,13 +70,13 @@ async def test_totals_added_by_0007_start_from_the_instances_present(database_ur
                 for n, status in enumerate(["running", "running", "completed", "faulted", None])
             ],
         )
-        kept = await store.instance_totals(DEFAULT_TENANT_ID)
+        kept = (await store.catalog_totals(DEFAULT_TENANT_ID)).instances
         async with store.engine.begin() as conn:
             await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0006"))
         async with store.engine.connect() as conn:
             assert "instance_totals" not in await conn.run_sync(_tables)
         await store.migrate()
-        assert await store.instance_totals(DEFAULT_TENANT_ID) == kept
+        assert (await store.catalog_totals(DEFAULT_TENANT_ID)).instances == kept
         assert kept == {"Executing": 2, "Finished": 1, "Faulted": 1, None: 1}
     finally:
         await store.close()

@@ -402,12 +402,12 @@ async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:
     for group in expected.values():
         for key, count in group.items():
             totals[key] = totals.get(key, 0) + count
-    assert await store.instance_totals(T) == totals
+    assert (await store.catalog_totals(T)).instances == totals
     assert (await store.list_instances(T, InstanceQuery())).total == len(everything)
     for sub_status in (SubStatus.EXECUTING, SubStatus.FAULTED):
         page = await store.list_instances(T, InstanceQuery(sub_statuses=[sub_status]))
         assert page.total == totals.get(sub_status.value, 0)
-    assert await store.instance_totals(OTHER) == {}
+    assert (await store.catalog_totals(OTHER)).instances == {}
 
 
 async def test_catalog_totals_count_live_definitions_with_or_without_instances(
@@ -505,14 +505,14 @@ async def test_reads_together_each_see_what_was_committed_before_them(store: Sto
     them: a write committed meanwhile shows in the next read."""
     await store.create_instance(T, instance("a", status="running"))
     async with store.reading_together():
-        before = await store.instance_totals(T)
+        before = (await store.catalog_totals(T)).instances
         await store.create_instance(T, instance("b", status="running"))
-        after = await store.instance_totals(T)
+        after = (await store.catalog_totals(T)).instances
         page = await store.list_instances(T, InstanceQuery())
     assert before == {"Executing": 1}
     assert after == {"Executing": 2}
     assert page.total == 2
-    assert await store.instance_totals(T) == {"Executing": 2}
+    assert (await store.catalog_totals(T)).instances == {"Executing": 2}
 
 
 async def test_catalog_revision_moves_on_with_every_catalog_change_and_only_then(

@@ -1186,10 +1186,6 @@ class Store:
                 counts[definition_id] = group
         return counts
 
-    async def instance_totals(self, tenant_id: str) -> dict[str | None, int]:
-        """Live instances of a tenant per sub-status (None: untyped), from the kept totals."""
-        return (await self.catalog_totals(tenant_id)).instances
-
     async def catalog_totals(self, tenant_id: str) -> CatalogTotals:
         """How many live definitions a tenant has, and live instances per sub-status: one
         statement (the summary's reads are its cost)."""
