@@ -1164,10 +1164,12 @@ class Store:
         self, tenant_id: str, engine_id: str | None, *, limit: int, offset: int = 0
     ) -> tuple[list[EngineEvent], int]:
         """Events newest first (of one engine, or of all), and how many there are."""
-        events = await self.recent_engine_events(tenant_id, engine_id, limit=limit, offset=offset)
         statement = _events_total if engine_id is None else _events_total_of_engine
-        async with self._reading() as conn:
-            parameters = {"tenant_id": tenant_id, "engine_id": engine_id}
+        parameters = {"tenant_id": tenant_id, "engine_id": engine_id}
+        async with self.reading_together(), self._reading() as conn:
+            events = await self.recent_engine_events(
+                tenant_id, engine_id, limit=limit, offset=offset
+            )
             total: int = (await conn.execute(statement, parameters)).scalar_one()
         return events, total
 
