@@ -19,7 +19,7 @@ from tamma_sync.elsa.errors import (
     ElsaProtocolError,
     ElsaUnavailable,
 )
-from tamma_sync.elsa.mapping import definition_write, instance_write
+from tamma_sync.elsa.mapping import definition_write, instance_write, sub_status
 from tamma_sync.elsa.timestamps import ElsaTimestamp
 from tamma_sync.elsa.wire import InstanceSummary
 
@@ -39,4 +39,5 @@ __all__ = [
     "definition_write",
     "filter_timestamp",
     "instance_write",
+    "sub_status",
 ]

@@ -32,6 +32,7 @@ from tamma_sync.elsa import (
     InstanceSummary,
     definition_write,
     instance_write,
+    sub_status,
 )
 from tamma_sync.metrics import Metrics
 from tamma_sync.models import (
@@ -365,7 +366,8 @@ class SyncService:
             return True
         if policy is DetailsPolicy.NONE:
             return False
-        return instance_write(row).sub_status not in ENDED_SUB_STATUSES
+        # From the row's own text: a row our models refuse is refused by `_keep`, not here.
+        return sub_status(row.sub_status) not in ENDED_SUB_STATUSES
 
     async def _prefetched(self, pages: AsyncGenerator[ChangePage]) -> AsyncIterator[ChangePage]:
         """Read the next pages from ELSA while the current one is being written."""
