@@ -456,6 +456,23 @@ async def test_change_snapshots_are_the_instance_as_the_api_shows_it(store: Stor
         assert (await store.changes_after(0, entity_id=write.id))[-1].data == stored.to_wire()
 
 
+async def test_a_page_shows_each_instance_as_reading_it_alone_does(store: Store) -> None:
+    """Pages pass the stored variables through as JSON text: they must come out as the
+    single read decodes them, whatever they hold."""
+    variables = {"a": [1, {"b": None}], "ünï": "çødé ✓", "big": 2**62, "x": 1.5, "t": True}
+    await store.put_instances(
+        T, [instance("full", variables=variables, sub_status=SubStatus.FAULTED), instance("bare")]
+    )
+    for query in (InstanceQuery(), InstanceQuery(sub_statuses=[SubStatus.FAULTED])):
+        page = await store.list_instances(T, query)
+        for listed in orjson.loads(orjson.dumps(page.wire)):
+            stored = await store.get_instance(T, listed["id"])
+            assert stored is not None
+            assert listed == stored.to_wire()
+    [full] = (await store.list_instances(T, InstanceQuery(sub_statuses=[SubStatus.FAULTED]))).items
+    assert full.variables == variables
+
+
 async def test_definition_json_is_never_stale(store: Store, database_url: str) -> None:
     """The definitions' encoded JSON is kept between listings: edits, deletions and
     re-creation — also by another process on the same database — show on the next one."""

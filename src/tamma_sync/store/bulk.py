@@ -1,11 +1,11 @@
-"""Bulk writes: compiled once, run through the driver's executemany, and the planner
-statistics that big writes make stale."""
+"""Statements compiled once and run through the driver: bulk writes (executemany), the
+hottest reads, and the planner statistics that big writes make stale."""
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,16 +16,38 @@ from tamma_sync.store.rows import chunks, json_text
 BULK_CHUNK = 1_000
 
 
+class DriverSql(NamedTuple):
+    """A statement as its driver runs it: the SQL text, and the names of the values it
+    takes in their order. Run with `exec_driver_sql`, a statement skips SQLAlchemy's
+    per-execution work — parameter and result processing, a third of a page read's CPU —
+    so what it binds and returns must need none (no JSON, no type conversions)."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    """Values the statement itself holds (a literal `0`, say), by name."""
+
+    @classmethod
+    def of(cls, statement: sa.ClauseElement, dialect: sa.Dialect) -> DriverSql:
+        compiled = statement.compile(dialect=dialect)
+        names = compiled.positiontup or ()  # type: ignore[attr-defined]
+        return cls(str(compiled), tuple(names), compiled.params)
+
+    def values(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            parameters[name] if name in parameters else self.fixed[name] for name in self.names
+        )
+
+
 class BulkStatement:
     """A compiled INSERT run through the driver's executemany with parameters built here:
     SQLAlchemy's per-row parameter processing is most of a sync batch's cost otherwise.
     JSON columns are serialized with the store's own `dump_json`."""
 
-    def __init__(self, compiled: sa.Compiled, table: sa.Table) -> None:
-        self._sql = str(compiled)
-        names = compiled.positiontup or []  # type: ignore[attr-defined]
+    def __init__(self, driver: DriverSql, table: sa.Table) -> None:
+        self._sql = driver.sql
         json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
-        self._order = [(name, name in json_columns) for name in names]
+        self._order = [(name, name in json_columns) for name in driver.names]
 
     async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         for chunk in chunks(list(rows), BULK_CHUNK):

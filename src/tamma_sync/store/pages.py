@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 
-from tamma_sync.models import Instance, SubStatus
+from tamma_sync.models import Instance, SubStatus, dump_json
 from tamma_sync.store.rows import INSTANCE_WIRE_KEYS
 from tamma_sync.store.tables import instance_counts, instance_totals, instances
 
@@ -44,14 +45,15 @@ class InstanceQuery:
 @dataclass(frozen=True)
 class InstancePage:
     wire: list[dict[str, Any]]
-    """The page's instances as the API sends them (camelCase, null fields omitted)."""
+    """The page's instances as the API sends them (camelCase, null fields omitted), ready
+    for `dump_json`: the variables are JSON already (`orjson.Fragment`)."""
     total: int | None
     next_after: tuple[int, str] | None
     """Keyset position to continue from, or None when this page is the last."""
 
     @property
     def items(self) -> list[Instance]:
-        return [Instance.model_validate(item) for item in self.wire]
+        return [Instance.model_validate_json(dump_json(item)) for item in self.wire]
 
 
 class PageShape(NamedTuple):
@@ -81,10 +83,18 @@ class PageShape(NamedTuple):
         )
 
 
-#: What a page selects: the wire fields, in this order.
-_WIRE_COLUMNS = [instances.c[name] for name in INSTANCE_WIRE_KEYS]
+#: What a page selects: the wire fields, in this order; the variables as the JSON text
+#: they are stored as, passed through to the response instead of decoded and encoded again
+#: (pages run through the driver, which would not decode them the same way on both).
+_WIRE_COLUMNS = [
+    sa.cast(instances.c.variables, sa.Text).label("variables")
+    if name == "variables"
+    else instances.c[name]
+    for name in INSTANCE_WIRE_KEYS
+]
 _WIRE_KEY_ORDER = tuple(INSTANCE_WIRE_KEYS.values())
 _ID_AT = list(INSTANCE_WIRE_KEYS).index("id")
+_VARIABLES_KEY = INSTANCE_WIRE_KEYS["variables"]
 _ORDER_VALUE_AT = {
     "createdAt": list(INSTANCE_WIRE_KEYS).index("created_at"),
     "updatedAt": list(INSTANCE_WIRE_KEYS).index("updated_at"),
@@ -102,9 +112,9 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
         "row_offset": 0 if query.after is not None else query.offset,
     }
     if query.sub_statuses is not None:
-        values = [sub_status.value for sub_status in query.sub_statuses]
-        parameters["sub_statuses"] = values
-        parameters |= {f"sub_status_{n}": value for n, value in enumerate(values)}
+        parameters |= {
+            f"sub_status_{n}": sub_status.value for n, sub_status in enumerate(query.sub_statuses)
+        }
         parameters["branch_limit"] = parameters["row_limit"] + parameters["row_offset"]
     if query.after is not None:
         parameters["after_value"], parameters["after_id"] = query.after
@@ -134,13 +144,11 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
     if branch_count:
         branches = [
             sa.select(
-                rows.where(
-                    instances.c.sub_status == sa.bindparam(f"sub_status_{n}", type_=sa.String)
-                )
+                rows.where(instances.c.sub_status == value)
                 .limit(sa.bindparam("branch_limit", type_=sa.Integer))
                 .subquery()
             )
-            for n in range(branch_count)
+            for value in _sub_status_values(branch_count)
         ]
         merged = sa.union_all(*branches).subquery()
         merged_key = tuple(merged.c[column.name] for column in key)
@@ -172,7 +180,7 @@ def count_statement(shape: PageShape) -> sa.Select[Any]:
             instance_counts.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
         )
     if shape.sub_statuses is not None:
-        conditions.append(kept.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
+        conditions.append(_one_of_sub_statuses(kept.c.sub_status, shape.sub_statuses))
     # PostgreSQL sums bigints into numeric, which arrives as Decimal.
     total = sa.cast(sa.func.coalesce(sa.func.sum(kept.c.count), 0), sa.BigInteger)
     return sa.select(total).where(*conditions)
@@ -188,7 +196,7 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
             instances.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
         )
     if shape.sub_statuses is not None and by_sub_status:
-        conditions.append(instances.c.sub_status.in_(sa.bindparam("sub_statuses", expanding=True)))
+        conditions.append(_one_of_sub_statuses(instances.c.sub_status, shape.sub_statuses))
     if shape.correlation:
         conditions.append(
             instances.c.correlation_id == sa.bindparam("correlation_id", type_=sa.String)
@@ -198,6 +206,16 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
             instances.c.updated_at >= sa.bindparam("updated_since", type_=sa.BigInteger)
         )
     return conditions
+
+
+def _sub_status_values(count: int) -> list[sa.BindParameter[str]]:
+    """One bound value per sub-status of the shape: an "expanding" IN would have SQLAlchemy
+    render the statement again on every request."""
+    return [sa.bindparam(f"sub_status_{n}", type_=sa.String) for n in range(count)]
+
+
+def _one_of_sub_statuses(column: sa.Column[Any], count: int) -> sa.ColumnElement[bool]:
+    return column.in_(_sub_status_values(count)) if count else sa.false()
 
 
 def page_of(
@@ -210,6 +228,8 @@ def page_of(
         {key: value for key, value in zip(_WIRE_KEY_ORDER, row, strict=False) if value is not None}
         for row in rows[: query.limit]
     ]
+    for item in wire:
+        item[_VARIABLES_KEY] = orjson.Fragment(item[_VARIABLES_KEY])
     next_after = None
     if len(rows) > query.limit:
         last = rows[query.limit - 1]

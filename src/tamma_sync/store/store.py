@@ -58,7 +58,7 @@ from tamma_sync.models import (
     now_ms,
 )
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import BulkStatement, TableStats
+from tamma_sync.store.bulk import BulkStatement, DriverSql, TableStats
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.pages import (
     InstancePage,
@@ -297,6 +297,7 @@ class Store:
         self._bulk_statements: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], BulkStatement
         ] = {}
+        self._driver_sql: dict[sa.ClauseElement, DriverSql] = {}
         self._shared_read: ContextVar[AsyncConnection | None] = ContextVar(
             f"tamma_sync_shared_read_{id(self)}", default=None
         )
@@ -760,16 +761,18 @@ class Store:
         """
         shape = PageShape.of(query)
         parameters = page_parameters(tenant_id, query)
+        page = self._driver_form(page_statement(shape))
         async with self._reading() as conn:
-            rows = (await conn.execute(page_statement(shape), parameters)).all()
+            rows = (await conn.exec_driver_sql(page.sql, page.values(parameters))).all()
             total: int | None = None  # counted as bigint: an int from both drivers
             if query.with_total:
                 # A page past the end has no row to carry the total.
-                total = (
-                    rows[0][-1]
-                    if rows
-                    else (await conn.execute(count_statement(shape), parameters)).scalar_one()
-                )
+                if rows:
+                    total = rows[0][-1]
+                else:
+                    count = self._driver_form(count_statement(shape))
+                    result = await conn.exec_driver_sql(count.sql, count.values(parameters))
+                    total = result.scalar_one()
         wire, next_after = page_of(rows, query)
         return InstancePage(wire=wire, total=total, next_after=next_after)
 
@@ -1422,8 +1425,15 @@ class Store:
                         if name not in conflict_key
                     },
                 )
-            found = BulkStatement(statement.compile(dialect=self._engine.dialect), table)
+            found = BulkStatement(self._driver_form(statement), table)
             self._bulk_statements[cache_key] = found
+        return found
+
+    def _driver_form(self, statement: sa.ClauseElement) -> DriverSql:
+        """The statement compiled for this store's database, once."""
+        found = self._driver_sql.get(statement)
+        if found is None:
+            found = self._driver_sql[statement] = DriverSql.of(statement, self._engine.dialect)
         return found
 
 
