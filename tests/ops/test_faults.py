@@ -14,7 +14,7 @@ from tamma_sync.elsa import ElsaClient
 from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
 from tamma_sync.settings import SourceSettings
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
-from tamma_sync.store import Store
+from tamma_sync.store import InstanceQuery, Store
 from tamma_sync.store.store import PING_AFTER_IDLE_SECONDS
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
 from tests.feed.test_replicas import restart_command
@@ -78,6 +78,10 @@ async def test_reads_after_postgres_restarts_answer_at_once(postgres_database_ur
         assert all(await asyncio.gather(*(store.get_instance(T, "i1") for _ in range(6))))
         await asyncio.to_thread(subprocess.run, restart, check=True, timeout=60)
         await asyncio.sleep(PING_AFTER_IDLE_SECONDS)
+        # Pages run their SQL through the driver, not through SQLAlchemy's execution: the
+        # pool renews connections for them just the same.
+        pages = await asyncio.gather(*(store.list_instances(T, InstanceQuery()) for _ in range(6)))
+        assert [page.total for page in pages] == [1] * 6
         assert all(await asyncio.gather(*(store.get_instance(T, "i1") for _ in range(6))))
     finally:
         await store.close()

@@ -19,8 +19,9 @@ BULK_CHUNK = 1_000
 class DriverSql(NamedTuple):
     """A statement as its driver runs it: the SQL text, and the names of the values it
     takes in their order. Run with `exec_driver_sql`, a statement skips SQLAlchemy's
-    per-execution work — parameter and result processing, a third of a page read's CPU —
-    so what it binds and returns must need none (no JSON, no type conversions)."""
+    per-execution work — parameter and result processing, a third of the store's share of
+    a page read — so the values it binds must be ready for the driver, and what it returns
+    must need no conversion (no JSON column decoded, say)."""
 
     sql: str
     names: tuple[str, ...]

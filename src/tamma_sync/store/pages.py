@@ -85,7 +85,7 @@ class PageShape(NamedTuple):
 
 #: What a page selects: the wire fields, in this order; the variables as the JSON text
 #: they are stored as, passed through to the response instead of decoded and encoded again
-#: (pages run through the driver, which would not decode them the same way on both).
+#: (pages run through the driver, and asyncpg would decode them where sqlite3 does not).
 _WIRE_COLUMNS = [
     sa.cast(instances.c.variables, sa.Text).label("variables")
     if name == "variables"
