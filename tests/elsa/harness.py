@@ -31,6 +31,8 @@ class Exchange:
     path: str
     query: str
     status: int
+    connection: tuple[str, int] | None = None
+    """The client's (host, port): one per TCP connection."""
 
 
 @dataclass
@@ -62,11 +64,12 @@ class Recorder:
             return
         method, path = scope["method"], scope["path"]
         query = scope["query_string"].decode()
+        connection = scope.get("client")
         if self.on_request is not None:
             self.on_request(method, path, query)
         canned = self._canned(method, path)
         if canned is not None:
-            self.log.append(Exchange(method, path, query, canned.status))
+            self.log.append(Exchange(method, path, query, canned.status, connection))
             headers = [(k.lower().encode(), v.encode()) for k, v in canned.headers.items()]
             await send({"type": "http.response.start", "status": canned.status, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
@@ -74,7 +77,7 @@ class Recorder:
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.log.append(Exchange(method, path, query, message["status"]))
+                self.log.append(Exchange(method, path, query, message["status"], connection))
             await send(message)
 
         await self._app(scope, receive, recording_send)

@@ -142,3 +142,20 @@ async def test_requests_to_elsa_search_for_no_module() -> None:
                 sys.meta_path.remove(searches)
     assert [detail.id for detail in details] == ids
     assert searches.names == [], "modules looked for on every request"
+
+
+async def test_requests_in_parallel_keep_a_connection_each() -> None:
+    """Each request in flight has a connection of its own, kept open for the next ones:
+    rounds of eight parallel requests open eight connections, not one per request."""
+    sim = ElsaSimulator(SimulatorConfig(seed=54, instances=40))
+    ids = list(sim.snapshot().instances)
+    with serving(sim) as (url, wire):
+        async with client_for(url) as elsa:
+            for start in range(0, len(ids), 8):
+                chunk = ids[start : start + 8]
+                details = await asyncio.gather(*(elsa.get_instance(i) for i in chunk))
+                assert [detail.id for detail in details] == chunk
+    connections = {exchange.connection for exchange in wire.log}
+    assert len(wire.log) == len(ids) == 40
+    assert None not in connections
+    assert len(connections) <= 8
