@@ -155,6 +155,8 @@ async def test_requests_in_parallel_keep_a_connection_each() -> None:
                 chunk = ids[start : start + 8]
                 details = await asyncio.gather(*(elsa.get_instance(i) for i in chunk))
                 assert [detail.id for detail in details] == chunk
+        with pytest.raises(RuntimeError, match="closed"):
+            await elsa.get_instance(ids[0])  # after `async with` closed it
     connections = {exchange.connection for exchange in wire.log}
     assert len(wire.log) == len(ids) == 40
     assert None not in connections

@@ -25,17 +25,18 @@ class Connections:
     lent to one request at a time; a client's connection is re-opened by httpx when the
     server closed it or it sat idle past its keep-alive expiry."""
 
-    def __init__(
-        self, make_client: Callable[[], httpx.AsyncClient], *, size: int = MAX_CONNECTIONS
-    ) -> None:
+    def __init__(self, make_client: Callable[[], httpx.AsyncClient]) -> None:
         self._make_client = make_client
         self._idle: list[httpx.AsyncClient] = []
         self._made: list[httpx.AsyncClient] = []
-        self._free = asyncio.Semaphore(size)
+        self._free = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._closed = False
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[httpx.AsyncClient]:
         async with self._free:
+            if self._closed:  # as a closed httpx client would say
+                raise RuntimeError("cannot send a request: the ELSA client has been closed")
             client = self._idle.pop() if self._idle else self._new_client()
             try:
                 yield client
@@ -48,6 +49,7 @@ class Connections:
         return client
 
     async def aclose(self) -> None:
+        self._closed = True
         for client in self._made:
             await client.aclose()
         self._made.clear()
