@@ -34,10 +34,14 @@ class DriverSql(NamedTuple):
         names = compiled.positiontup or ()  # type: ignore[attr-defined]
         return cls(str(compiled), tuple(names), compiled.params)
 
-    def values(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
+    async def execute(
+        self, conn: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> sa.CursorResult[Any]:
+        """Run once with the named values (more may be given than it takes)."""
+        values = tuple(
             parameters[name] if name in parameters else self.fixed[name] for name in self.names
         )
+        return await conn.exec_driver_sql(self.sql, values)
 
 
 class BulkStatement:
