@@ -11,11 +11,12 @@ Per database (a fresh SQLite file under /tmp and a fresh `tamma_bench_<random>` 
 database, dropped afterwards), a loader process writes 1,000 definitions and 1,000,000
 instances through `Store.apply_sync_batch` in batches of 5,000 (`bench/_scale_data.py`:
 Zipf spread over definitions, the ELSA simulator's sub-status mix, 90 days of timestamps;
-both databases load in parallel, then PostgreSQL gets `VACUUM (ANALYZE)`). Then, one
-database at a time, a real `tamma-sync serve` child process (`--workers N`, default one
-process; otherwise default settings, loopback, no API key) serves closed-loop load from a
-client process of its own (`bench/_scale_http.py`, raw keep-alive HTTP/1.1 on uvloop),
-scenario by scenario, each with a warm-up that is not counted:
+both databases load in parallel, then PostgreSQL gets `VACUUM (ANALYZE)`, and both a
+checkpoint). Then, one database at a time, a real `tamma-sync serve` child process
+(`--workers N`, default one process; otherwise default settings, loopback, no API key)
+serves closed-loop load from a client process of its own (`bench/_scale_http.py`, raw
+keep-alive HTTP/1.1 on uvloop), scenario by scenario, each with a warm-up that is not
+counted:
 
 1. listing at concurrency 16: the first page (`?pageSize=50`), deep pages by keyset
    (`cursor` from the API's own `nextCursor`, rows 50 % to 95 % down the list) against the
@@ -688,7 +689,8 @@ Data: {args.definitions:,} definitions from the ELSA simulator (activities and v
 included), {args.instances:,} instances written through `Store.apply_sync_batch` in batches
 of 5,000 by a loader process (`bench/_scale_data.py`: Zipf spread over definitions, the
 simulator's sub-status mix, 90 days of timestamps, written in `updatedAt` order like the
-sync); PostgreSQL then `VACUUM (ANALYZE)`, SQLite as the server leaves it (no ANALYZE).
+sync); PostgreSQL then `VACUUM (ANALYZE)`, SQLite as the server leaves it (no ANALYZE);
+both then checkpoint, so the reads do not find the load still being written out.
 
 {load_lines}
 {plan_lines}
