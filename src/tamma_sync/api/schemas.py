@@ -126,7 +126,10 @@ class InstancePositions(BaseModel):
 
 
 class EventsAdded(BaseModel):
-    added: int = Field(description="Events stored by this request (re-sent ids not counted).")
+    added: int = Field(
+        description="Events of this request now stored: re-sent ids, and events the trim to "
+        "the newest `TAMMA_SYNC_ENGINE_EVENTS_KEEP` (or by age) removed again, not counted."
+    )
 
 
 class EngineEventList(BaseModel):

@@ -1093,8 +1093,9 @@ class Store:
         max_age_ms: int,
     ) -> int | None:
         """Store events of a registered engine (None if it is not registered); returns how
-        many were new. Events older than `max_age_ms` are not kept, and the engine's events
-        are trimmed to the newest `keep`."""
+        many of them it keeps. Events older than `max_age_ms` are not kept, and the engine's
+        events are trimmed to the newest `keep`: an event the trim removes again at once
+        (one older than the `keep` newest) does not count."""
         async with self._writing() as tx:
             registered = (
                 await tx.conn.execute(
@@ -1119,14 +1120,14 @@ class Store:
                 for event in events
                 if (event.timestamp or tx.now) >= oldest_kept
             ]
-            added = 0
+            added: set[int] = set()
             for chunk in chunks(rows):
                 statement = (
                     self._insert(engine_events)
                     .on_conflict_do_nothing(index_elements=["tenant_id", "engine_id", "id"])
                     .returning(engine_events.c.seq)
                 )
-                added += len((await tx.conn.execute(statement, chunk)).all())
+                added.update((await tx.conn.execute(statement, chunk)).scalars())
             mine = sa.and_(
                 engine_events.c.tenant_id == tenant_id, engine_events.c.engine_id == engine_id
             )
@@ -1136,16 +1137,18 @@ class Store:
                 .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
                 .limit(keep)
             )
-            await tx.conn.execute(
-                engine_events.delete().where(
+            trimmed = await tx.conn.execute(
+                engine_events.delete()
+                .where(
                     mine,
                     sa.or_(
                         engine_events.c.timestamp < oldest_kept,
                         engine_events.c.seq.not_in(newest_kept.scalar_subquery()),
                     ),
                 )
+                .returning(engine_events.c.seq)
             )
-            return added
+            return len(added.difference(trimmed.scalars()))
 
     async def recent_engine_events(
         self, tenant_id: str, engine_id: str | None = None, *, limit: int, offset: int = 0
