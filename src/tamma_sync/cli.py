@@ -7,7 +7,7 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import SecretStr
@@ -41,8 +41,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
-HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
-PortOption = Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)]
+
+def _host_option(envvar: str | None = None) -> Any:
+    return typer.Option(help="Interface to listen on.", envvar=envvar)
+
+
+def _port_option(envvar: str | None = None) -> Any:
+    return typer.Option(help="TCP port to listen on.", min=0, max=65535, envvar=envvar)
+
+
+# The simulator's commands take no environment variables: TAMMA_SYNC_HOST/PORT are the server's.
+HostOption = Annotated[str, _host_option()]
+PortOption = Annotated[int, _port_option()]
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
@@ -63,13 +73,8 @@ def _settings(database_url: str | None = None) -> Settings:
 
 @app.command()
 def serve(
-    host: Annotated[
-        str, typer.Option(help="Interface to listen on.", envvar="TAMMA_SYNC_HOST")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(help="TCP port to listen on.", min=0, max=65535, envvar="TAMMA_SYNC_PORT"),
-    ] = 8080,
+    host: Annotated[str, _host_option("TAMMA_SYNC_HOST")] = "127.0.0.1",
+    port: Annotated[int, _port_option("TAMMA_SYNC_PORT")] = 8080,
     database_url: DatabaseOption = None,
     insecure: Annotated[
         bool,
