@@ -8,6 +8,7 @@ from operator import attrgetter
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from tamma_sync.models import (
     DEFAULT_TENANT_ID,
@@ -471,6 +472,17 @@ async def test_a_page_shows_each_instance_as_reading_it_alone_does(store: Store)
             assert listed == stored.to_wire()
     [full] = (await store.list_instances(T, InstanceQuery(sub_statuses=[SubStatus.FAULTED]))).items
     assert full.variables == variables
+
+
+async def test_a_page_read_that_fails_raises_as_every_other_read(store: Store) -> None:
+    """Pages run through the driver, past SQLAlchemy: a database error must still come as
+    SQLAlchemy's, which the API answers with 503 or a logged 500, never a raw driver error."""
+    await store.put_instances(T, [instance("a")])
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text("ALTER TABLE instances RENAME TO instances_elsewhere"))
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        await store.list_instances(T, InstanceQuery())
+    assert "instances" in str(caught.value.orig)
 
 
 async def test_definition_json_is_never_stale(store: Store, database_url: str) -> None:

@@ -763,7 +763,7 @@ class Store:
         parameters = page_parameters(tenant_id, query)
         page = self._driver_form(page_statement(shape))
         async with self._reading() as conn:
-            rows = (await page.execute(conn, parameters)).all()
+            rows = await page.rows(conn, parameters)
             total: int | None = None  # counted as bigint: an int from both drivers
             if query.with_total:
                 # A page past the end has no row to carry the total.
@@ -771,7 +771,7 @@ class Store:
                     total = rows[0][-1]
                 else:
                     count = self._driver_form(count_statement(shape))
-                    total = (await count.execute(conn, parameters)).scalar_one()
+                    [(total,)] = await count.rows(conn, parameters)
         wire, next_after = page_of(rows, query)
         return InstancePage(wire=wire, total=total, next_after=next_after)
 
