@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,18 +23,37 @@ class DriverSql(NamedTuple):
     takes in their order. Run with `exec_driver_sql`, a statement skips SQLAlchemy's
     per-execution work — parameter and result processing, a third of the store's share of
     a page read — so the values it binds must be ready for the driver, and what it returns
-    must need no conversion (no JSON column decoded, say)."""
+    gets no conversion but the JSON decoding `mappings` does."""
 
     sql: str
     names: tuple[str, ...]
     fixed: Mapping[str, Any]
     """Values the statement itself holds (a literal `0`, say), by name."""
+    columns: tuple[str, ...]
+    """The keys of the columns a SELECT returns (unique, as SQLAlchemy names them)."""
+    json_text_at: tuple[int, ...]
+    """Where a SELECT returns a JSON column as its text: on SQLite (asyncpg decodes JSON
+    itself, with the codec SQLAlchemy gives it)."""
 
     @classmethod
     def of(cls, statement: sa.ClauseElement, dialect: sa.Dialect) -> DriverSql:
         compiled = statement.compile(dialect=dialect)
+        if compiled.post_compile_params:  # type: ignore[attr-defined]
+            raise ValueError("an expanding IN is rendered by SQLAlchemy's execution only")
         names = compiled.positiontup or ()  # type: ignore[attr-defined]
-        return cls(str(compiled), tuple(names), compiled.params)
+        selected = statement.selected_columns if isinstance(statement, sa.SelectBase) else None
+        json_text_at = tuple(
+            at
+            for at, column in enumerate(selected if selected is not None else ())
+            if dialect.name == "sqlite" and isinstance(column.type, sa.JSON)
+        )
+        return cls(
+            str(compiled),
+            tuple(names),
+            compiled.params,
+            tuple(selected.keys()) if selected is not None else (),
+            json_text_at,
+        )
 
     async def rows(
         self, conn: AsyncConnection, parameters: Mapping[str, Any]
@@ -45,6 +65,21 @@ class DriverSql(NamedTuple):
         if conn.dialect.name == "sqlite":
             return await _sqlite_rows(conn, self.sql, values)
         return (await conn.exec_driver_sql(self.sql, values)).all()
+
+    async def mappings(
+        self, conn: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows as dicts by column name, JSON columns decoded, as SQLAlchemy's
+        `mappings()` gives them."""
+        found = []
+        for row in await self.rows(conn, parameters):
+            mapping = dict(zip(self.columns, row, strict=True))
+            for at in self.json_text_at:
+                name = self.columns[at]
+                if mapping[name] is not None:
+                    mapping[name] = orjson.loads(mapping[name])
+            found.append(mapping)
+        return found
 
 
 async def _sqlite_rows(

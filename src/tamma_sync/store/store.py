@@ -127,7 +127,10 @@ def _count_of(sub_status: str | None) -> sa.ColumnElement[int]:
         instance_counts.c.sub_status == sub_status
         if sub_status is not None
         else sa.or_(
-            instance_counts.c.sub_status.is_(None), instance_counts.c.sub_status.not_in(typed)
+            instance_counts.c.sub_status.is_(None),
+            # Literals, not a list: a list is bound "expanding", which only SQLAlchemy's
+            # own execution renders (the statement runs through the driver).
+            instance_counts.c.sub_status.not_in([sa.literal(value) for value in typed]),
         )
     )
     # PostgreSQL sums bigints into numeric, which arrives as Decimal.
@@ -167,6 +170,7 @@ _recent_events = (
     .offset(sa.bindparam("offset", type_=sa.Integer))
 )
 _ENGINE = sa.bindparam("engine_id", type_=sa.String)
+_engine = _engines_of_tenant.where(engines.c.id == _ENGINE)
 _recent_events_of_engine = _recent_events.where(engine_events.c.engine_id == _ENGINE)
 _events_total = sa.select(sa.func.count()).where(engine_events.c.tenant_id == _TENANT)
 _events_total_of_engine = _events_total.where(engine_events.c.engine_id == _ENGINE)
@@ -933,8 +937,8 @@ class Store:
 
     async def source_states(self, tenant_id: str) -> list[SourceState]:
         async with self._reading() as conn:
-            rows = await conn.execute(_source_states, {"tenant_id": tenant_id})
-            return [SourceState.model_validate(state) for state in rows.scalars()]
+            rows = await self._driver_form(_source_states).mappings(conn, {"tenant_id": tenant_id})
+        return [SourceState.model_validate(row["state"]) for row in rows]
 
     async def source_state(self, tenant_id: str, source_id: str) -> SourceState | None:
         async with self._reading() as conn:
@@ -1052,20 +1056,20 @@ class Store:
         return engine, old is None
 
     async def get_engine(self, tenant_id: str, engine_id: str) -> Engine | None:
-        engines_found = await self._engines(
-            _engines_of_tenant.where(engines.c.id == engine_id), tenant_id
-        )
-        return engines_found[0] if engines_found else None
+        found = await self._engines(_engine, {"tenant_id": tenant_id, "engine_id": engine_id})
+        return found[0] if found else None
 
     async def list_engines(self, tenant_id: str) -> list[Engine]:
         """Every engine of a tenant, `online` derived from its last heartbeat."""
-        return await self._engines(_engines_of_tenant, tenant_id)
+        return await self._engines(_engines_of_tenant, {"tenant_id": tenant_id})
 
-    async def _engines(self, statement: sa.Select[Any], tenant_id: str) -> list[Engine]:
+    async def _engines(
+        self, statement: sa.Select[Any], parameters: Mapping[str, Any]
+    ) -> list[Engine]:
         now = now_ms()
         async with self._reading() as conn:
-            rows = await conn.execute(statement, {"tenant_id": tenant_id})
-            found = [Engine.model_validate(dict(row)) for row in rows.mappings()]
+            rows = await self._driver_form(statement).mappings(conn, parameters)
+        found = [Engine.model_validate(row) for row in rows]
         for engine in found:
             engine.online = engine.is_online(now)
         return found
@@ -1162,8 +1166,8 @@ class Store:
             "offset": offset,
         }
         async with self._reading() as conn:
-            rows = await conn.execute(statement, parameters)
-            return [EngineEvent.model_validate(dict(row)) for row in rows.mappings()]
+            rows = await self._driver_form(statement).mappings(conn, parameters)
+        return [EngineEvent.model_validate(row) for row in rows]
 
     async def engine_events_page(
         self, tenant_id: str, engine_id: str | None, *, limit: int, offset: int = 0
@@ -1175,7 +1179,7 @@ class Store:
             events = await self.recent_engine_events(
                 tenant_id, engine_id, limit=limit, offset=offset
             )
-            total: int = (await conn.execute(statement, parameters)).scalar_one()
+            [(total,)] = await self._driver_form(statement).rows(conn, parameters)
         return events, total
 
     # -- dashboard -------------------------------------------------------------------------
@@ -1185,7 +1189,9 @@ class Store:
         None: count}}`, from the kept counts: one small GROUP BY, whatever the row count.
         SQL spreads each definition's counts over one row, a column per sub-status."""
         async with self._reading() as conn:
-            rows = (await conn.execute(_counts_by_definition, {"tenant_id": tenant_id})).all()
+            rows = await self._driver_form(_counts_by_definition).rows(
+                conn, {"tenant_id": tenant_id}
+            )
         counts: dict[str, dict[str | None, int]] = {}
         for definition_id, *row in rows:
             group = {key: count for key, count in zip(_COUNTED, row, strict=True) if count}
@@ -1197,7 +1203,7 @@ class Store:
         """How many live definitions a tenant has, and live instances per sub-status: one
         statement (the summary's reads are its cost)."""
         async with self._reading() as conn:
-            rows = (await conn.execute(_catalog_totals, {"tenant_id": tenant_id})).all()
+            rows = await self._driver_form(_catalog_totals).rows(conn, {"tenant_id": tenant_id})
         return CatalogTotals(
             definitions=rows[0][0],
             instances={sub_status or None: int(count) for _, sub_status, count in rows if count},
