@@ -141,6 +141,11 @@ def _count_of(sub_status: str | None) -> sa.ColumnElement[int]:
 # cost about as much as running one of these on SQLite.
 _TENANT = sa.bindparam("tenant_id", type_=sa.String)
 _catalog_revision = sa.select(catalog_revision.c.revision)
+_live_instance = sa.select(instances).where(
+    instances.c.tenant_id == _TENANT,
+    instances.c.id == sa.bindparam("instance_id", type_=sa.String),
+    instances.c.deleted_at.is_(None),
+)
 _counts_by_definition = (
     sa.select(instance_counts.c.definition_id, *(_count_of(key) for key in _COUNTED))
     .where(instance_counts.c.tenant_id == _TENANT)
@@ -433,8 +438,8 @@ class Store:
         """Moves on with every committed write that changed a definition or moved an
         instance count: while it stays the same, so do the definitions and their counts."""
         async with self._reading() as conn:
-            revision: int = (await conn.execute(_catalog_revision)).scalar_one()
-            return revision
+            [(revision,)] = await self._driver_form(_catalog_revision).rows(conn, {})
+        return int(revision)
 
     async def _apply_count_deltas(self, tx: _Tx) -> None:
         """Move the kept counts, and their per-sub-status totals, by this transaction's
@@ -868,20 +873,10 @@ class Store:
 
     async def _live_instance_row(
         self, conn: AsyncConnection, tenant_id: str, instance_id: str
-    ) -> sa.RowMapping | None:
-        return (
-            (
-                await conn.execute(
-                    sa.select(instances).where(
-                        instances.c.tenant_id == tenant_id,
-                        instances.c.id == instance_id,
-                        instances.c.deleted_at.is_(None),
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+    ) -> dict[str, Any] | None:
+        parameters = {"tenant_id": tenant_id, "instance_id": instance_id}
+        found = await self._driver_form(_live_instance).mappings(conn, parameters)
+        return found[0] if found else None
 
     # -- sync ------------------------------------------------------------------------------
 
