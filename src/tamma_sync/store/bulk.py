@@ -20,10 +20,11 @@ BULK_CHUNK = 1_000
 
 class DriverSql(NamedTuple):
     """A statement as its driver runs it: the SQL text, and the names of the values it
-    takes in their order. Run with `exec_driver_sql`, a statement skips SQLAlchemy's
-    per-execution work — parameter and result processing, a third of the store's share of
-    a page read — so the values it binds must be ready for the driver, and what it returns
-    gets no conversion but the JSON decoding `mappings` does."""
+    takes in their order. Run through the driver (`exec_driver_sql`; on SQLite aiosqlite
+    itself, see `_sqlite_rows`), a statement skips SQLAlchemy's per-execution work —
+    parameter and result processing, a third of the store's share of a page read — so the
+    values it binds must be ready for the driver, and what it returns gets no conversion
+    but the JSON decoding `mappings` does."""
 
     sql: str
     names: tuple[str, ...]
