@@ -175,7 +175,7 @@ _recent_events = (
     .offset(sa.bindparam("offset", type_=sa.Integer))
 )
 _ENGINE = sa.bindparam("engine_id", type_=sa.String)
-_engine = _engines_of_tenant.where(engines.c.id == _ENGINE)
+_engine_of_tenant = _engines_of_tenant.where(engines.c.id == _ENGINE)
 _recent_events_of_engine = _recent_events.where(engine_events.c.engine_id == _ENGINE)
 _events_total = sa.select(sa.func.count()).where(engine_events.c.tenant_id == _TENANT)
 _events_total_of_engine = _events_total.where(engine_events.c.engine_id == _ENGINE)
@@ -1051,7 +1051,9 @@ class Store:
         return engine, old is None
 
     async def get_engine(self, tenant_id: str, engine_id: str) -> Engine | None:
-        found = await self._engines(_engine, {"tenant_id": tenant_id, "engine_id": engine_id})
+        found = await self._engines(
+            _engine_of_tenant, {"tenant_id": tenant_id, "engine_id": engine_id}
+        )
         return found[0] if found else None
 
     async def list_engines(self, tenant_id: str) -> list[Engine]:
