@@ -12,6 +12,8 @@ MENTORSHIP = "tamma-autonomous-mentorship"
 def test_state_step_and_snapshot(control: httpx.Client, simulator: ElsaSimulator) -> None:
     state = control.get("/state").json()
     assert sum(state["instances"].values()) == 300 and state["definitions"] == 12
+    assert state["pendingCommits"] == 0, "the quiet simulator commits at once"
+    assert control.post("/commits/flush", json={}).json() == {"flushed": 0}
     step = control.post("/step", json={"steps": 25}).json()
     assert len(step["created"]) + len(step["updated"]) > 0
     assert step["now"] == simulator.now()

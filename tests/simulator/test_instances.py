@@ -258,9 +258,13 @@ def test_detail_of_a_suspended_instance_points_at_a_definition_activity(
         assert bookmark["activityId"] in activity_ids
         assert bookmark["activityNodeId"].endswith(":" + bookmark["activityId"])
         assert (detail["isExecuting"], state["isExecuting"]) == (False, False)
-        variables = state["activityExecutionContexts"][0]["properties"]["Variables"]
+        (driver,) = {v["storageDriverTypeName"] for v in model["variables"]}
+        legacy = driver == "Elsa.Workflows.Services.WorkflowStorageDriver, Elsa.Workflows.Core"
+        key = "PersistentVariablesDictionary" if legacy else "Variables"
+        (properties,) = [c["properties"] for c in state["activityExecutionContexts"][:1]]
+        assert list(properties) == [key], "the declared storage driver's key"
         declared = {v["id"] for v in model["variables"]}
-        assert set(variables) <= declared, "stored under variable ids"
+        assert set(properties[key]) <= declared, "stored under variable ids"
 
 
 def test_detail_of_faulted_and_finished_instances(elsa: httpx.Client) -> None:
@@ -269,10 +273,15 @@ def test_detail_of_faulted_and_finished_instances(elsa: httpx.Client) -> None:
     assert faulted["incidentCount"] == len(state["incidents"]) >= 1
     incident = state["incidents"][0]
     assert incident["exception"]["message"] == incident["message"]
-    assert state["bookmarks"] == [] and state["activityExecutionContexts"] == []
+    assert state["bookmarks"] == []
+    # A faulted context is not completed: 3.2+ keeps it and the root context.
+    statuses = [c["status"] for c in state["activityExecutionContexts"]]
+    assert statuses == ["Running", "Faulted"]
     finished = all_instances(elsa, subStatus="Finished")[0]
     detail = elsa.get(f"/workflow-instances/{finished['id']}").json()
     assert detail["finishedAt"] == detail["updatedAt"] == detail["workflowState"]["finishedAt"]
+    (root,) = detail["workflowState"]["activityExecutionContexts"]
+    assert root["status"] == "Completed" and root["properties"], "the root keeps the variables"
     missing = elsa.get("/workflow-instances/0123")
     assert (missing.status_code, missing.content) == (404, b"")
 
@@ -296,7 +305,8 @@ def test_variables_execution_state_and_journal(elsa: httpx.Client) -> None:
     assert page["items"] == journal["items"][2:4]
     skipped = elsa.get(f"{base}/journal", params={"skip": 3, "take": 1}).json()
     assert skipped["items"] == journal["items"][3:4]
-    assert elsa.get("/workflow-instances/123/variables").status_code == 404
+    unknown = elsa.get("/workflow-instances/123/variables")
+    assert (unknown.status_code, unknown.json()) == (200, {"items": [], "count": 0})
 
 
 def test_deletes(elsa: httpx.Client) -> None:

@@ -30,9 +30,15 @@ async def mirrored_instances(store: Store, tenant_id: str = DEFAULT_TENANT_ID) -
 
 
 def expected_state(
-    simulator: ElsaSimulator, *, details: bool = True
+    simulator: ElsaSimulator, *, details: bool = True, include_system: bool = False
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """What the mirror must hold, keyed by id, in the mirror's own vocabulary."""
+    """What the mirror must hold, keyed by id, in the mirror's own vocabulary.
+
+    System definitions and instances (realism's `system_workflows`) are left out unless
+    `include_system`. An instance whose variables ELSA cannot tell (the truth's are None:
+    poisoned, Pending, or a state without variables on that release) has no `variables`
+    entry: the mirror keeps whatever it saw last.
+    """
     truth = simulator.snapshot(details=details)
     definitions = {
         d.definition_id: {
@@ -46,9 +52,13 @@ def expected_state(
             "variables": d.variables,
         }
         for d in truth.definitions.values()
+        if include_system or not d.is_system
     }
-    instances = {
-        i.id: {
+    instances: dict[str, dict[str, Any]] = {}
+    for i in truth.instances.values():
+        if i.is_system and not include_system:
+            continue
+        want: dict[str, Any] = {
             "definition_id": i.definition_id,
             "definition_version_id": i.definition_version_id,
             "definition_version": i.version,
@@ -60,14 +70,12 @@ def expected_state(
             "created_at": _ms(i.created_at),
             "updated_at": _ms(i.updated_at),
             "finished_at": _ms(i.finished_at),
-            **(
-                {"current_activity": i.current_activity, "variables": i.variables}
-                if details
-                else {}
-            ),
         }
-        for i in truth.instances.values()
-    }
+        if details:
+            want["current_activity"] = i.current_activity
+            if i.variables is not None:
+                want["variables"] = i.variables
+        instances[i.id] = want
     return definitions, instances
 
 
@@ -104,14 +112,36 @@ def _instance_view(instance: Instance, details: bool) -> dict[str, Any]:
 
 
 async def assert_mirror_equals(
-    store: Store, simulator: ElsaSimulator, *, details: bool = True
+    store: Store,
+    simulator: ElsaSimulator,
+    *,
+    details: bool = True,
+    include_system: bool = False,
 ) -> None:
-    """Every definition and instance of ELSA is in the mirror as ELSA has it, and no more."""
-    want_definitions, want_instances = expected_state(simulator, details=details)
+    """Every definition and instance of ELSA is in the mirror as ELSA has it, and no more
+    (system ones only with `include_system`; variables only where ELSA tells them)."""
+    want_definitions, want_instances = expected_state(
+        simulator, details=details, include_system=include_system
+    )
     got_definitions = {
         d.id: _definition_view(d) for d in await store.list_definitions(DEFAULT_TENANT_ID)
     }
     got_instances = {i.id: _instance_view(i, details) for i in await mirrored_instances(store)}
+    if not include_system:
+        system_definitions = {
+            d.definition_id for d in simulator.snapshot(limit=0).definitions.values() if d.is_system
+        }
+        got_definitions = {
+            key: value for key, value in got_definitions.items() if key not in system_definitions
+        }
+        got_instances = {
+            key: value
+            for key, value in got_instances.items()
+            if value["definition_id"] not in system_definitions
+        }
+    for key, want in want_instances.items():
+        if details and "variables" not in want and key in got_instances:
+            got_instances[key].pop("variables", None)
     assert got_definitions.keys() == want_definitions.keys()
     for key, want in want_definitions.items():
         assert got_definitions[key] == want, key

@@ -2,7 +2,9 @@
 
 Every ELSA route goes through one wrapper that applies faults, authentication and JSON
 serialisation; handlers run in the threadpool so a slow query never stalls the event loop
-(and a `slow` fault never blocks other requests).
+(and a `slow` fault never blocks other requests). Routes follow the configured release
+(versions.py): a route it lacks is not there, and ASP.NET answers an unknown route 404 and
+a known path with another method 405, both with an empty body.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -59,11 +62,18 @@ def create_app(simulator: ElsaSimulator) -> Starlette:
     elsa = _elsa_routes(simulator)
     routes: list[BaseRoute] = [Mount("/_simulator", routes=control_routes(simulator))]
     routes += [Mount(simulator.config.prefix, routes=elsa)] if simulator.config.prefix else elsa
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _empty_error})
+
+
+async def _empty_error(_: Request, error: Exception) -> Response:
+    """An unknown route (404) or method (405): status only, as ASP.NET answers."""
+    assert isinstance(error, HTTPException)
+    return Response(status_code=error.status_code, headers=error.headers)
 
 
 def _elsa_routes(sim: ElsaSimulator) -> list[BaseRoute]:
     offset = duration_ticks(sim.config.server_utc_offset)
+    release = sim.config.release
 
     def route(
         path: str, handler: Handler, method: str = "GET", *, anonymous: bool = False
@@ -123,7 +133,7 @@ def _elsa_routes(sim: ElsaSimulator) -> list[BaseRoute]:
         return _found(sim.instance(param(request, "instance_id")))
 
     def variables(request: Request, _: bytes) -> Reply:
-        return _found(sim.instance_variables(param(request, "instance_id")))
+        return Reply(200, sim.instance_variables(param(request, "instance_id")))
 
     def execution_state(request: Request, _: bytes) -> Reply:
         return _found(sim.instance_execution_state(param(request, "instance_id")))
@@ -133,8 +143,15 @@ def _elsa_routes(sim: ElsaSimulator) -> list[BaseRoute]:
         return _found(sim.instance_journal(param(request, "instance_id"), skip, take))
 
     def delete_instance(request: Request, _: bytes) -> Reply:
-        deleted = sim.delete_instances([param(request, "instance_id")])
+        deleted = sim.api_delete_instance(param(request, "instance_id"))
         return Reply(204 if deleted else 404)
+
+    def cancel(request: Request, _: bytes) -> Reply:
+        # Always 200 with an empty body: the endpoint ignores whether anything was
+        # cancelled (src/modules/Elsa.Workflows.Api/Endpoints/WorkflowInstances/Cancel/
+        # Endpoint.cs, `CancelWorkflowAsync` then `SendOkAsync`).
+        sim.api_cancel_instance(param(request, "instance_id"))
+        return Reply(200)
 
     def bulk_delete(_: Request, body: bytes) -> Reply:
         fields = Fields.from_body(body)
@@ -147,6 +164,15 @@ def _elsa_routes(sim: ElsaSimulator) -> list[BaseRoute]:
 
     definitions = "/workflow-definitions"
     instances = "/workflow-instances"
+    by_release: list[BaseRoute] = []
+    if release.has_list_post:
+        by_release.append(route(instances, list_instances_post, "POST"))
+    if release.has_variables_route:
+        by_release.append(route(f"{instances}/{{instance_id}}/variables", variables))
+    if release.has_execution_state:
+        by_release.append(route(f"{instances}/{{instance_id}}/execution-state", execution_state))
+    if release.has_cancel_route:
+        by_release.append(route(f"/cancel{instances}/{{instance_id}}", cancel, "POST"))
     return [
         route("/package/version", version, anonymous=True),
         route("/identity/login", login, "POST", anonymous=True),
@@ -160,12 +186,10 @@ def _elsa_routes(sim: ElsaSimulator) -> list[BaseRoute]:
         route(f"{definitions}/{{definition_id}}", delete_definition, "DELETE"),
         route("/workflow-definition-versions/{version_id}", delete_version, "DELETE"),
         route(instances, list_instances_get),
-        route(instances, list_instances_post, "POST"),
         route(f"{instances}/{{instance_id}}", instance),
         route(f"{instances}/{{instance_id}}", delete_instance, "DELETE"),
-        route(f"{instances}/{{instance_id}}/variables", variables),
-        route(f"{instances}/{{instance_id}}/execution-state", execution_state),
         route(f"{instances}/{{instance_id}}/journal", journal),
+        *by_release,
         route("/bulk-actions/delete/workflow-instances", bulk_delete, "POST"),
         route("/bulk-actions/delete/workflow-instances/by-id", bulk_delete, "POST"),
     ]

@@ -58,6 +58,8 @@ class Template:
     correlation_prefix: str
     initial_state: str
     final_state: str = "COMPLETED"
+    #: ELSA's own system workflow (`isSystem`), not one of Tamma's.
+    is_system: bool = False
 
     @property
     def waits(self) -> tuple[Step, ...]:
@@ -330,6 +332,39 @@ def _generic(name: str) -> Template:
 
 NAMED_TEMPLATES: Final = (MENTORSHIP, *_ISSUE_FLOWS, *(_generic(name) for name in _OTHER_NAMES))
 
+#: ELSA's alteration-plan workflow, a code-first system workflow
+#: (src/modules/Elsa.Alterations/Workflows/ExecuteAlterationPlanWorkflow.cs:
+#: `WithDefinitionId("Elsa.Alterations.ExecuteAlterationPlan")`, `AsSystemWorkflow()`;
+#: WorkflowBuilder names it after its definition id and its two unnamed variables
+#: `Variable_0`, `Variable_1`). It waits at `AlterationPlanCompleted` (a trigger).
+SYSTEM_DEFINITION_ID: Final = "Elsa.Alterations.ExecuteAlterationPlan"
+PLAN_ID_VARIABLE: Final = "Variable_0"
+JOB_COUNT_VARIABLE: Final = "Variable_1"
+
+ALTERATION_PLAN: Final = Template(
+    key=SYSTEM_DEFINITION_ID,
+    name=SYSTEM_DEFINITION_ID,
+    description=None,
+    root_type="Elsa.Sequence",
+    correlation_prefix="plan",
+    initial_state="SUBMITTED",
+    final_state="PLAN_COMPLETED",
+    is_system=True,
+    variables=(VariableSpec(PLAN_ID_VARIABLE, STRING), VariableSpec(JOB_COUNT_VARIABLE, INT32)),
+    steps=(
+        Step("submit-plan", "Elsa.SubmitAlterationPlan", state="SUBMITTED"),
+        Step("correlate", "Elsa.Correlate"),
+        Step("generate-jobs", "Elsa.GenerateAlterationJobs", state="GENERATING_JOBS"),
+        Step("dispatch-jobs", "Elsa.If", state="DISPATCHING_JOBS"),
+        Step(
+            "plan-completed",
+            "Elsa.AlterationPlanCompleted",
+            state="RUNNING_JOBS",
+            wait="Elsa.AlterationPlanCompleted",
+        ),
+    ),
+)
+
 
 def template_for(position: int) -> Template:
     """The template of the `position`-th seeded definition: Tamma's, then numbered copies."""
@@ -451,6 +486,8 @@ def build_root(codec: IdCodec, template: Template, version: int, revision: int) 
 
 def bookmark_payload(step: Step, correlation: str) -> dict[str, JSON]:
     """The payload ELSA stores with a bookmark of this step's kind."""
+    if step.wait == "Elsa.AlterationPlanCompleted":
+        return {"planId": correlation}
     if step.wait == _EVENT:
         return {"eventName": _event_name(step)}
     if step.wait == _DELAY:

@@ -119,13 +119,24 @@ class Clock:
     Virtual (default): step k is `start + k * quantum` plus a seeded jitter below half a
     quantum, so runs are reproducible. Wall: the real time. Either way each timestamp's
     precision varies (7 down to 0 fractional digits) the way ELSA data does.
+    `repeat_share` (realism's ties): that share of ticks repeats the previous stamp, as a
+    coarse clock (or a coarse database column) gives two commits the same time.
     """
 
-    def __init__(self, *, start: int, quantum: int, wall: bool, codec: IdCodec) -> None:
+    def __init__(
+        self,
+        *,
+        start: int,
+        quantum: int,
+        wall: bool,
+        codec: IdCodec,
+        repeat_share: float = 0.0,
+    ) -> None:
         self._start = start
         self._quantum = max(quantum, 1)
         self._wall = wall
         self._codec = codec
+        self._repeat = int(repeat_share * 65_536)
         self._steps = 0
         self.last = start
 
@@ -133,6 +144,8 @@ class Clock:
         """The next timestamp."""
         self._steps += 1
         noise = self._codec.hash(0x7C10C4, self._steps)
+        if self._repeat and self._steps > 1 and (noise >> 16) & 0xFFFF < self._repeat:
+            return self.last
         if self._wall:
             raw = time.time_ns() // 100
         else:

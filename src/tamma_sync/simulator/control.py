@@ -102,12 +102,19 @@ def control_routes(sim: ElsaSimulator) -> list[BaseRoute]:
             "now": sim.now(),
             "definitions": sim.definition_count(),
             "instances": sim.counts(),
+            "pendingCommits": sim.pending_commits(),
             "faults": [spec.to_wire() for spec in sim.faults.active()],
         }
 
     def step(_: Request, data: dict[str, object]) -> JSON:
         report = sim.step(_int(data, "steps", 1))
-        return {"created": report.created, "updated": report.updated, "now": sim.now()}
+        return {
+            "created": report.created,
+            "updated": report.updated,
+            "deleted": report.deleted,
+            "silent": report.silent,
+            "now": sim.now(),
+        }
 
     def create(_: Request, data: dict[str, object]) -> JSON:
         try:
@@ -129,6 +136,16 @@ def control_routes(sim: ElsaSimulator) -> list[BaseRoute]:
 
     def delete(_: Request, data: dict[str, object]) -> JSON:
         return {"deleted": sim.delete_instances(_ids(data))}
+
+    def cancel(_: Request, data: dict[str, object]) -> JSON:
+        return {"updated": sim.cancel_instances(_ids(data))}
+
+    def silent(_: Request, data: dict[str, object]) -> JSON:
+        return {"updated": sim.silent_commit(_ids(data))}
+
+    def flush(_: Request, data: dict[str, object]) -> JSON:
+        ids = _ids(data) if data.get("ids") is not None else None
+        return {"flushed": sim.flush_commits(ids)}
 
     def definition_action(
         action: Callable[[str], JSON],
@@ -192,6 +209,9 @@ def control_routes(sim: ElsaSimulator) -> list[BaseRoute]:
         route("/instances", create, "POST"),
         route("/instances/progress", progress, "POST"),
         route("/instances/delete", delete, "POST"),
+        route("/instances/cancel", cancel, "POST"),
+        route("/instances/silent", silent, "POST"),
+        route("/commits/flush", flush, "POST"),
         route("/definitions/{definition_id}/save-draft", definition_action(save_draft), "POST"),
         route("/definitions/{definition_id}/publish", definition_action(publish), "POST"),
         route("/definitions/{definition_id}", definition_action(delete_definition), "DELETE"),

@@ -18,11 +18,11 @@ from tamma_sync.simulator.catalog import (
 )
 from tamma_sync.simulator.clock import format_ticks
 from tamma_sync.simulator.ids import VERSION_KIND, IdCodec
+from tamma_sync.simulator.versions import ElsaVersion
 
 TOOL_VERSION: Final = "3.7.0.0"
 JSON_MATERIALIZER: Final = "Json"
 CLR_MATERIALIZER: Final = "CLR"
-_STORAGE_DRIVER: Final = "Elsa.Workflows.WorkflowInstanceStorageDriver, Elsa.Workflows.Core"
 _ACTIVATION_STRATEGY: Final = (
     "Elsa.Workflows.ActivationStrategies.AllowAlwaysStrategy, Elsa.Workflows.Core"
 )
@@ -45,6 +45,10 @@ class DefinitionVersion:
     is_published: bool
     #: How often this draft was edited in place (its tree and variables change with it).
     revision: int = 0
+    #: ELSA's own system workflow (`isSystem: true`).
+    is_system: bool = False
+    #: Its variables still declare the obsolete "Workflow" storage driver.
+    legacy_storage: bool = False
 
     @property
     def is_readonly(self) -> bool:
@@ -81,8 +85,9 @@ def parse_version_options(text: str) -> VersionFilter:
 class DefinitionRegistry:
     """All definition version rows, ELSA's save/publish/delete rules, and their JSON."""
 
-    def __init__(self, codec: IdCodec) -> None:
+    def __init__(self, codec: IdCodec, release: ElsaVersion) -> None:
         self._codec = codec
+        self._release = release
         self.rows: list[DefinitionVersion | None] = []
         self.by_id: dict[str, DefinitionVersion] = {}
         self._by_definition: dict[str, list[DefinitionVersion]] = {}
@@ -100,6 +105,8 @@ class DefinitionRegistry:
         is_latest: bool,
         is_published: bool,
         revision: int = 0,
+        is_system: bool = False,
+        legacy_storage: bool = False,
     ) -> DefinitionVersion:
         """Store a new version row."""
         row = len(self.rows)
@@ -114,6 +121,8 @@ class DefinitionRegistry:
             is_latest=is_latest,
             is_published=is_published,
             revision=revision,
+            is_system=is_system,
+            legacy_storage=legacy_storage,
         )
         self.rows.append(entry)
         self.by_id[entry.id] = entry
@@ -154,6 +163,7 @@ class DefinitionRegistry:
             created_at=now,
             is_latest=True,
             is_published=False,
+            legacy_storage=latest.legacy_storage,
         )
         return draft, False
 
@@ -220,7 +230,9 @@ class DefinitionRegistry:
         return steps
 
     def variables(self, version: DefinitionVersion) -> list[JSON]:
-        """The `variables` of a version's model."""
+        """The `variables` of a version's model; `storageDriverTypeName` follows the
+        release and the definition's driver (see versions.py)."""
+        driver = self._release.storage_driver(version.legacy_storage)
         result: list[JSON] = []
         for spec in variables_of(version.template, version.revision):
             item: dict[str, JSON] = {
@@ -231,7 +243,7 @@ class DefinitionRegistry:
             }
             if spec.default is not None:
                 item["value"] = spec.default
-            item["storageDriverTypeName"] = _STORAGE_DRIVER
+            item["storageDriverTypeName"] = driver
             result.append(item)
         return result
 
@@ -262,6 +274,8 @@ class DefinitionRegistry:
         template = version.template
         issue_flow = template.root_type == "Elsa.Flowchart"
         input_name, input_type = ("IssueNumber", "Int32") if issue_flow else ("StoryId", "String")
+        if template.is_system:
+            input_name, input_type = "Plan", "Object"
         options: dict[str, JSON] = {
             "usableAsActivity": False,
             "autoUpdateConsumingWorkflows": False,
@@ -304,7 +318,10 @@ class DefinitionRegistry:
             "outcomes": ["Done"],
             "customProperties": {} if version.is_readonly else {"logPersistenceConfig": {}},
             "isReadonly": version.is_readonly,
-            "isSystem": False,
+        }
+        if self._release.has_system_workflows:
+            model["isSystem"] = version.is_system
+        model |= {
             "isLatest": version.is_latest,
             "isPublished": version.is_published,
             "options": options,
@@ -386,7 +403,7 @@ class DefinitionQuery:
             return False
         if self.materializer is not None and version.materializer != self.materializer:
             return False
-        if self.is_system:
+        if self.is_system is not None and version.is_system != self.is_system:
             return False
         term = (self.search_term or "").strip()
         if term:

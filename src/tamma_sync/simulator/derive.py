@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from tamma_sync.simulator.catalog import (
-    DRAFT_NOTE_VARIABLE,
     INT32,
     JSON,
     Step,
@@ -25,6 +24,10 @@ from tamma_sync.simulator.clock import TICKS_PER_SECOND, format_ticks
 from tamma_sync.simulator.definitions import DefinitionRegistry, DefinitionVersion
 from tamma_sync.simulator.ids import INSTANCE_KIND, IdCodec
 from tamma_sync.simulator.instances import InstanceStore, SubStatus
+from tamma_sync.simulator.values import MAX_RETRIES, VariableInputs, variable_values
+from tamma_sync.simulator.versions import ContextPolicy, ElsaVersion
+
+__all__ = ["MAX_RETRIES", "Deriver", "InstanceState"]
 
 _IDENTITY: Final = 0x1D
 _BOOKMARK: Final = 0xB0
@@ -32,10 +35,7 @@ _HASH: Final = 0xB1
 _CONTEXT: Final = 0xC0
 _ACTIVITY_INSTANCE: Final = 0xA1
 _RECORD: Final = 0x10
-_SESSION: Final = 0x5E
-MAX_RETRIES: Final = 3
-_LEVELS: Final = ("ready", "needs-guidance", "needs-pairing")
-_REPOSITORIES: Final = ("tamma/app", "tamma/api", "tamma/dashboard", "tamma/elsa")
+_PLAN: Final = 0x9A
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,8 @@ class InstanceState:
     retries: int
     created_at: int
     updated_at: int
+    #: Status-free commits so far (realism): a variable's value follows it.
+    edits: int = 0
 
     @property
     def finished_at(self) -> int | None:
@@ -60,21 +62,33 @@ class InstanceState:
 class Deriver:
     """Computes an instance's derived facts and renders its wire shapes."""
 
-    def __init__(self, codec: IdCodec, registry: DefinitionRegistry, store: InstanceStore) -> None:
+    def __init__(
+        self,
+        codec: IdCodec,
+        registry: DefinitionRegistry,
+        store: InstanceStore,
+        release: ElsaVersion,
+    ) -> None:
         self._codec = codec
         self._registry = registry
         self._store = store
+        self._release = release
 
     def instance_id(self, row: int) -> str:
         """The id of an instance row."""
         return self._codec.encode(INSTANCE_KIND, row)
 
     def row_of(self, instance_id: str) -> int | None:
-        """The live row behind an instance id, or None."""
+        """The live (committed) row behind an instance id, or None."""
         row = self._codec.decode(INSTANCE_KIND, instance_id)
         if row is None or not self._store.is_live(row):
             return None
         return row
+
+    def decode(self, instance_id: str) -> int | None:
+        """The row an instance id names (live or not), or None if it names none."""
+        row = self._codec.decode(INSTANCE_KIND, instance_id)
+        return row if row is not None and row < self._store.row_count else None
 
     def state(self, row: int) -> InstanceState:
         """Read a live row."""
@@ -90,6 +104,7 @@ class Deriver:
             retries=store.retries[row],
             created_at=store.created_at(row),
             updated_at=store.updated_at(row),
+            edits=store.edits.get(row, 0),
         )
 
     # -- identity ----------------------------------------------------------------------
@@ -101,15 +116,22 @@ class Deriver:
         spread = 9000 if template.correlation_prefix == "STORY" else 2000
         return 1 + self._identity_hash(row) % spread
 
+    def plan_id(self, row: int) -> str:
+        """The alteration plan a system instance runs (its `Correlate(planId)`)."""
+        return self._codec.hex_id(_PLAN, row)
+
     def correlation_id(self, row: int, template: Template) -> str | None:
-        """Six in ten instances carry a business key as correlationId."""
+        """Six in ten instances carry a business key as correlationId; an alteration
+        plan's instance is correlated with its plan id."""
+        if template.is_system:
+            return self.plan_id(row)
         if (self._identity_hash(row) >> 20) % 10 >= 6:
             return None
         return f"{template.correlation_prefix}-{self._number(row, template)}"
 
     def name(self, row: int, template: Template) -> str | None:
-        """Four in ten instances were started with a name."""
-        if (self._identity_hash(row) >> 28) % 10 >= 4:
+        """Four in ten instances were started with a name (system ones never)."""
+        if template.is_system or (self._identity_hash(row) >> 28) % 10 >= 4:
             return None
         return f"{template.name} #{self._number(row, template)}"
 
@@ -168,69 +190,32 @@ class Deriver:
             result.append((variable_id(self._codec, template, spec.name), spec.name, value))
         return result
 
+    def has_state_variables(self, state: InstanceState) -> bool:
+        """Whether the workflow state holds the variables (in its root context) on this
+        release: not while Pending (no context yet), nor on 3.1 once Finished or
+        Cancelled (it keeps no completed context)."""
+        if state.sub_status is SubStatus.Pending:
+            return False
+        ended_without_contexts = state.sub_status in (SubStatus.Finished, SubStatus.Cancelled)
+        return not (ended_without_contexts and self._release.contexts is ContextPolicy.ACTIVE)
+
     def _values(self, state: InstanceState) -> dict[str, JSON]:
-        row, stage, retries = state.row, state.stage, state.retries
         template = state.version.template
-        h = self._codec.hash(_SESSION, row)
-        number = self._number(row, template)
-        finished = state.sub_status is SubStatus.Finished
-        values: dict[str, JSON] = {
-            "currentState": self.current_state(state),
-            "retryCount": retries,
-            "maxRetries": MAX_RETRIES,
-        }
-        if template.correlation_prefix == "STORY":
-            level = _LEVELS[h % 3]
-            values |= {
-                "storyId": f"STORY-{number}",
-                "juniorId": f"junior-{(h >> 8) % 40 + 1:02d}",
-                "sessionId": _uuid(h, self._codec.hash(_SESSION, row, 1)),
-                "codeContext": {
-                    "repository": _REPOSITORIES[(h >> 16) % 4],
-                    "files": [f"src/stories/story_{number}.py", "tests/test_story.py"],
-                }
-                if stage > 0
-                else None,
-                "aiAnalysis": {
-                    "summary": f"Story {number} analysed",
-                    "confidence": 0.5 + h % 50 / 100,
-                }
-                if stage > 0
-                else None,
-                "assessmentResult": {"level": level, "score": 40 + (h >> 24) % 60}
-                if stage > 1
-                else None,
-                "guidanceResult": {"hints": 1 + retries, "level": level}
-                if stage > 1 and level != "ready"
-                else None,
-                "progressStatus": "not-started"
-                if stage < 2
-                else ("complete" if stage > 2 else ("blocked" if retries else "in-progress")),
-                "blockerInfo": {"kind": "dependency", "attempt": retries}
-                if retries and stage == 2
-                else None,
-                "pullRequestNumber": 100 + (h >> 32) % 900 if stage > 2 else None,
-                "qualityResult": {"passed": True, "coverage": 70 + (h >> 40) % 30}
-                if stage > 2
-                else None,
-                "reviewStatus": None
-                if stage < 3
-                else ("approved" if stage > 3 else ("changes-requested" if retries else "pending")),
-            }
-        else:
-            waits = len(template.waits)
-            values |= {
-                "issueNumber": number,
-                "repository": _REPOSITORIES[(h >> 16) % 4],
-                "branchName": f"tamma/issue-{number}" if stage > 0 else None,
-                "pullRequestNumber": 100 + (h >> 32) % 900 if stage >= waits - 1 else None,
-                "lastResult": {"ok": state.sub_status is not SubStatus.Faulted, "stage": stage}
-                if stage > 0 or finished
-                else None,
-            }
-        if state.version.revision:
-            values[DRAFT_NOTE_VARIABLE] = f"revision {state.version.revision}"
-        return values
+        return variable_values(
+            self._codec,
+            VariableInputs(
+                row=state.row,
+                template=template,
+                revision=state.version.revision,
+                sub_status=state.sub_status,
+                stage=state.stage,
+                retries=state.retries,
+                edits=state.edits,
+                number=self._number(state.row, template),
+                current_state=self.current_state(state),
+                plan_id=self.plan_id(state.row),
+            ),
+        )
 
     # -- wire shapes -------------------------------------------------------------------
 
@@ -306,6 +291,10 @@ class Deriver:
         if state.finished_at is not None:
             times["finishedAt"] = format_ticks(state.finished_at)
         contexts, callbacks, scheduled = self._execution(state)
+        # `IsSystem` exists from 3.1.0 (src/modules/Elsa.Workflows.Core/State/WorkflowState.cs).
+        system: dict[str, JSON] = (
+            {"isSystem": template.is_system} if self._release.has_system_workflows else {}
+        )
         workflow_state: dict[str, JSON] = {
             **head,
             "definitionVersion": version.version,
@@ -313,7 +302,7 @@ class Deriver:
             "status": status,
             "subStatus": sub_status,
             "isExecuting": executing,
-            "isSystem": False,
+            **system,
             "bookmarks": self._bookmarks(state),
             "incidents": incidents,
             "completionCallbacks": callbacks,
@@ -336,7 +325,7 @@ class Deriver:
             "isExecuting": executing,
             **optional,
             "incidentCount": len(incidents),
-            "isSystem": False,
+            **system,
             **times,
         }
 
@@ -404,11 +393,19 @@ class Deriver:
     def _execution(self, state: InstanceState) -> tuple[list[JSON], list[JSON], list[JSON]]:
         """Activity execution contexts, completion callbacks and scheduled activities.
 
-        ELSA empties the contexts once an instance ends; a pending one has none yet.
+        A pending instance has no context yet. A running one has its root Workflow context
+        (holding the variables under its storage driver's key, by variable id) and the
+        current step's. An ended one keeps what its release persists (versions.py,
+        ContextPolicy): 3.0 everything, 3.1 the contexts not completed (a Faulted one is
+        not), 3.2+ those plus the root.
         """
         if state.sub_status is SubStatus.Pending:
             return [], [], [{"activityNodeId": self._node(state), "input": {}}]
-        if state.sub_status.ended:
+        root_status, step_status = _CONTEXT_STATUS[state.sub_status]
+        policy = self._release.contexts
+        keep_root = policy is not ContextPolicy.ACTIVE or root_status not in _COMPLETED
+        keep_step = policy is ContextPolicy.ALL or step_status not in _COMPLETED
+        if not keep_root:
             return [], [], []
         root_context = self._codec.hex_id(_CONTEXT, state.row, 0)
         executing = state.sub_status is SubStatus.Executing
@@ -418,20 +415,25 @@ class Deriver:
         variables = {
             variable: value for variable, _, value in self.variables(state) if value is not None
         }
+        key = self._release.variables_key(state.version.legacy_storage)
         contexts: list[JSON] = [
             {
                 "id": root_context,
                 "callStackDepth": 1,
                 "scheduledActivityNodeId": self._node(state),
                 "ownerActivityNodeId": "Workflow1",
-                "properties": {"Variables": variables},
+                "properties": {key: variables},
                 "metadata": {},
                 "dynamicVariables": [],
-                "status": "Running",
+                "status": root_status,
                 "isExecuting": executing,
                 "faultCount": 0,
                 "startedAt": started,
-            },
+            }
+        ]
+        if not keep_step:
+            return contexts, [], []
+        contexts.append(
             {
                 "id": self._codec.hex_id(_CONTEXT, state.row, 1 + state.stage),
                 "callStackDepth": 2,
@@ -441,19 +443,23 @@ class Deriver:
                 "properties": {},
                 "metadata": {},
                 "dynamicVariables": [],
-                "status": "Running",
+                "status": step_status,
                 "isExecuting": executing,
-                "faultCount": 0,
+                "faultCount": 1 if step_status == "Faulted" else 0,
                 "startedAt": format_ticks(state.updated_at - span // 20),
-            },
-        ]
-        callbacks: list[JSON] = [
-            {
-                "ownerInstanceId": root_context,
-                "childNodeId": self._node(state, step),
-                "methodName": "OnChildCompletedAsync",
             }
-        ]
+        )
+        callbacks: list[JSON] = (
+            [
+                {
+                    "ownerInstanceId": root_context,
+                    "childNodeId": self._node(state, step),
+                    "methodName": "OnChildCompletedAsync",
+                }
+            ]
+            if step_status not in _COMPLETED
+            else []
+        )
         scheduled: list[JSON] = (
             [
                 {
@@ -533,11 +539,6 @@ class Deriver:
         return records
 
 
-def _uuid(high: int, low: int) -> str:
-    text = f"{high:016x}{low:016x}"
-    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:32]}"
-
-
 def _failure(activity_type: str) -> tuple[str, str]:
     """A plausible exception (type, message) for an activity of this type."""
     if activity_type.startswith("Tamma.AI."):
@@ -553,4 +554,16 @@ def _failure(activity_type: str) -> tuple[str, str]:
 
 
 _HTTP_ERROR: Final = "System.Net.Http.HttpRequestException, System.Net.Http"
+#: (root, current step) context status per sub-status of a started instance; a fault
+#: leaves the faulted step's context Faulted and its ancestors running.
+_CONTEXT_STATUS: Final = {
+    SubStatus.Executing: ("Running", "Running"),
+    SubStatus.Suspended: ("Running", "Running"),
+    SubStatus.Finished: ("Completed", "Completed"),
+    SubStatus.Cancelled: ("Canceled", "Canceled"),
+    SubStatus.Faulted: ("Running", "Faulted"),
+}
+#: `ActivityExecutionContext.IsCompleted`: Completed or Canceled, not Faulted
+#: (src/modules/Elsa.Workflows.Core/Contexts/ActivityExecutionContext.cs).
+_COMPLETED: Final = frozenset({"Completed", "Canceled"})
 _NULL_REFERENCE: Final = "Object reference not set to an instance of an object."

@@ -2,22 +2,24 @@
 
 A million instances cost a few dozen bytes each: the mutable state lives in `array` and
 `bytearray` columns; ids, names, variables and bookmarks are derived on demand. createdAt
-never changes and every update stamps a time later than all before it, so both orders are
-append-only logs: an update appends the row to the end and leaves a dead entry behind.
-Live counts per block of positions let a page at any offset be found without sorting.
+never changes and, in the quiet simulator, every update stamps a time later than all
+before it, so both orders are append-only logs: an update appends the row to the end and
+leaves a dead entry behind. A late commit (realism's commit lag) is inserted at its stamp's
+place instead; only the positions after it move. Live counts per block of positions let a
+page at any offset be found without sorting.
 """
 
 from __future__ import annotations
 
-import bisect
+import random
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-_BLOCK_SHIFT: Final = 10
-_BLOCK: Final = 1 << _BLOCK_SHIFT
+from tamma_sync.simulator.timeindex import TimeIndex
+
 _NEVER_LOW: Final = -(1 << 126)
 _NEVER_HIGH: Final = 1 << 126
 
@@ -45,133 +47,8 @@ class SubStatus(IntEnum):
 
 DELETED: Final = 255
 """The sub-status byte of a deleted row."""
-
-
-class TimeIndex:
-    """Rows ordered by a timestamp that only moves forward: an append-only position log.
-
-    `position[row]` is the row's live position (or -1); an entry is live if its row still
-    points at it. Per-block live counts give counts and offsets in O(positions / 1024).
-    """
-
-    def __init__(self, ticks: array[int], rows: array[int], row_count: int) -> None:
-        self.position = array("q", [-1]) * row_count
-        self._load(ticks, rows)
-
-    def _load(self, ticks: array[int], rows: array[int]) -> None:
-        self.ticks = ticks
-        self.rows = rows
-        for position, row in enumerate(rows):
-            self.position[row] = position
-        self._live = array("q", [0]) * ((len(rows) + _BLOCK - 1) >> _BLOCK_SHIFT)
-        for block in range(len(self._live)):
-            self._live[block] = min(_BLOCK, len(rows) - (block << _BLOCK_SHIFT))
-        self.size = len(rows)
-
-    def append(self, row: int, ticks: int) -> None:
-        """Place `row` (absent from the order) at the end: its timestamp is the latest."""
-        position = len(self.rows)
-        self.ticks.append(ticks)
-        self.rows.append(row)
-        if row == len(self.position):
-            self.position.append(-1)
-        self.position[row] = position
-        block = position >> _BLOCK_SHIFT
-        if block == len(self._live):
-            self._live.append(0)
-        self._live[block] += 1
-        self.size += 1
-
-    def move(self, row: int, ticks: int) -> None:
-        """Re-stamp `row` with the latest timestamp."""
-        self.remove(row)
-        self.append(row, ticks)
-        if len(self.rows) > 2 * self.size + 4 * _BLOCK:
-            self._compact()
-
-    def remove(self, row: int) -> None:
-        """Drop `row` from the order."""
-        position = self.position[row]
-        if position < 0:
-            return
-        self.position[row] = -1
-        self._live[position >> _BLOCK_SHIFT] -= 1
-        self.size -= 1
-
-    def ticks_of(self, row: int) -> int:
-        """The timestamp `row` is ordered by."""
-        return self.ticks[self.position[row]]
-
-    def _compact(self) -> None:
-        live = [p for p in range(len(self.rows)) if self._is_live(p)]
-        self._load(
-            array("q", (self.ticks[p] for p in live)), array("q", (self.rows[p] for p in live))
-        )
-
-    def bounds(self, low: int | None, high: int | None) -> tuple[int, int]:
-        """The positions whose ticks t satisfy low <= t < high (None: unbounded)."""
-        start = 0 if low is None else bisect.bisect_left(self.ticks, low)
-        end = len(self.ticks) if high is None else bisect.bisect_left(self.ticks, high)
-        return start, max(start, end)
-
-    def _is_live(self, position: int) -> bool:
-        return self.position[self.rows[position]] == position
-
-    def count(self, start: int, end: int) -> int:
-        """Live entries in positions [start, end)."""
-        total = 0
-        position = start
-        while position < end:
-            block = position >> _BLOCK_SHIFT
-            block_end = (block + 1) << _BLOCK_SHIFT
-            if position == block << _BLOCK_SHIFT and block_end <= end:
-                total += self._live[block]
-                position = block_end
-            else:
-                stop = min(block_end, end)
-                total += sum(1 for p in range(position, stop) if self._is_live(p))
-                position = stop
-        return total
-
-    def scan(self, start: int, end: int, *, descending: bool, skip: int = 0) -> Iterator[int]:
-        """Rows of live entries in [start, end), in order, after skipping `skip` of them."""
-        if descending:
-            yield from self._scan_down(start, end, skip)
-            return
-        position = start
-        while skip and position < end:
-            block = position >> _BLOCK_SHIFT
-            block_end = (block + 1) << _BLOCK_SHIFT
-            whole = position == block << _BLOCK_SHIFT and block_end <= end
-            if whole and self._live[block] <= skip:
-                skip -= self._live[block]
-                position = block_end
-                continue
-            if self._is_live(position):
-                skip -= 1
-            position += 1
-        for p in range(position, end):
-            row = self.rows[p]
-            if self.position[row] == p:
-                yield row
-
-    def _scan_down(self, start: int, end: int, skip: int) -> Iterator[int]:
-        position = end
-        while skip and position > start:
-            block = (position - 1) >> _BLOCK_SHIFT
-            block_start = block << _BLOCK_SHIFT
-            whole = position == block_start + _BLOCK and block_start >= start
-            if whole and self._live[block] <= skip:
-                skip -= self._live[block]
-                position = block_start
-                continue
-            position -= 1
-            if self._is_live(position):
-                skip -= 1
-        for p in range(position - 1, start - 1, -1):
-            row = self.rows[p]
-            if self.position[row] == p:
-                yield row
+HIDDEN: Final = 254
+"""The sub-status byte of a row whose creation is not committed (visible) yet."""
 
 
 class InstanceStore:
@@ -193,6 +70,8 @@ class InstanceStore:
         self.retries = retries
         self.created = created
         self.updated = updated
+        #: Status-free commits per row (sparse: most rows never have one).
+        self.edits: dict[int, int] = {}
 
     @classmethod
     def seeded(
@@ -232,8 +111,12 @@ class InstanceStore:
         return self.created.size
 
     def is_live(self, row: int) -> bool:
-        """Whether `row` names an existing instance."""
-        return 0 <= row < len(self.sub_status) and self.sub_status[row] != DELETED
+        """Whether `row` names an existing (committed) instance."""
+        return 0 <= row < len(self.sub_status) and self.sub_status[row] < HIDDEN
+
+    def is_hidden(self, row: int) -> bool:
+        """Whether `row` is an instance whose creation is not committed yet."""
+        return 0 <= row < len(self.sub_status) and self.sub_status[row] == HIDDEN
 
     def add(self, version_row: int, ticks: int) -> int:
         """A new Pending instance created (and updated) at `ticks`; returns its row."""
@@ -246,18 +129,42 @@ class InstanceStore:
         self.updated.append(row, ticks)
         return row
 
+    def reserve(self, version_row: int) -> int:
+        """A row for an instance whose creation is not committed yet (in no order)."""
+        row = len(self.version_row)
+        self.version_row.append(version_row)
+        self.sub_status.append(HIDDEN)
+        self.stage.append(0)
+        self.retries.append(0)
+        return row
+
+    def reveal(self, row: int, ticks: int) -> None:
+        """Commit a reserved row's creation, stamped `ticks` (possibly an old stamp)."""
+        self.sub_status[row] = SubStatus.Pending
+        self.created.place(row, ticks)
+        self.updated.place(row, ticks)
+
     def update(self, row: int, sub_status: SubStatus, stage: int, retries: int, ticks: int) -> None:
-        """Store a new state, stamped `ticks` (later than every earlier stamp)."""
+        """Store a new state, stamped `ticks` (not older than the row's current stamp)."""
         self.sub_status[row] = sub_status
         self.stage[row] = stage
         self.retries[row] = min(retries, 255)
         self.updated.move(row, ticks)
 
+    def touch(self, row: int, stage: int, edits: int) -> None:
+        """A status-free commit: the stage and edit count change, no timestamp does."""
+        self.stage[row] = stage
+        if edits:
+            self.edits[row] = edits
+        else:
+            self.edits.pop(row, None)
+
     def delete(self, row: int) -> None:
-        """Hard-delete an instance."""
+        """Hard-delete an instance (committed or not)."""
         self.sub_status[row] = DELETED
         self.created.remove(row)
         self.updated.remove(row)
+        self.edits.pop(row, None)
 
     def created_at(self, row: int) -> int:
         """createdAt ticks of a live row."""
@@ -350,12 +257,15 @@ def run_query(
     offset: int,
     limit: int | None,
     name_of: Callable[[int], str | None],
+    shuffle: random.Random | None = None,
 ) -> tuple[list[int], int]:
     """The rows of one page and the total count, using an index when the order allows.
 
     Created/UpdatedAt orders walk their time index inside the range their own timestamp
     filters allow; without further filters counting and skipping use block counts, so a
     delta page costs about the page, not the table. Other orders sort the matches.
+    `shuffle`: rows with equal sort keys come in a random order (drawn from it) before
+    the page is cut, as a database without a tie-breaker returns them.
     """
     checks: list[Predicate] = [] if predicate is None else [predicate]
     index = {Order.Created: store.created, Order.UpdatedAt: store.updated}.get(order)
@@ -370,12 +280,22 @@ def run_query(
         else:
             checks.append(_column_check(store, entry))
     if index is None:
-        return _sorted_query(store, order, descending, checks, offset, limit, name_of)
+        return _sorted_query(store, order, descending, checks, offset, limit, name_of, shuffle)
     start, end = index.bounds(low, high)
     if not checks:
         total = index.count(start, end)
-        rows = index.scan(start, end, descending=descending, skip=offset)
-        return _take(rows, limit), total
+        rows = _take(index.scan(start, end, descending=descending, skip=offset), limit)
+        if shuffle is not None and rows:
+            window, first = _tie_window(index, start, end, rows, descending)
+            rows = shuffle_ties(window, index.ticks_of, first, len(rows), shuffle)
+        return rows, total
+    if shuffle is not None:
+        matches = [
+            row
+            for row in index.scan(start, end, descending=descending)
+            if all(check(row) for check in checks)
+        ]
+        return shuffle_ties(matches, index.ticks_of, offset, limit, shuffle), len(matches)
     page: list[int] = []
     total = 0
     for row in index.scan(start, end, descending=descending):
@@ -384,6 +304,60 @@ def run_query(
                 page.append(row)
             total += 1
     return page, total
+
+
+def _tie_window(
+    index: TimeIndex, start: int, end: int, page: list[int], descending: bool
+) -> tuple[list[int], int]:
+    """The page with the rows just before and after it (in scan order) that tie with its
+    first and last row; returns the window and where the page starts in it."""
+    position, rows, ticks = index.position, index.rows, index.ticks
+
+    def tied(row: int, step: int) -> list[int]:
+        at = position[row]
+        key = ticks[at]
+        found: list[int] = []
+        p = at + step
+        while start <= p < end and ticks[p] == key:
+            if position[rows[p]] == p:
+                found.append(rows[p])
+            p += step
+        return found
+
+    back, forward = (1, -1) if descending else (-1, 1)
+    before = tied(page[0], back)
+    before.reverse()
+    return before + page + tied(page[-1], forward), len(before)
+
+
+def shuffle_ties(
+    rows: list[int],
+    key: Callable[[int], object],
+    offset: int,
+    limit: int | None,
+    rng: random.Random,
+) -> list[int]:
+    """`rows[offset:offset + limit]` after shuffling each run of equal keys in `rows`
+    (only the runs the page touches are drawn: a page of a shuffled run is a random
+    sample of it)."""
+    end = len(rows) if limit is None else min(offset + limit, len(rows))
+    if offset >= end:
+        return []
+    page = rows[offset:end]
+    i = offset
+    while i < end:
+        value = key(rows[i])
+        low = i
+        while low > 0 and key(rows[low - 1]) == value:
+            low -= 1
+        high = i + 1
+        while high < len(rows) and key(rows[high]) == value:
+            high += 1
+        stop = min(high, end)
+        if high - low > 1:
+            page[i - offset : stop - offset] = rng.sample(rows[low:high], stop - i)
+        i = stop
+    return page
 
 
 def _tighter(bound: int | None, other: int | None, pick: Callable[[int, int], int]) -> int | None:
@@ -436,6 +410,7 @@ def _sorted_query(
     offset: int,
     limit: int | None,
     name_of: Callable[[int], str | None],
+    shuffle: random.Random | None,
 ) -> tuple[list[int], int]:
     rows = [row for row in store.live_rows() if all(check(row) for check in checks)]
 
@@ -448,10 +423,15 @@ def _sorted_query(
         return (0, "") if name is None else (1, name)
 
     # SQLite, ELSA's default store, sorts NULL below every value.
+    key: Callable[[int], object]
     if order is Order.Finished:
         rows.sort(key=finished_key, reverse=descending)
+        key = finished_key
     else:
         rows.sort(key=name_key, reverse=descending)
+        key = name_key
+    if shuffle is not None:
+        return shuffle_ties(rows, key, offset, limit, shuffle), len(rows)
     end = None if limit is None else offset + limit
     return rows[offset:end], len(rows)
 

@@ -1,153 +1,104 @@
-"""The simulated ELSA server's state: seeding, queries, mutations, snapshot.
+"""The simulated ELSA server's state and its mutations (reads are in reads.py).
 
 All state lives here, not in the ASGI app, so tests can stop a server and serve the same
 simulator again (a "connection refused" window), and every public method takes one lock,
 so a test thread can mutate while uvicorn serves from another thread.
+
+With realism (`SimulatorConfig.realism`) a mutation is a commit that may become visible
+later (commits.py); the store always holds what ELSA's API shows, and every public call
+first makes the commits that are due visible.
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 import threading
-from array import array
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Final
 
-import orjson
 from starlette.applications import Starlette
 
 from tamma_sync.simulator.app import create_app
 from tamma_sync.simulator.auth import Authenticator
-from tamma_sync.simulator.catalog import JSON, NAMED_TEMPLATES, template_for
-from tamma_sync.simulator.clock import (
-    PRECISION_UNITS,
-    TICKS_PER_SECOND,
-    Clock,
-    duration_ticks,
-    format_ticks,
-    round_down,
-    to_ticks,
-    wall_ticks,
-)
-from tamma_sync.simulator.definitions import (
-    CLR_MATERIALIZER,
-    JSON_MATERIALIZER,
-    LIST_LINKS,
-    DefinitionQuery,
-    DefinitionRegistry,
-    DefinitionVersion,
-    VersionFilter,
-)
-from tamma_sync.simulator.derive import MAX_RETRIES, Deriver, InstanceState
+from tamma_sync.simulator.catalog import NAMED_TEMPLATES
+from tamma_sync.simulator.clock import Clock, duration_ticks, round_down, to_ticks, wall_ticks
+from tamma_sync.simulator.commits import CommitKind, PendingCommits
+from tamma_sync.simulator.config import ADMIN_API_KEY, SimulatorConfig
+from tamma_sync.simulator.definitions import DefinitionRegistry, DefinitionVersion
+from tamma_sync.simulator.derive import Deriver
 from tamma_sync.simulator.faults import Faults
-from tamma_sync.simulator.ids import DEFINITION_KIND, IdCodec
-from tamma_sync.simulator.instances import (
-    InstanceQuery,
-    InstanceStore,
-    Predicate,
-    SubStatus,
-    run_query,
+from tamma_sync.simulator.ids import IdCodec
+from tamma_sync.simulator.instances import SubStatus
+from tamma_sync.simulator.lifecycle import forced_next, natural_next, silent_next
+from tamma_sync.simulator.reads import ApiReads
+from tamma_sync.simulator.realism import TIE_REPEAT_SHARE
+from tamma_sync.simulator.seeding import (
+    SYSTEM_SHARE,
+    pick_poisoned,
+    seed_definitions,
+    seed_instances,
 )
-from tamma_sync.simulator.snapshot import (
-    DefinitionTruth,
-    DraftSaved,
-    InstanceTruth,
-    Snapshot,
-    StepReport,
-)
+from tamma_sync.simulator.snapshot import DraftSaved, StepReport
+from tamma_sync.simulator.wire import InternalError
 
-#: The admin key ELSA up to 3.7.x accepts with `UseAdminApiKey()`.
-ADMIN_API_KEY: Final = "00000000-0000-0000-0000-000000000000"
+__all__ = ["ADMIN_API_KEY", "ElsaSimulator", "SimulatorConfig"]
 
-_DEFINITIONS_RANDOM: Final = 0xD0
-_INSTANCES_RANDOM: Final = 0x1A
 _STEPS_RANDOM: Final = 0x57
 _FAULTS_RANDOM: Final = 0xFA
+_REALISM_RANDOM: Final = 0x4EA1
+_COMMITS_RANDOM: Final = 0xC0C0
+_TIES_RANDOM: Final = 0x71E5
 _CREATE_SHARE: Final = 0.2
 _PICK_ATTEMPTS: Final = 16
+#: Share of realism's deletions that follow the retention job (oldest ended first).
+_RETENTION_SHARE: Final = 0.8
+#: Chance that a random status-free commit of a suspended instance moves its bookmark.
+_BOOKMARK_MOVE_SHARE: Final = 0.5
 
-# Seeded sub-status mix per random byte: 4% Pending, 4% Executing, 22% Suspended,
-# 55% Finished, 5% Cancelled, 10% Faulted.
-_STATUS_BYTES: Final = bytes(
-    [SubStatus.Pending] * 10
-    + [SubStatus.Executing] * 10
-    + [SubStatus.Suspended] * 56
-    + [SubStatus.Finished] * 141
-    + [SubStatus.Cancelled] * 13
-    + [SubStatus.Faulted] * 26
-)
-_RETRY_TABLE: Final = (0,) * 10 + (1,) * 3 + (2,) * 2 + (3,)
-_SECOND: Final = TICKS_PER_SECOND
-#: How long seeded instances of each sub-status ran: (minimum, spread), in ticks.
-_DURATIONS: Final = (
-    (0, 2 * _SECOND),
-    (_SECOND, 300 * _SECOND),
-    (60 * _SECOND, 3 * 86_400 * _SECOND),
-    (5 * _SECOND, 6 * 3600 * _SECOND),
-    (60 * _SECOND, 2 * 86_400 * _SECOND),
-    (2 * _SECOND, 3600 * _SECOND),
-)
+#: An instance's newest state, pending commits included: sub-status, stage, retries, edits.
+_Working = tuple[SubStatus, int, int, int]
+_PENDING: Final = int(SubStatus.Pending)
+_EXECUTING: Final = int(SubStatus.Executing)
+_FINISHED: Final = int(SubStatus.Finished)
 
 
-@dataclass(frozen=True, slots=True)
-class SimulatorConfig:
-    """Everything that shapes a simulator; the same config always builds the same state."""
-
-    seed: int = 1
-    #: Number of definitionIds (the first is `tamma-autonomous-mentorship`).
-    definitions: int = 12
-    #: Number of seeded instances, spread over `history` before `start`.
-    instances: int = 200
-    #: Route prefix of the ELSA API ("" for none).
-    prefix: str = "/elsa/api"
-    #: Virtual clock start; seeded data lies before it.
-    start: datetime = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
-    history: timedelta = timedelta(days=30)
-    #: Virtual clock step per mutation.
-    quantum: timedelta = timedelta(seconds=1)
-    #: Use the real time instead (the demo); seeded data then ends now.
-    wall_clock: bool = False
-    package_version: str = "3.7.1"
-    #: Require `ApiKey <key>` or `Bearer <access token>` on every ELSA route but login
-    #: and package version.
-    require_auth: bool = False
-    api_keys: tuple[str, ...] = (ADMIN_API_KEY,)
-    users: Mapping[str, str] = field(default_factory=lambda: {"admin": "password"})
-    access_token_lifetime: float = 3600.0
-    refresh_token_lifetime: float = 7200.0
-    #: The server's local offset, which ELSA's midnight (whole-day) filter rule uses.
-    server_utc_offset: timedelta = timedelta(0)
-
-    def __post_init__(self) -> None:
-        if self.definitions < 0 or self.instances < 0:
-            raise ValueError("definitions and instances must not be negative")
-        if self.instances and not self.definitions:
-            raise ValueError("instances need at least one definition")
-        if self.prefix and (not self.prefix.startswith("/") or self.prefix.endswith("/")):
-            raise ValueError("prefix must start with '/' and not end with one, e.g. /elsa/api")
-
-
-class ElsaSimulator:
+class ElsaSimulator(ApiReads):
     """A seeded, mutable, thread-safe ELSA 3 server state with an ASGI app over it."""
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config = config or SimulatorConfig()
+        self._realism = realism = config.realism
+        self._release = release = config.release
         self._lock = threading.RLock()
         self._codec = codec = IdCodec(config.seed)
         start = round_down(wall_ticks(), 15) if config.wall_clock else to_ticks(config.start)
         self._start = start
         self._clock = Clock(
-            start=start, quantum=duration_ticks(config.quantum), wall=config.wall_clock, codec=codec
+            start=start,
+            quantum=duration_ticks(config.quantum),
+            wall=config.wall_clock,
+            codec=codec,
+            repeat_share=TIE_REPEAT_SHARE if realism.ties else 0.0,
         )
-        self._registry = DefinitionRegistry(codec)
-        self._seed_definitions()
-        self._store = self._seed_instances()
-        self._derive = Deriver(codec, self._registry, self._store)
+        self._registry = DefinitionRegistry(codec, release)
+        seed_definitions(self._registry, codec, config, start)
+        self._store = seed_instances(self._registry, codec, config, start)
+        self._derive = Deriver(codec, self._registry, self._store, release)
         self._random = random.Random(codec.hash(_STEPS_RANDOM))
+        self._realism_random = random.Random(codec.hash(_REALISM_RANDOM))
+        self._ties_random = random.Random(codec.hash(_TIES_RANDOM)) if realism.ties else None
+        self._pending = (
+            PendingCommits(
+                lag_seconds=realism.commit_lag.total_seconds(),
+                manual=realism.manual_commits,
+                seed=codec.hash(_COMMITS_RANDOM),
+            )
+            if realism.delays_commits
+            else None
+        )
+        self._poisoned = pick_poisoned(self._store, codec, realism.poisoned_details)
         self.faults = Faults(codec.hash(_FAULTS_RANDOM))
         self.auth = Authenticator(
             seed=config.seed,
@@ -162,211 +113,109 @@ class ElsaSimulator:
         """The ASGI app (ELSA routes under the prefix, control routes under /_simulator)."""
         return create_app(self)
 
-    # -- seeding -----------------------------------------------------------------------
+    # -- commits -----------------------------------------------------------------------
 
-    def _seed_definitions(self) -> None:
-        rng = random.Random(self._codec.hash(_DEFINITIONS_RANDOM))
-        window_start = self._start - duration_ticks(self.config.history)
-        week = 7 * 86_400 * _SECOND
-        for position in range(self.config.definitions):
-            template = template_for(position)
-            named = position < len(NAMED_TEMPLATES)
-            definition_id = template.key if named else self._codec.encode(DEFINITION_KIND, position)
-            code_first = position % 3 == 0 and position > 0
-            if position == 0:
-                count, published = 3, 3
-            elif code_first:
-                count, published = 1, 1
-            else:
-                count = rng.choice((1, 1, 2, 2, 3, 4))
-                draft = rng.random() < (0.35 if count > 1 else 0.15)
-                published = count - 1 if draft else count
-            for version in range(1, count + 1):
-                if version > published:
-                    created = window_start + rng.randrange(duration_ticks(self.config.history))
-                else:
-                    created = window_start - (count - version + 1) * week - rng.randrange(week)
-                self._registry.add(
-                    definition_id,
-                    template,
-                    materializer=CLR_MATERIALIZER if code_first else JSON_MATERIALIZER,
-                    version=version,
-                    created_at=round_down(created, rng.getrandbits(4)),
-                    is_latest=version == count,
-                    is_published=version == published,
-                    revision=rng.randrange(1, 3) if version > published else 0,
-                )
+    def _working(self, row: int) -> _Working | None:
+        """The newest state of a row (its last pending commit, else the committed one)."""
+        if self._pending is not None:
+            commit = self._pending.latest(row)
+            if commit is not None:
+                return commit.sub_status, commit.stage, commit.retries, commit.edits
+        store = self._store
+        if not store.is_live(row):
+            return None
+        status = SubStatus(store.sub_status[row])
+        return status, store.stage[row], store.retries[row], store.edits.get(row, 0)
 
-    def _version_table(self) -> list[int]:
-        """65,536 slots of version rows, weighted like real traffic, for seeding by bits.
+    def _known_row(self, instance_id: str) -> int | None:
+        """The row of an instance that exists, committed or with its creation pending."""
+        row = self._derive.decode(instance_id)
+        if row is None:
+            return None
+        if self._store.is_live(row) or (self._pending is not None and self._pending.has(row)):
+            return row
+        return None
 
-        Each published version carries 80% of its definition's instances, older versions
-        share the rest; Tamma's mentorship workflow is the busiest.
-        """
-        rng = random.Random(self._codec.hash(_INSTANCES_RANDOM, 1))
-        rows: list[int] = []
-        weights: list[float] = []
-        for position, definition_id in enumerate(self._registry.definition_ids()):
-            versions = self._registry.versions(definition_id)
-            published = next((v for v in versions if v.is_published), None)
-            if published is None:
-                continue
-            weight = 6.0 if position == 0 else float(rng.randint(1, 3))
-            older = [v for v in versions if v.version < published.version]
-            share = 0.8 if older else 1.0
-            rows.append(published.row)
-            weights.append(weight * share)
-            for version in older:
-                rows.append(version.row)
-                weights.append(weight * (1 - share) / len(older))
-        cumulative: list[float] = []
-        total = 0.0
-        for weight in weights:
-            total += weight
-            cumulative.append(total)
-        return [
-            rows[min(bisect.bisect_right(cumulative, (slot + 0.5) / 65_536 * total), len(rows) - 1)]
-            for slot in range(65_536)
-        ]
+    def _create(self, version_row: int, ticks: int) -> int:
+        if self._pending is None:
+            return self._store.add(version_row, ticks)
+        row = self._store.reserve(version_row)
+        self._pending.add(
+            row,
+            CommitKind.CREATE,
+            sub_status=SubStatus.Pending,
+            stage=0,
+            retries=0,
+            edits=0,
+            ticks=ticks,
+        )
+        return row
 
-    def _seed_instances(self) -> InstanceStore:
-        """Columns for `config.instances` instances, in one pass over seeded random bits.
-
-        createdAt ascends with the row (jitter under half the spacing, precision rounding
-        under a quarter), updatedAt is createdAt plus a duration typical of the sub-status,
-        everything before the clock's start.
-        """
-        count = self.config.instances
-        rng = random.Random(self._codec.hash(_INSTANCES_RANDOM))
-        bits = array("Q")
-        bits.frombytes(rng.randbytes(8 * count))
-        statuses = rng.randbytes(count).translate(_STATUS_BYTES)
-        stage_bytes = rng.randbytes(count)
-        table = self._version_table() if count else []
-        waits = [0 if v is None else len(v.template.waits) for v in self._registry.rows]
-        end = self._start
-        window = duration_ticks(self.config.history)
-        begin = end - window
-        spacing = max(window // max(count, 1), 4)
-        units = [unit if unit <= spacing // 4 else 1 for unit in PRECISION_UNITS]
-        update_units = list(PRECISION_UNITS)
-        version_row = array("I")
-        sub_status = bytearray(statuses)
-        stage = bytearray(count)
-        retries = bytearray(count)
-        created_ticks = array("q")
-        updated_ticks = array("q")
-        for i, x in enumerate(bits):
-            row = table[x & 0xFFFF]
-            status = statuses[i]
-            created = begin + i * spacing + (((x >> 16) & 0xFFFFF) * (spacing // 2) >> 20)
-            created -= created % units[(x >> 36) & 15]
-            lowest, spread = _DURATIONS[status]
-            fraction = x >> 48
-            duration = lowest + (spread * fraction * fraction * fraction >> 48)
-            remaining = end - created
-            if duration >= remaining:
-                duration = remaining * ((x >> 24) & 0xFF) >> 8
-            updated = created + duration
-            updated = max(created, updated - updated % update_units[(x >> 40) & 15])
-            if status == SubStatus.Finished:
-                stage[i] = waits[row]
-            elif status != SubStatus.Pending:
-                stage[i] = stage_bytes[i] % waits[row]
-                retries[i] = _RETRY_TABLE[(x >> 44) & 15]
-            version_row.append(row)
-            created_ticks.append(created)
-            updated_ticks.append(updated)
-        return InstanceStore.seeded(
-            version_row=version_row,
-            sub_status=sub_status,
+    def _update(
+        self, row: int, target: SubStatus, stage: int, retries: int, edits: int, ticks: int
+    ) -> None:
+        """Commit a status change stamped `ticks`."""
+        if self._pending is None:
+            self._store.update(row, target, stage, retries, ticks)
+            return
+        self._pending.add(
+            row,
+            CommitKind.UPDATE,
+            sub_status=target,
             stage=stage,
             retries=retries,
-            created_ticks=created_ticks,
-            updated_ticks=updated_ticks,
+            edits=edits,
+            ticks=ticks,
         )
 
-    # -- reading -----------------------------------------------------------------------
-
-    def now(self) -> str:
-        """The latest timestamp the clock issued (the start before any mutation)."""
-        with self._lock:
-            return format_ticks(self._clock.last)
-
-    def instance_ids(self) -> list[str]:
-        """Ids of every live instance, oldest first."""
-        with self._lock:
-            return [self._derive.instance_id(row) for row in self._store.live_rows()]
-
-    def counts(self) -> dict[str, int]:
-        """Live instances per sub-status."""
-        with self._lock:
-            data = bytes(self._store.sub_status)
-            return {status.name: data.count(status) for status in SubStatus}
-
-    def snapshot(
-        self, *, offset: int = 0, limit: int | None = None, details: bool = True
-    ) -> Snapshot:
-        """The ground truth: every definition's latest version, and instances oldest first.
-
-        `offset`/`limit` window the instances (for big states); `details=False` skips the
-        derived current activity and variables.
-        """
-        with self._lock:
-            definitions: dict[str, DefinitionTruth] = {}
-            for definition_id in self._registry.definition_ids():
-                latest = self._registry.latest(definition_id)
-                assert latest is not None
-                activities = self._registry.root(latest)["activities"]
-                assert isinstance(activities, list)
-                definitions[definition_id] = DefinitionTruth(
-                    definition_id=definition_id,
-                    version_id=latest.id,
-                    version=latest.version,
-                    name=latest.template.name,
-                    description=latest.template.description,
-                    is_published=latest.is_published,
-                    is_latest=latest.is_latest,
-                    activities=_copy(activities),
-                    variables=self._registry.variables(latest),
-                )
-            rows = self._store.created.scan(
-                0, len(self._store.created.rows), descending=False, skip=offset
+    def _silent(self, row: int, move: bool) -> bool:
+        """A status-free commit: mid-run commits, `POST /workflow-instances/{id}/variables`
+        (WorkflowInstanceVariableManager.SetVariablesAsync -> SaveAsync in src/modules/
+        Elsa.Workflows.Management/Services/WorkflowInstanceVariableManager.cs) and
+        alterations store the state without `TransitionTo`, so variables (and a
+        bookmark) change while `updatedAt` and the sub-status stay."""
+        working = self._working(row)
+        if working is None or row in self._poisoned:
+            return False
+        current, stage_before, retries, edits = working
+        version = self._registry.rows[self._store.version_row[row]]
+        assert version is not None
+        stage = silent_next(current, stage_before, len(version.template.waits), move)
+        if stage is None:
+            return False
+        edits += 1
+        if self._pending is None:
+            self._store.touch(row, stage, edits)
+        else:
+            self._pending.add(
+                row,
+                CommitKind.SILENT,
+                sub_status=current,
+                stage=stage,
+                retries=retries,
+                edits=edits,
+                ticks=0,
             )
-            instances: dict[str, InstanceTruth] = {}
-            for row in rows:
-                if limit is not None and len(instances) >= limit:
-                    break
-                state = self._derive.state(row)
-                instances[state.id] = self._truth(state, details)
-            return Snapshot(
-                now=format_ticks(self._clock.last),
-                definitions=definitions,
-                instances=instances,
-                instance_count=self._store.live_count,
-            )
+        return True
 
-    def _truth(self, state: InstanceState, details: bool) -> InstanceTruth:
-        waiting = self._derive.waiting_step(state) if details else None
-        variables = (
-            {name: value for _, name, value in self._derive.variables(state)} if details else None
-        )
-        return InstanceTruth(
-            id=state.id,
-            definition_id=state.version.definition_id,
-            definition_version_id=state.version.id,
-            version=state.version.version,
-            status=state.sub_status.status,
-            sub_status=state.sub_status.name,
-            correlation_id=self._derive.correlation_id(state.row, state.version.template),
-            name=self._derive.name(state.row, state.version.template),
-            incident_count=self._derive.incident_count(state.sub_status, state.retries),
-            created_at=format_ticks(state.created_at),
-            updated_at=format_ticks(state.updated_at),
-            finished_at=None if state.finished_at is None else format_ticks(state.finished_at),
-            current_activity=None if waiting is None else waiting.activity_id,
-            variables=variables,
-        )
+    def _delete_row(self, row: int) -> None:
+        """Deletes are immediate and drop the instance's pending commits."""
+        if self._pending is not None:
+            self._pending.drop(row)
+        self._store.delete(row)
+
+    def flush_commits(self, ids: Iterable[str] | None = None) -> int:
+        """Make pending commits visible now: all, or those of the given instances (in
+        commit order). Returns how many became visible."""
+        with self._locked():
+            if self._pending is None:
+                return 0
+            rows = None
+            if ids is not None:
+                rows = [r for r in map(self._derive.decode, ids) if r is not None]
+            commits = self._pending.take(rows)
+            self._reveal(commits, time.monotonic())
+            return len(commits)
 
     # -- mutations ---------------------------------------------------------------------
 
@@ -375,30 +224,79 @@ class ElsaSimulator:
 
         A step creates an instance (a fifth of the time, or when no running instance is
         found) or moves a running one on: Pending -> Executing -> Suspended <-> Executing
-        -> Finished | Faulted | Cancelled, with retries bumping `retryCount`.
+        -> Finished | Faulted | Cancelled, with retries bumping `retryCount`. With realism,
+        `delete_share` of the steps delete an instance and `silent_share` are status-free
+        commits of a running one.
         """
         created: list[str] = []
         updated: dict[str, None] = {}
-        with self._lock:
+        deleted: list[str] = []
+        silent: dict[str, None] = {}
+        realism = self._realism
+        churn = realism.delete_share + realism.silent_share
+        derive = self._derive
+        with self._locked():
             for _ in range(count):
                 ticks = self._clock.tick()
-                row = self._pick_running()
+                if churn:
+                    roll = self._realism_random.random()
+                    if roll < realism.delete_share:
+                        row = self._pick_doomed()
+                        if row is not None:
+                            deleted.append(derive.instance_id(row))
+                            self._delete_row(row)
+                            continue
+                    elif roll < churn:
+                        row = self._pick_running(self._realism_random, started=True)
+                        move = self._realism_random.random() < _BOOKMARK_MOVE_SHARE
+                        if row is not None and self._silent(row, move):
+                            silent[derive.instance_id(row)] = None
+                            continue
+                row = self._pick_running(self._random)
                 if row is None or self._random.random() < _CREATE_SHARE:
                     version = self._pick_version()
                     if version is None:
                         continue
-                    created.append(self._derive.instance_id(self._store.add(version.row, ticks)))
+                    created.append(derive.instance_id(self._create(version.row, ticks)))
                 else:
                     self._advance(row, None, ticks)
-                    updated[self._derive.instance_id(row)] = None
-        return StepReport(created=created, updated=list(updated))
+                    updated[derive.instance_id(row)] = None
+        return StepReport(
+            created=created, updated=list(updated), deleted=deleted, silent=list(silent)
+        )
 
-    def _pick_running(self) -> int | None:
-        """A random running instance, favouring recent ones (they are the busy ones)."""
-        rows = self._store.row_count
+    def _pick_running(self, rng: random.Random, *, started: bool = False) -> int | None:
+        """A random running instance, favouring recent ones (they are the busy ones); not
+        one with a pending commit (ELSA's runner holds it), nor a poisoned one."""
+        store, pending, poisoned = self._store, self._pending, self._poisoned
+        status = store.sub_status
+        rows = store.row_count
+        lowest = _EXECUTING if started else _PENDING
         for _ in range(_PICK_ATTEMPTS if rows else 0):
-            row = rows - 1 - int(rows * self._random.random() ** 3)
-            if self._store.is_live(row) and self._store.sub_status[row] < SubStatus.Finished:
+            row = rows - 1 - int(rows * rng.random() ** 3)
+            if lowest <= status[row] < _FINISHED and (
+                (pending is None or not pending.has(row)) and row not in poisoned
+            ):
+                return row
+        return None
+
+    def _pick_doomed(self) -> int | None:
+        """An instance to delete: mostly the oldest ended one, as the retention cleanup
+        job deletes ended instances page by page (src/modules/Elsa.Retention/Jobs/
+        CleanupJob.cs, 3.3-3.5); sometimes a random one (an operator's delete)."""
+        store, pending, poisoned = self._store, self._pending, self._poisoned
+        if self._realism_random.random() < _RETENTION_SHARE:
+            for row in store.created.live_rows_from_start():
+                if (
+                    store.sub_status[row] >= SubStatus.Finished
+                    and (pending is None or not pending.has(row))
+                    and row not in poisoned
+                ):
+                    return row
+        rows = store.row_count
+        for _ in range(_PICK_ATTEMPTS if rows else 0):
+            row = self._realism_random.randrange(rows)
+            if store.is_live(row) and row not in poisoned:
                 return row
         return None
 
@@ -412,60 +310,47 @@ class ElsaSimulator:
         if not candidates:
             return None
         weights = [3.0 if v.template is NAMED_TEMPLATES[0] else 1.0 for v in candidates]
+        system = (
+            [i for i, v in enumerate(candidates) if v.is_system]
+            if self._realism.system_workflows
+            else []
+        )
+        if system and len(system) < len(candidates):
+            share = sum(weights) * SYSTEM_SHARE / (1 - SYSTEM_SHARE) / len(system)
+            for i in system:
+                weights[i] = share
         return self._random.choices(candidates, weights)[0]
 
     def _advance(self, row: int, target: SubStatus | None, ticks: int) -> bool:
         """Move a running instance on (to `target`, or along its lifecycle at random)."""
-        store = self._store
-        current = SubStatus(store.sub_status[row])
+        working = self._working(row)
+        if working is None:
+            return False
+        current, stage, retries, edits = working
         if current.ended:
             return False
-        version = self._registry.rows[store.version_row[row]]
+        version = self._registry.rows[self._store.version_row[row]]
         assert version is not None
         waits = len(version.template.waits)
-        stage, retries = store.stage[row], store.retries[row]
         if target is None:
-            target, stage, retries = self._natural_next(current, stage, retries, waits)
-        elif target is SubStatus.Pending:
-            raise ValueError("an instance cannot go back to Pending")
-        elif target is SubStatus.Executing and current is SubStatus.Suspended:
-            stage = min(stage + 1, waits)
-        elif target is SubStatus.Suspended:
-            stage = min(stage, waits - 1)
-        elif target is SubStatus.Finished:
-            stage = waits
-        store.update(row, target, stage, retries, ticks)
+            roll = self._random.random()
+            target, stage, retries = natural_next(current, stage, retries, waits, roll)
+        else:
+            stage = forced_next(current, target, stage, waits)
+        self._update(row, target, stage, retries, edits, ticks)
         return True
-
-    def _natural_next(
-        self, current: SubStatus, stage: int, retries: int, waits: int
-    ) -> tuple[SubStatus, int, int]:
-        roll = self._random.random()
-        if current is SubStatus.Pending:
-            return SubStatus.Executing, 0, retries
-        if current is SubStatus.Executing:
-            if stage >= waits:
-                return SubStatus.Finished, waits, retries
-            return (SubStatus.Faulted if roll < 0.06 else SubStatus.Suspended), stage, retries
-        if roll < 0.04:
-            return SubStatus.Cancelled, stage, retries
-        if roll < 0.24:
-            retries += 1
-            faulted = retries > MAX_RETRIES
-            return (SubStatus.Faulted if faulted else SubStatus.Executing), stage, retries
-        return SubStatus.Executing, stage + 1, retries
 
     def create_instances(self, count: int = 1, *, definition_id: str | None = None) -> list[str]:
         """Start `count` Pending instances (of `definition_id`'s published version, else of
         random definitions); one call is one commit: they share one timestamp."""
-        with self._lock:
+        with self._locked():
             ticks = self._clock.tick()
             ids: list[str] = []
             for _ in range(count):
                 version = self._pick_version(definition_id)
                 if version is None:
                     raise ValueError(f"no published definition {definition_id or ''}".strip())
-                ids.append(self._derive.instance_id(self._store.add(version.row, ticks)))
+                ids.append(self._derive.instance_id(self._create(version.row, ticks)))
             return ids
 
     def progress_instances(
@@ -474,25 +359,81 @@ class ElsaSimulator:
         """Move the given instances one step on (or to sub-status `to`); one shared
         timestamp. Returns the ids that changed (unknown and ended ones are skipped)."""
         target = SubStatus[to] if isinstance(to, str) else to
-        with self._lock:
+        with self._locked():
             ticks = self._clock.tick()
             changed: list[str] = []
             for instance_id in dict.fromkeys(ids):
-                row = self._derive.row_of(instance_id)
+                row = self._known_row(instance_id)
                 if row is not None and self._advance(row, target, ticks):
                     changed.append(instance_id)
             return changed
 
+    def cancel_instances(self, ids: Iterable[str]) -> list[str]:
+        """Cancel running instances (-> Finished/Cancelled), one shared stamp; returns the
+        ids that changed (unknown, ended and poisoned ones are skipped).
+
+        `WorkflowCancellationService` (src/modules/Elsa.Workflows.Runtime/Services/
+        WorkflowCancellationService.cs) dispatches a cancellation for each instance that
+        is not Finished; it runs as a normal commit (stamped, visible after the lag).
+        """
+        with self._locked():
+            ticks = self._clock.tick()
+            changed: list[str] = []
+            for instance_id in dict.fromkeys(ids):
+                row = self._known_row(instance_id)
+                working = None if row is None else self._working(row)
+                if row is None or working is None or row in self._poisoned:
+                    continue
+                _, stage, retries, edits = working
+                if not working[0].ended:
+                    self._update(row, SubStatus.Cancelled, stage, retries, edits, ticks)
+                    changed.append(instance_id)
+            return changed
+
+    def api_cancel_instance(self, instance_id: str) -> None:
+        """`POST /cancel/workflow-instances/{id}` (3.1+): cancels a committed running
+        instance; unknown and ended ones change nothing (the endpoint ignores the
+        service's result and always answers 200). A poisoned one cannot be loaded (500)."""
+        with self._locked():
+            row = self._derive.row_of(instance_id)
+            if row is None:
+                return
+            if row in self._poisoned:
+                raise InternalError(f"workflow instance {instance_id} cannot be loaded")
+            self.cancel_instances([instance_id])
+
+    def silent_commit(self, ids: Iterable[str]) -> list[str]:
+        """A status-free commit of each running (Executing or Suspended) instance given:
+        its variables change, a suspended one's bookmark moves to the next wait if there
+        is one; `updatedAt`, sub-status and list row stay. Returns the ids changed."""
+        with self._locked():
+            changed: list[str] = []
+            for instance_id in dict.fromkeys(ids):
+                row = self._known_row(instance_id)
+                if row is not None and self._silent(row, move=True):
+                    changed.append(instance_id)
+            return changed
+
     def delete_instances(self, ids: Iterable[str]) -> int:
-        """Hard-delete instances; returns how many existed."""
-        with self._lock:
+        """Hard-delete instances (committed or with their creation pending) and their
+        pending commits; returns how many existed."""
+        with self._locked():
             deleted = 0
             for instance_id in dict.fromkeys(ids):
-                row = self._derive.row_of(instance_id)
+                row = self._known_row(instance_id)
                 if row is not None:
-                    self._store.delete(row)
+                    self._delete_row(row)
                     deleted += 1
             return deleted
+
+    def api_delete_instance(self, instance_id: str) -> bool:
+        """`DELETE /workflow-instances/{id}`: only a committed instance is found."""
+        with self._locked():
+            row = self._derive.row_of(instance_id)
+            if row is None:
+                return False
+            self._delete_row(row)
+            return True
 
     def save_draft(self, definition_id: str) -> DraftSaved:
         """ELSA's draft save: edits the unpublished latest version in place (same id,
@@ -500,20 +441,20 @@ class ElsaSimulator:
 
         Raises KeyError for an unknown definition, ValueError for a code-first one.
         """
-        with self._lock:
+        with self._locked():
             version, in_place = self._registry.save_draft(definition_id, self._clock.tick())
             return DraftSaved(version_id=version.id, version=version.version, in_place=in_place)
 
     def publish(self, definition_id: str) -> str:
         """Publish the latest version (the previously published one is retracted)."""
-        with self._lock:
+        with self._locked():
             self._clock.tick()
             return self._registry.publish(definition_id).id
 
     def delete_definition(self, definition_id: str) -> int | None:
         """Delete every version and, in cascade, their instances; returns how many
         instances went (None if the definition does not exist)."""
-        with self._lock:
+        with self._locked():
             removed = self._registry.remove_definition(definition_id)
             if not removed:
                 return None
@@ -521,172 +462,31 @@ class ElsaSimulator:
 
     def delete_definition_version(self, version_id: str) -> int | None:
         """Delete one version and its instances (None if unknown)."""
-        with self._lock:
+        with self._locked():
             removed = self._registry.remove_version(version_id)
             if removed is None:
                 return None
             return self._delete_instances_of({removed.row})
 
     def _delete_instances_of(self, version_rows: set[int]) -> int:
+        """Delete the instances of these versions; returns how many were committed (those
+        whose creation is pending go too, uncounted)."""
         store = self._store
         doomed = [row for row in store.live_rows() if store.version_row[row] in version_rows]
         for row in doomed:
-            store.delete(row)
+            self._delete_row(row)
+        if self._pending is not None:
+            for row in self._pending.rows():
+                if store.version_row[row] in version_rows:
+                    self._delete_row(row)
         return len(doomed)
-
-    # -- the ELSA API, as wire JSON (used by the app) -------------------------------------
-
-    def list_definitions(self, query: DefinitionQuery) -> dict[str, JSON]:
-        """`GET /workflow-definitions`."""
-        with self._lock:
-            page, total = query.run(self._registry.all_versions())
-            items: list[JSON] = [self._registry.summary(v) for v in page]
-            return {"links": LIST_LINKS, "items": items, "totalCount": total}
-
-    def definition(
-        self, definition_id: str, version_filter: VersionFilter
-    ) -> dict[str, JSON] | None:
-        """`GET /workflow-definitions/by-definition-id/{id}`: the highest matching version."""
-        with self._lock:
-            matches = [v for v in self._registry.versions(definition_id) if version_filter(v)]
-            return self._registry.model(matches[-1]) if matches else None
-
-    def definition_version(self, version_id: str) -> dict[str, JSON] | None:
-        """`GET /workflow-definitions/by-id/{id}`."""
-        with self._lock:
-            version = self._registry.by_id.get(version_id)
-            return None if version is None else self._registry.model(version)
-
-    def definition_versions(self, version_ids: Iterable[str]) -> dict[str, JSON]:
-        """`GET /workflow-definitions/many-by-id`."""
-        with self._lock:
-            found = [self._registry.by_id.get(i) for i in dict.fromkeys(version_ids)]
-            items: list[JSON] = [self._registry.model(v) for v in found if v is not None]
-            return {"items": items, "count": len(items)}
-
-    def definition_count(self) -> int:
-        """`GET /workflow-definitions/query/count`: distinct definitionIds."""
-        with self._lock:
-            return len(self._registry.definition_ids())
-
-    def list_instances(self, query: InstanceQuery) -> dict[str, JSON]:
-        """`GET|POST /workflow-instances`."""
-        with self._lock:
-            if query.is_system:
-                return {"items": [], "totalCount": 0}
-            if query.page_size is None:
-                offset, limit = 0, None
-            else:
-                offset, limit = max((query.page or 0) * query.page_size, 0), query.page_size
-            rows, total = run_query(
-                self._store,
-                order=query.order,
-                descending=query.descending,
-                filters=query.timestamp_filters,
-                predicate=self._predicate(query),
-                offset=offset,
-                limit=limit,
-                name_of=self._derive.name_of_row,
-            )
-            items: list[JSON] = [self._derive.summary(row) for row in rows]
-            return {"items": items, "totalCount": total}
-
-    def _predicate(self, query: InstanceQuery) -> Predicate | None:
-        """The non-timestamp filters as one row test (None when there are none)."""
-        store, derive = self._store, self._derive
-        checks: list[Predicate] = []
-        if query.sub_statuses is not None and len(query.sub_statuses) < len(SubStatus):
-            allowed = frozenset(int(s) for s in query.sub_statuses)
-            checks.append(lambda row: store.sub_status[row] in allowed)
-        definition_id = query.definition_id if (query.definition_id or "").strip() else None
-        if definition_id or query.definition_ids or query.version is not None:
-            rows = frozenset(
-                v.row
-                for v in self._registry.all_versions()
-                if (not definition_id or v.definition_id == definition_id)
-                and (not query.definition_ids or v.definition_id in query.definition_ids)
-                and (query.version is None or v.version == query.version)
-            )
-            checks.append(lambda row: store.version_row[row] in rows)
-        if query.has_incidents is not None:
-            faulted = SubStatus.Faulted
-            wanted = query.has_incidents
-            checks.append(lambda row: (store.sub_status[row] == faulted) == wanted)
-        if (query.correlation_id or "").strip():
-            correlation_id = query.correlation_id
-            checks.append(lambda row: self._correlation_of(row) == correlation_id)
-        if query.name is not None:
-            needle = query.name.lower()
-
-            def name_matches(row: int) -> bool:
-                name = derive.name_of_row(row)
-                return name is not None and needle in name.lower()
-
-            checks.append(name_matches)
-        if (query.search_term or "").strip():
-            term = query.search_term or ""
-            checks.append(lambda row: self._search_matches(row, term))
-        if not checks:
-            return None
-        if len(checks) == 1:
-            return checks[0]
-        return lambda row: all(check(row) for check in checks)
-
-    def _correlation_of(self, row: int) -> str | None:
-        version = self._registry.rows[self._store.version_row[row]]
-        return None if version is None else self._derive.correlation_id(row, version.template)
-
-    def _search_matches(self, row: int, term: str) -> bool:
-        """ELSA's searchTerm: name (case-insensitive) or id, definition (version) id,
-        correlationId (case-sensitive) contain the term."""
-        version = self._registry.rows[self._store.version_row[row]]
-        assert version is not None
-        name = self._derive.name(row, version.template)
-        correlation_id = self._derive.correlation_id(row, version.template)
-        return (
-            (name is not None and term.lower() in name.lower())
-            or term in version.id
-            or term in version.definition_id
-            or term in self._derive.instance_id(row)
-            or (correlation_id is not None and term in correlation_id)
-        )
-
-    def instance(self, instance_id: str) -> dict[str, JSON] | None:
-        """`GET /workflow-instances/{id}`."""
-        with self._lock:
-            row = self._derive.row_of(instance_id)
-            return None if row is None else self._derive.detail(self._derive.state(row))
-
-    def instance_variables(self, instance_id: str) -> dict[str, JSON] | None:
-        """`GET /workflow-instances/{id}/variables`."""
-        with self._lock:
-            row = self._derive.row_of(instance_id)
-            if row is None:
-                return None
-            return self._derive.variables_response(self._derive.state(row))
-
-    def instance_execution_state(self, instance_id: str) -> dict[str, JSON] | None:
-        """`GET /workflow-instances/{id}/execution-state`."""
-        with self._lock:
-            row = self._derive.row_of(instance_id)
-            return None if row is None else self._derive.execution_state(self._derive.state(row))
-
-    def instance_journal(self, instance_id: str, skip: int, take: int) -> dict[str, JSON] | None:
-        """`GET /workflow-instances/{id}/journal`: `take` records after `skip`."""
-        with self._lock:
-            row = self._derive.row_of(instance_id)
-            if row is None:
-                return None
-            records = self._derive.journal(self._derive.state(row))
-            window = records[max(skip, 0) : max(skip, 0) + max(take, 0)]
-            return {"items": window, "totalCount": len(records)}
 
     def bulk_delete_instances(
         self, ids: list[str] | None, definition_id: str | None, definition_ids: list[str] | None
     ) -> int:
         """`POST /bulk-actions/delete/workflow-instances`; like ELSA, an empty filter
-        matches (and deletes) every instance."""
-        with self._lock:
+        matches (and deletes) every committed instance."""
+        with self._locked():
             versions = {
                 v.row
                 for v in self._registry.all_versions()
@@ -702,12 +502,5 @@ class ElsaSimulator:
             )
             doomed = [row for row in candidates if self._store.version_row[row] in versions]
             for row in doomed:
-                self._store.delete(row)
+                self._delete_row(row)
             return len(doomed)
-
-
-def _copy(value: list[JSON]) -> list[JSON]:
-    """A deep copy of JSON (snapshot values must not alias the simulator's cache)."""
-    copied = orjson.loads(orjson.dumps(value))
-    assert isinstance(copied, list)
-    return copied

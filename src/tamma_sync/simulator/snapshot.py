@@ -7,7 +7,7 @@ variables as None (the API omits their `value`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tamma_sync.simulator.catalog import JSON
 
@@ -27,6 +27,8 @@ class DefinitionTruth:
     activities: list[JSON]
     #: The model's `variables` entries.
     variables: list[JSON]
+    #: ELSA's own system workflow (`isSystem: true` in its model).
+    is_system: bool = False
 
     def to_wire(self) -> dict[str, JSON]:
         """camelCase JSON for the control API."""
@@ -40,6 +42,7 @@ class DefinitionTruth:
             "isLatest": self.is_latest,
             "activities": self.activities,
             "variables": self.variables,
+            "isSystem": self.is_system,
         }
 
 
@@ -59,10 +62,15 @@ class InstanceTruth:
     created_at: str
     updated_at: str
     finished_at: str | None
-    #: The first bookmark's activityId (None when nothing waits), if details were asked for.
+    #: The first bookmark's activityId (None when nothing waits, when details were not
+    #: asked for, or when ELSA cannot load the instance's details).
     current_activity: str | None
-    #: Variable name -> value, if details were asked for (None otherwise).
+    #: Variable name -> value; None when details were not asked for or when ELSA cannot
+    #: tell an observer the variables (a poisoned instance, a Pending one, a state that
+    #: holds no variables on this release): a mirror then keeps what it saw last.
     variables: dict[str, JSON] | None
+    #: An instance of a system workflow (`isSystem: true` in its detail).
+    is_system: bool = False
 
     def to_wire(self) -> dict[str, JSON]:
         """camelCase JSON for the control API."""
@@ -81,6 +89,7 @@ class InstanceTruth:
             "finishedAt": self.finished_at,
             "currentActivity": self.current_activity,
             "variables": self.variables,
+            "isSystem": self.is_system,
         }
 
 
@@ -106,10 +115,32 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class StepReport:
-    """What `step()` changed: ids of created instances and of instances that moved on."""
+    """What `step()` changed: ids of created instances, of instances that moved on, and
+    (with realism) of deleted ones and of those with a status-free commit."""
 
     created: list[str]
     updated: list[str]
+    deleted: list[str] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitEvent:
+    """A commit as it becomes visible (realism's commit lag), for
+    `ElsaSimulator.commit_observer`: benchmarks time how long a mirror takes to show it."""
+
+    instance_id: str
+    #: "create", "update" (a status change) or "silent" (a status-free commit).
+    kind: str
+    #: The sub-status name after the commit.
+    sub_status: str
+    #: ELSA's `updatedAt` text after the commit (a silent commit keeps the previous one).
+    updated_at: str
+    #: An instance of a system workflow.
+    is_system: bool
+    #: `time.monotonic()` at which the commit became visible: its due time, or the flush
+    #: that made it visible earlier.
+    visible_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,17 @@
+"""`tamma-sync simulate-elsa`: realism and release options are checked before serving."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from tamma_sync.cli import app
+
+
+def test_simulate_elsa_refuses_an_unknown_release_or_profile() -> None:
+    runner = CliRunner()
+    release = runner.invoke(app, ["simulate-elsa", "--package-version", "2.1.0"])
+    assert release.exit_code == 2 and "3.x" in release.output
+    profile = runner.invoke(app, ["simulate-elsa", "--realism", "chaotic"])
+    assert profile.exit_code == 2
+    shares = runner.invoke(app, ["simulate-elsa", "--silent-share", "0.8", "--delete-share", "0.5"])
+    assert shares.exit_code == 2 and "share" in shares.output
