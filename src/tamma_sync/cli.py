@@ -6,7 +6,7 @@ import asyncio
 import functools
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -25,6 +25,7 @@ from tamma_sync.settings import DetailsPolicy, Settings, settings_table
 from tamma_sync.simulator import (
     ADMIN_API_KEY,
     ElsaSimulator,
+    RealismProfile,
     SimulatedTammaEngine,
     SimulatorConfig,
     serve_simulator,
@@ -248,7 +249,7 @@ async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: 
     failed = False
     try:
         for source in settings.elsa_sources():
-            async with ElsaClient.from_settings(source, page_size=options.page_size) as client:
+            async with options.client_for(source) as client:
                 sink: Sink = http_sink or StoreSink(_require(store), source.tenant_id)
                 service = SyncService(source, client, sink, options)
                 if not once:
@@ -315,26 +316,76 @@ def simulate_elsa(
     definitions: Annotated[int, typer.Option(min=1)] = 12,
     instances: Annotated[int, typer.Option(min=0)] = 200,
     mutate_interval: Annotated[
-        float | None, typer.Option(help="Seconds between random changes (none if unset).")
+        float | None,
+        typer.Option(
+            help="Seconds between random changes (none if unset; 5 steps a second with "
+            "--realism live)."
+        ),
     ] = None,
     steps_per_tick: Annotated[int, typer.Option(min=1)] = 5,
     require_auth: Annotated[
         bool, typer.Option(help="Require an API key or a login, like a secured ELSA.")
     ] = False,
     wall_clock: Annotated[bool, typer.Option(help="Timestamps from the real clock.")] = True,
+    realism: Annotated[
+        RealismProfile,
+        typer.Option(help="quiet: every change visible at once; live: a busy production ELSA."),
+    ] = RealismProfile.quiet,
+    commit_lag: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Seconds a commit may take to become visible."),
+    ] = None,
+    silent_share: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Share of steps that change no updatedAt."),
+    ] = None,
+    delete_share: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Share of steps that delete.")
+    ] = None,
+    ties: Annotated[
+        bool | None, typer.Option("--ties/--no-ties", help="Shuffle rows with equal keys.")
+    ] = None,
+    system_workflows: Annotated[
+        bool | None,
+        typer.Option(
+            "--system-workflows/--no-system-workflows", help="Run ELSA's system workflow."
+        ),
+    ] = None,
+    poisoned_details: Annotated[
+        int | None, typer.Option(min=0, help="Instances whose details answer 500.")
+    ] = None,
+    package_version: Annotated[
+        str, typer.Option(help="The ELSA release to behave like (3.0.0 ... 3.7.1).")
+    ] = "3.7.1",
 ) -> None:
     """Serve the ELSA 3 API simulator (see src/tamma_sync/simulator/README.md)."""
     configure_logging()
-    simulator = ElsaSimulator(
-        SimulatorConfig(
+    if mutate_interval is None and realism is RealismProfile.live:
+        mutate_interval = steps_per_tick / 5.0
+    try:
+        config = SimulatorConfig(
             seed=seed,
             definitions=definitions,
             instances=instances,
             require_auth=require_auth,
             wall_clock=wall_clock,
+            package_version=package_version,
+            realism=realism.realism.tuned(
+                commit_lag=None if commit_lag is None else timedelta(seconds=commit_lag),
+                silent_share=silent_share,
+                delete_share=delete_share,
+                ties=ties,
+                system_workflows=system_workflows,
+                poisoned_details=poisoned_details,
+            ),
         )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    simulator = ElsaSimulator(config)
+    typer.echo(
+        f"ELSA {package_version} simulator ({realism.value}) on http://{host}:{port}/elsa/api "
+        f"(API key {ADMIN_API_KEY})"
     )
-    typer.echo(f"ELSA simulator on http://{host}:{port}/elsa/api (API key {ADMIN_API_KEY})")
     asyncio.run(serve_simulator(simulator, host, port, mutate_interval, steps_per_tick))
 
 
@@ -367,7 +418,6 @@ def demo(
             "elsa_url": f"http://127.0.0.1:{elsa_port}",
             "elsa_api_key": SecretStr(ADMIN_API_KEY),
             "poll_interval": 1.0,
-            "reconcile_interval": 15.0,
             "sync_details": DetailsPolicy.ALL,
         }
     )

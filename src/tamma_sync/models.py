@@ -333,14 +333,42 @@ class SyncCounters(WireModel):
     deleted: Counter = 0
     details_fetched: Counter = 0
     rejected: Counter = 0
-    """ELSA rows skipped because they break a limit of ours (logged with the reason)."""
+    """ELSA rows that could not be mirrored (a limit of ours, a row the database refuses,
+    details ELSA keeps failing to give): each listed in `rejections`, then retried."""
+
+
+#: Rejected rows a source's state lists (the newest); the counter counts them all.
+MAX_LISTED_REJECTIONS: Final = 100
+#: Longest reason given for a rejected row.
+MAX_REJECTION_REASON: Final = 300
+
+
+class Rejection(WireModel):
+    """An ELSA row the sync could not mirror, and why. It is retried later, with backoff,
+    and leaves the list once it is mirrored or gone from ELSA."""
+
+    id: ShortText = Field(description="The instance or definition id (cut at 255 characters).")
+    entity: EntityKind = EntityKind.INSTANCE
+    reason: Annotated[str, StringConstraints(max_length=MAX_REJECTION_REASON)]
+    at: EpochMs = Field(description="When it was last refused.")
+    attempts: Annotated[int, Field(ge=1)] = 1
+
+
+class InstancePosition(WireModel):
+    """Where one of a source's mirrored instances stands: what the sync compares with ELSA."""
+
+    id: str
+    created_at: int
+    updated_at: int
+    sub_status: SubStatus | None = None
 
 
 class SourceState(WireModel):
     """Where a source's sync stands: its delta cursor and its health.
 
     The cursor is ELSA's own `updatedAt` text (7 fractional digits) so it round-trips
-    exactly; `cursor_ids` are the instances already taken at exactly that timestamp.
+    exactly: the newest `updatedAt` the sync has read. Each cycle reads again from the
+    look-back window behind it, since ELSA stamps a change before it commits it.
     """
 
     source_id: EntityId
@@ -348,12 +376,18 @@ class SourceState(WireModel):
     url: ShortText | None = None
     elsa_version: ShortText | None = None
     cursor: Annotated[str, StringConstraints(pattern=ELSA_TIMESTAMP_PATTERN)] | None = None
-    cursor_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_BATCH_INSTANCES)
     last_success_at: EpochMs | None = None
     last_error: str | None = None
     last_error_at: EpochMs | None = None
     last_cycle_ms: Annotated[int, Field(ge=0)] | None = None
-    reconciled_at: EpochMs | None = None
+    reconciled_at: EpochMs | None = Field(
+        default=None, description="When the last complete deletion sweep ended."
+    )
+    rejections: list[Rejection] = Field(
+        default_factory=list,
+        max_length=MAX_LISTED_REJECTIONS,
+        description="Rows the sync could not mirror (the newest), each with its reason.",
+    )
     poll_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     counters: SyncCounters = Field(default_factory=SyncCounters)
     updated_at: EpochMs | None = None

@@ -185,10 +185,38 @@ class Settings(BaseSettings):
     sync_details_concurrency: int = Field(
         default=8, ge=1, le=64, description="Detail requests in flight per source."
     )
+    details_max_age: float = Field(
+        default=120.0,
+        ge=0,
+        description="Seconds after which a running instance's details (current activity, "
+        "variables) are read again although ELSA shows no change: ELSA commits those "
+        "without moving updatedAt. Costs running instances / this many detail reads per "
+        "second (two requests each on ELSA 3.3+). 0 turns the refresh off.",
+    )
+    lookback: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds of updatedAt behind the cursor that each cycle reads again: "
+        "ELSA stamps a change before it commits it, so a row can appear after newer ones "
+        "were read. Re-read rows that did not change cost nothing more.",
+    )
     reconcile_interval: float = Field(
-        default=300.0,
+        default=5.0,
+        ge=0,
+        description="Least seconds between the starts of two deletion sweeps (each lists "
+        "ELSA's ids and confirms every missing one before it is deleted).",
+    )
+    reconcile_share: float = Field(
+        default=0.1,
         gt=0,
-        description="Seconds between full id listings that find instances deleted in ELSA.",
+        le=1,
+        description="Largest share of the time the deletion sweep may keep ELSA busy; a "
+        "large ELSA is swept over several cycles.",
+    )
+    include_system_workflows: bool = Field(
+        default=False,
+        description="Mirror ELSA's system workflows too (left out by default, as Elsa "
+        "Studio does; ELSA 3.0 cannot tell them apart).",
     )
     sources: list[SourceSettings] = Field(
         default_factory=list,

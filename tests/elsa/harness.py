@@ -2,8 +2,9 @@
 
 `Recorder` only observes the simulator's traffic (method, path, query, status), except for
 what the simulator cannot do itself: answering chosen requests with a fixed status (routes
-ELSA 3.0/3.2 lack, a 429 with Retry-After) and running a callback when a request arrives
-(to mutate the server mid-listing).
+ELSA 3.0/3.2 lack, a 429 with Retry-After), running a callback when a request arrives
+(to mutate the server mid-listing), and rewriting instance listings (a row ELSA could
+send that the simulator never makes).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tamma_sync.elsa import ElsaClient, RetryPolicy, Timeouts
@@ -54,6 +57,8 @@ class Recorder:
         self.log: list[Exchange] = []
         self.canned: list[Canned] = []
         self.on_request: Callable[[str, str, str], None] | None = None
+        self.rewrite: Callable[[dict[str, Any]], None] | None = None
+        """Edits the JSON body of every instance listing before it is sent."""
 
     def paths(self, method: str | None = None) -> list[str]:
         return [e.path for e in self.log if method is None or e.method == method]
@@ -80,7 +85,27 @@ class Recorder:
                 self.log.append(Exchange(method, path, query, message["status"], connection))
             await send(message)
 
-        await self._app(scope, receive, recording_send)
+        if self.rewrite is not None and path.endswith("/workflow-instances"):
+            await self._rewritten(scope, receive, recording_send, self.rewrite)
+        else:
+            await self._app(scope, receive, recording_send)
+
+    async def _rewritten(
+        self, scope: Scope, receive: Receive, send: Send, rewrite: Callable[[dict[str, Any]], None]
+    ) -> None:
+        messages: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            messages.append(message)
+
+        await self._app(scope, receive, keep)
+        body = orjson.loads(b"".join(m.get("body", b"") for m in messages[1:]))
+        rewrite(body)
+        content = orjson.dumps(body)
+        headers = [(k, v) for k, v in messages[0]["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({**messages[0], "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     def _canned(self, method: str, path: str) -> Canned | None:
         for canned in self.canned:

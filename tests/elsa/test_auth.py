@@ -40,8 +40,8 @@ async def test_api_key_in_the_authorization_header() -> None:
         source = SourceSettings(id="sim", url=url, api_key=SecretStr(ADMIN_API_KEY))
         async with ElsaClient.from_settings(source) as elsa:
             assert elsa.source_id == "sim"
-            listing = await elsa.list_instance_ids()
-    assert sorted(listing.items) == sorted(sim.instance_ids())
+            page = await elsa.instances_by_creation(0, 100)
+    assert sorted(row.id for row in page.items) == sorted(sim.instance_ids())
 
 
 async def test_wrong_api_key_or_none_fails_at_once_and_names_no_secret() -> None:
@@ -49,7 +49,7 @@ async def test_wrong_api_key_or_none_fails_at_once_and_names_no_secret() -> None
     with serving(sim) as (url, wire):
         async with client_for(url, api_key="wrong-key-123") as elsa:
             with pytest.raises(ElsaAuthError) as caught:
-                await elsa.list_instance_ids()
+                await elsa.instances_by_creation(0, 100)
         assert caught.value.status == 401
         assert "GET /workflow-instances -> HTTP 401" in str(caught.value)
         assert "wrong-key-123" not in str(caught.value)
@@ -116,7 +116,7 @@ async def test_a_second_401_after_the_fresh_login_is_an_auth_error() -> None:
         wire.canned.append(Canned("GET", "/workflow-instances", 401))  # every token refused
         async with client_for(url, username="admin", password=PASSWORD) as elsa:
             with pytest.raises(ElsaAuthError, match="still unauthorized after a fresh login"):
-                await elsa.list_instance_ids()
+                await elsa.instances_by_creation(0, 100)
     assert _sequence(wire) == [
         ("login", 200),
         ("workflow-instances", 401),

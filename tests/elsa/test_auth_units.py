@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tamma_sync.elsa.auth import RENEW_MARGIN_SECONDS, Token, jwt_expiry
-from tamma_sync.elsa.client import parse_retry_after
+from tamma_sync.elsa.transport import parse_retry_after
 
 
 def _jwt(claims: object) -> str:

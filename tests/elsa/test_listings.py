@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tamma_sync.elsa import ElsaTimestamp, definition_write, instance_write
+from tamma_sync.elsa import Column, ElsaTimestamp, definition_write, instance_write
 from tamma_sync.simulator import ElsaSimulator, SimulatorConfig
 from tests.elsa.harness import Canned, client_for, serving
 
@@ -52,19 +52,45 @@ async def test_full_definitions_map_to_what_the_server_holds() -> None:
         assert write.created_at is not None
 
 
-async def test_zero_based_paging_lists_every_instance_id() -> None:
+async def test_zero_based_paging_by_creation() -> None:
     """250 rows with pageSize 100: pages 0, 1, 2; the old page=1 bug would miss 100."""
     sim = ElsaSimulator(SimulatorConfig(seed=13, instances=250))
     with serving(sim) as (url, wire):
         async with client_for(url, page_size=100) as elsa:
-            listing = await elsa.list_instance_ids()
-    assert listing.complete, listing.problems
-    assert listing.total_count == 250
-    assert sorted(listing.items) == sorted(sim.instance_ids())
-    assert len(wire.log) == 3
+            pages = [await elsa.instances_by_creation(page, 100) for page in range(3)]
+    assert [len(page.items) for page in pages] == [100, 100, 50]
+    assert sorted(row.id for page in pages for row in page.items) == sorted(sim.instance_ids())
+    assert all(page.total_count == 250 for page in pages)
+    assert [e.query.split("page=")[1].split("&")[0] for e in wire.log] == ["0", "1", "2"]
     assert all(
         "orderBy=Created" in e.query and "orderDirection=Ascending" in e.query for e in wire.log
     )
+
+
+async def test_creation_walk_stops_at_its_bound_and_reads_ties_whole() -> None:
+    """The sweep's walk: created up to a bound only, in keyset pages; a page of one single
+    timestamp is read again as that whole group in one request."""
+    sim = ElsaSimulator(SimulatorConfig(seed=20, definitions=3, instances=30))
+    tied = sim.create_instances(150)  # one commit: one createdAt
+    bound = max(
+        ElsaTimestamp.parse(t.created_at) for t in sim.snapshot(details=False).instances.values()
+    )
+    later = sim.create_instances(5)
+    with serving(sim) as (url, wire):
+        async with client_for(url, page_size=100) as elsa:
+            first = await elsa.creation_page(None, bound)
+            assert first is not None and first.full
+            after = first.rows[-1].created_at
+            assert after is not None
+            second = await elsa.creation_page(after, bound)
+            assert second is not None and second.full
+            assert {row.created_at for row in second.rows} == {after}, "a page of one stamp"
+            group = await elsa.instances_between(Column.CREATED, after, after.shifted(1))
+    listed = {row.id for row in first.rows} | {row.id for row in group}
+    assert set(tied) <= listed
+    assert listed == set(sim.instance_ids()) - set(later)
+    # Two pages, then the group: a page of 100 says it has 150, so one more of all 150.
+    assert wire.paths("POST") == ["/elsa/api/workflow-instances"] * 4
 
 
 async def test_delta_walk_gets_everything_then_only_what_changed() -> None:
@@ -104,7 +130,7 @@ async def test_delta_walk_gets_everything_then_only_what_changed() -> None:
 
 
 async def test_rows_sharing_one_timestamp_beyond_a_page_are_all_delivered() -> None:
-    """One commit stamps 150 instances alike: the walk pages by offset within the stamp."""
+    """One commit stamps 150 instances alike: the walk reads the stamp as one group."""
     sim = ElsaSimulator(SimulatorConfig(seed=15, definitions=3, instances=0))
     tied = sim.create_instances(150)
     later = sim.create_instances(30)

@@ -43,7 +43,9 @@ def source(elsa_url: str) -> SourceSettings:
 
 @pytest.fixture
 def options() -> SyncOptions:
-    return SyncOptions(page_size=PAGE_SIZE, details=DetailsPolicy.ALL, reconcile_interval=0)
+    return SyncOptions(
+        page_size=PAGE_SIZE, details=DetailsPolicy.ALL, reconcile_interval=0, reconcile_share=1.0
+    )
 
 
 @pytest.fixture

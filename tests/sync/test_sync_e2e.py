@@ -5,10 +5,9 @@ After each kind of change in ELSA, one sync cycle makes the mirror equal to ELSA
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tamma_sync.elsa import ElsaClient
 from tamma_sync.models import DEFAULT_TENANT_ID, ChangeOp, EntityKind, SyncPhase
@@ -16,6 +15,7 @@ from tamma_sync.settings import DetailsPolicy, SourceSettings
 from tamma_sync.simulator import ElsaSimulator
 from tamma_sync.store import Store
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
+from tests.elsa.harness import Recorder
 from tests.support.mirror import assert_mirror_equals
 from tests.support.server import serve_in_thread
 from tests.sync.conftest import PAGE_SIZE
@@ -170,33 +170,12 @@ async def test_resume_after_a_worker_dies_mid_sync(
     assert len(creates) == len(set(creates)), "no instance was created twice"
 
 
-class _OversizedCorrelationId:
-    """ASGI wrapper: ELSA answers instance listings with one row our limits refuse, an
-    ended one (which the sync maps from the listing under every details policy)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/workflow-instances"):
-            await self._app(scope, receive, send)
-            return
-        messages: list[Message] = []
-
-        async def keep(message: Message) -> None:
-            messages.append(message)
-
-        await self._app(scope, receive, keep)
-        body = b"".join(m.get("body", b"") for m in messages[1:])
-        listing = json.loads(body)
-        ended = [row for row in listing.get("items", []) if row["subStatus"] == "Finished"]
-        if ended:
-            ended[0]["correlationId"] = "x" * 300
-        body = json.dumps(listing).encode()
-        headers = [(k, v) for k, v in messages[0]["headers"] if k != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**messages[0], "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+def _oversized_correlation_id(listing: dict[str, Any]) -> None:
+    """One row our limits refuse, an ended one (which the sync maps from the listing under
+    every details policy)."""
+    ended = [row for row in listing.get("items", []) if row["subStatus"] == "Finished"]
+    if ended:
+        ended[0]["correlationId"] = "x" * 300
 
 
 @pytest.mark.parametrize("details", [DetailsPolicy.NONE, DetailsPolicy.ACTIVE])
@@ -204,7 +183,9 @@ async def test_a_row_breaking_our_limits_is_skipped_not_blocking(
     store: Store, simulator: ElsaSimulator, details: DetailsPolicy
 ) -> None:
     options = SyncOptions(page_size=PAGE_SIZE, details=details)
-    with serve_in_thread(_OversizedCorrelationId(simulator.app)) as url:
+    recorder = Recorder(simulator.app)
+    recorder.rewrite = _oversized_correlation_id
+    with serve_in_thread(recorder) as url:
         source = SourceSettings(id="elsa", url=url)
         async with ElsaClient.from_settings(source, page_size=PAGE_SIZE) as client:
             service = SyncService(source, client, StoreSink(store, T), options)

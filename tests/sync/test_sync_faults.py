@@ -75,25 +75,28 @@ async def test_transient_faults_are_retried_within_a_cycle(
     await assert_mirror_equals(store, simulator)
 
 
-async def test_short_pages_never_delete_anything(
+async def test_short_pages_delete_only_what_elsa_confirms_gone(
     service: SyncService, store: Store, simulator: ElsaSimulator
 ) -> None:
     await service.run_cycle()
-    simulator.delete_instances(simulator.instance_ids()[:5])
+    deleted = simulator.instance_ids()[:5]
+    simulator.delete_instances(deleted)
     count_before = len(await mirrored_instances(store))
 
-    # Every listing page now misses rows while totalCount still counts them.
+    # Every listing page now misses rows while totalCount still counts them: the rows a
+    # page lost are only candidates, and ELSA answers 200 for them.
     simulator.faults.inject("short_page", drop=3)
     report = await service.run_cycle()
-    assert not report.reconciled
-    assert report.written.deleted == 0
-    assert len(await mirrored_instances(store)) == count_before
+    assert report.written.deleted == 5
+    remaining = {instance.id for instance in await mirrored_instances(store)}
+    assert len(remaining) == count_before - 5
+    assert remaining == set(simulator.instance_ids()), "nothing ELSA still holds was deleted"
     assert [d.id for d in await store.list_definitions(T)] == sorted(
         simulator.snapshot(details=False).definitions
     ), "a short definitions page deletes no definition"
 
     simulator.faults.clear()
-    assert (await service.run_cycle()).reconciled
+    assert (await service.run_cycle()).error is None
     await assert_mirror_equals(store, simulator)
 
 

@@ -11,6 +11,7 @@ from tamma_sync.api.kept import KeptBodies
 from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
+from tamma_sync.sync import SyncRunner
 
 
 # Async, though they never wait: FastAPI runs a plain `def` dependency in its thread pool,
@@ -30,7 +31,13 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_sync_runner(request: Request) -> SyncRunner | None:
+    runner: SyncRunner | None = request.app.state.sync_runner
+    return runner
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+SyncRunnerDep = Annotated[SyncRunner | None, Depends(get_sync_runner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 KeptBodiesDep = Annotated[KeptBodies, Depends(get_kept_bodies)]
 

@@ -18,6 +18,7 @@ from tamma_sync.models import (
     DefinitionWrite,
     EngineEvent,
     Instance,
+    InstancePosition,
     InstanceWrite,
     SourceState,
     SubStatus,
@@ -58,7 +59,9 @@ class InstanceList(BaseModel):
 
 class CancelledInstance(Instance):
     message: str | None = Field(
-        default=None, description='"Instance already cancelled" when nothing was changed.'
+        default=None,
+        description='"Instance already cancelled" when nothing was changed; for an ELSA '
+        "instance that ELSA has not finished cancelling yet (202), what to expect.",
     )
 
 
@@ -114,11 +117,6 @@ class SyncStatus(BaseModel):
 
 class Triggered(BaseModel):
     triggered: list[str]
-
-
-class InstancePosition(WireModel):
-    id: str
-    updated_at: int
 
 
 class InstancePositions(BaseModel):

@@ -4,14 +4,7 @@ The ELSA wire format stays inside this package; the sync worker reads with `Elsa
 and hands what it got to `definition_write` / `instance_write`.
 """
 
-from tamma_sync.elsa.client import (
-    ChangePage,
-    ElsaClient,
-    Listing,
-    RetryPolicy,
-    Timeouts,
-    filter_timestamp,
-)
+from tamma_sync.elsa.client import CreationPage, ElsaClient
 from tamma_sync.elsa.errors import (
     ElsaAuthError,
     ElsaError,
@@ -19,12 +12,16 @@ from tamma_sync.elsa.errors import (
     ElsaProtocolError,
     ElsaUnavailable,
 )
+from tamma_sync.elsa.listings import ChangePage, Column, Listing, filter_timestamp
 from tamma_sync.elsa.mapping import definition_write, instance_write, sub_status
 from tamma_sync.elsa.timestamps import ElsaTimestamp
-from tamma_sync.elsa.wire import InstanceSummary
+from tamma_sync.elsa.transport import RetryPolicy, Timeouts
+from tamma_sync.elsa.wire import InstanceDetail, InstanceSummary
 
 __all__ = [
     "ChangePage",
+    "Column",
+    "CreationPage",
     "ElsaAuthError",
     "ElsaClient",
     "ElsaError",
@@ -32,6 +29,7 @@ __all__ = [
     "ElsaProtocolError",
     "ElsaTimestamp",
     "ElsaUnavailable",
+    "InstanceDetail",
     "InstanceSummary",
     "Listing",
     "RetryPolicy",

@@ -71,7 +71,10 @@ def instance_write(
 
     `instance` may itself be the detail. The current activity is where the instance waits:
     the first bookmark's activity id (None without a detail or a bookmark). `variables`
-    become a name → value dict; None leaves them unknown.
+    become a name → value dict; None or an empty answer leaves them as the mirror knows
+    them: ELSA answers nothing for an instance that has not started, one it no longer
+    holds the state of (3.1 drops an ended instance's contexts), or an unknown id, and
+    none of those means the variables were cleared.
     """
     if detail is None and isinstance(instance, InstanceDetail):
         detail = instance
@@ -83,7 +86,7 @@ def instance_write(
         status=instance.status,
         sub_status=sub_status(instance.sub_status),
         current_activity=bookmarks[0].activity_id if bookmarks else None,
-        variables=None if variables is None else variables_dict(variables),
+        variables=(variables_dict(variables) or None) if variables else None,
         correlation_id=instance.correlation_id,
         name=instance.name,
         incident_count=instance.incident_count,

@@ -137,6 +137,7 @@ class WorkflowState(ElsaModel):
 class InstanceDetail(InstanceSummary):
     """`GET /workflow-instances/{id}`."""
 
+    is_system: bool | None = Field(default=None, description="A system workflow's (3.1+).")
     workflow_state: WorkflowState | None = None
 
 

@@ -1,5 +1,11 @@
 """Durable storage: the only package that speaks SQL."""
 
+from tamma_sync.store.errors import (
+    describe_database_error,
+    is_database_error,
+    is_database_unavailable,
+    refusal_reason,
+)
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.store import (
@@ -7,7 +13,6 @@ from tamma_sync.store.store import (
     PurgeCutoffs,
     Store,
     WriteResult,
-    is_database_unavailable,
 )
 
 __all__ = [
@@ -18,5 +23,8 @@ __all__ = [
     "PurgeCutoffs",
     "Store",
     "WriteResult",
+    "describe_database_error",
+    "is_database_error",
     "is_database_unavailable",
+    "refusal_reason",
 ]

@@ -30,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError, OperationalError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tamma_sync.models import (
@@ -48,6 +48,7 @@ from tamma_sync.models import (
     EntityKind,
     Instance,
     InstancePatch,
+    InstancePosition,
     InstanceWrite,
     Scope,
     SourceState,
@@ -976,24 +977,46 @@ class Store:
         return counts
 
     async def source_instance_positions(
-        self, tenant_id: str, source_id: str, after_id: str | None, limit: int
-    ) -> list[tuple[str, int]]:
-        """(id, updatedAt) of a source's live instances in id order, for reconciliation."""
+        self,
+        tenant_id: str,
+        source_id: str,
+        *,
+        created_from: int | None = None,
+        created_before: int | None = None,
+        active: bool = False,
+        after_id: str | None = None,
+        limit: int,
+    ) -> list[InstancePosition]:
+        """A source's live instances in id order after `after_id`: those created in
+        [created_from, created_before), or only those that have not ended (`active`). What
+        the sync compares with ELSA's listing."""
         conditions = [
             instances.c.tenant_id == tenant_id,
             instances.c.source_id == source_id,
             instances.c.deleted_at.is_(None),
         ]
+        if created_from is not None:
+            conditions.append(instances.c.created_at >= created_from)
+        if created_before is not None:
+            conditions.append(instances.c.created_at < created_before)
+        if active:
+            ended = [sub_status.value for sub_status in ENDED_SUB_STATUSES]
+            conditions.append(
+                sa.or_(instances.c.sub_status.is_(None), instances.c.sub_status.not_in(ended))
+            )
         if after_id is not None:
             conditions.append(instances.c.id > after_id)
+        columns = [instances.c[name] for name in ("id", "created_at", "updated_at", "sub_status")]
         async with self._reading() as conn:
             rows = await conn.execute(
-                sa.select(instances.c.id, instances.c.updated_at)
-                .where(*conditions)
-                .order_by(instances.c.id)
-                .limit(limit)
+                sa.select(*columns).where(*conditions).order_by(instances.c.id).limit(limit)
             )
-            return [(row_id, updated_at) for row_id, updated_at in rows]
+            return [
+                InstancePosition(
+                    id=row_id, created_at=created, updated_at=updated, sub_status=sub_status
+                )
+                for row_id, created, updated, sub_status in rows
+            ]
 
     async def lead(self, name: str) -> Leadership | None:
         """Try to become the one process doing `name` (e.g. syncing a source).
@@ -1444,13 +1467,6 @@ class Store:
 
 def _secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """Whether an error means the database cannot be reached right now (worth a retry)."""
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:

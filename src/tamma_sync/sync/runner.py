@@ -10,7 +10,7 @@ from tamma_sync.elsa import ElsaClient
 from tamma_sync.metrics import Metrics
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
-from tamma_sync.sync.service import SyncOptions, SyncService
+from tamma_sync.sync.service import SyncOptions, SyncService, without_credentials
 from tamma_sync.sync.sink import StoreSink
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class SyncRunner:
         clients: list[ElsaClient] = []
         services: list[SyncService] = []
         for source in settings.elsa_sources():
-            client = ElsaClient.from_settings(source, page_size=options.page_size)
+            client = options.client_for(source)
             clients.append(client)
             sink = StoreSink(store, source.tenant_id)
             services.append(SyncService(source, client, sink, options, metrics))
@@ -45,7 +45,8 @@ class SyncRunner:
 
     def start(self) -> None:
         for service in self.services.values():
-            log.info("syncing ELSA source %s at %s", service.source.id, service.source.url)
+            url = without_credentials(service.source.url)
+            log.info("syncing ELSA source %s at %s", service.source.id, url)
             self._tasks.append(asyncio.create_task(service.run(), name=f"sync:{service.source.id}"))
 
     def sources_of(self, tenant_id: str) -> list[str]:
@@ -53,6 +54,11 @@ class SyncRunner:
         return [
             sid for sid, service in self.services.items() if service.source.tenant_id == tenant_id
         ]
+
+    def source(self, tenant_id: str, source_id: str) -> SyncService | None:
+        """The sync of `source_id` into `tenant_id`, if this process has it."""
+        service = self.services.get(source_id)
+        return service if service is not None and service.source.tenant_id == tenant_id else None
 
     def trigger(self, source_ids: list[str]) -> list[str]:
         """Start a cycle now for these sources; returns the ids triggered."""

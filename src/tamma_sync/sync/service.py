@@ -1,11 +1,22 @@
-"""The sync of one ELSA source into a mirror (reference/elsa-3-api.md §6-§7, DESIGN.md).
+"""The sync of one ELSA source into a mirror (elsa-3-api §6-§7, §11; DESIGN.md).
 
-Each cycle: the latest definitions (full models fetched only for new versions and for
-drafts, which ELSA edits in place), then instances changed since the cursor (a keyset walk
-on `updatedAt`; details fetched only for what changed), then — every reconcile interval —
-a full id listing that tombstones what ELSA no longer has, but only when that listing was
-complete and consistent. Each page is written with the cursor that covers it in one
-atomic batch, so a worker killed at any point resumes where it stopped.
+Each cycle:
+
+1. the latest definitions (full models fetched only for new versions and for drafts,
+   which ELSA edits in place);
+2. the instance delta: instances updated since the cursor *minus the look-back window*,
+   since ELSA stamps `updatedAt` before it commits and rows become visible out of order;
+   rows already read at the same `updatedAt` are skipped before any detail request, and
+   details are read only for rows that changed;
+3. rejected rows whose retry has come;
+4. the detail refresh: running instances' details read again on a steady budget, since
+   ELSA commits new bookmarks and variables without moving `updatedAt`;
+5. a slice of the deletion sweep (sync/sweep.py), within its share of ELSA's time.
+
+Each delta page is written with the cursor that covers it in one atomic batch, so a
+worker killed at any point resumes where it stopped. A row the mirror refuses, or whose
+details ELSA keeps failing to give, is set aside as a rejection and retried later
+(sync/writer.py): it never stops the source.
 """
 
 from __future__ import annotations
@@ -16,9 +27,9 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
@@ -27,8 +38,8 @@ from tamma_sync.elsa import (
     ChangePage,
     ElsaClient,
     ElsaError,
-    ElsaNotFound,
     ElsaTimestamp,
+    InstanceDetail,
     InstanceSummary,
     definition_write,
     instance_write,
@@ -38,22 +49,36 @@ from tamma_sync.metrics import Metrics
 from tamma_sync.models import (
     ENDED_SUB_STATUSES,
     DefinitionWrite,
+    EntityKind,
     InstanceWrite,
     SourceState,
+    SubStatus,
     SyncBatch,
     SyncPhase,
     now_ms,
 )
 from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings
-from tamma_sync.store import Leadership, WriteResult
+from tamma_sync.store import (
+    Leadership,
+    WriteResult,
+    describe_database_error,
+    is_database_error,
+)
+from tamma_sync.sync.details import DetailReader, Details
+from tamma_sync.sync.observed import DetailAges, RecentRows
 from tamma_sync.sync.sink import POSITIONS_PAGE, Sink
+from tamma_sync.sync.sweep import Sweep, Window
+from tamma_sync.sync.writer import Rejections, Writer
 
 log = logging.getLogger(__name__)
 
-#: Deleted ids per batch written during reconciliation.
-DELETE_CHUNK = 1_000
 #: How many fetched pages may wait to be written: lets ELSA reads overlap store writes.
-PREFETCH_PAGES = 2
+PREFETCH_PAGES: Final = 2
+#: Details read again per cycle at most, however far behind the refresh is.
+REFRESH_LIMIT: Final = 2_000
+#: How long a cancel waits for ELSA to finish cancelling before it answers.
+CANCEL_WAIT_SECONDS: Final = 5.0
+_TICKS_PER_SECOND: Final = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -61,7 +86,11 @@ class SyncOptions:
     page_size: int = 1_000
     details: DetailsPolicy = DetailsPolicy.ACTIVE
     details_concurrency: int = 8
-    reconcile_interval: float = 300.0
+    details_max_age: float = 120.0
+    lookback: float = 10.0
+    reconcile_interval: float = 5.0
+    reconcile_share: float = 0.1
+    system_workflows: bool = False
     max_backoff: float = 60.0
 
     @classmethod
@@ -70,7 +99,17 @@ class SyncOptions:
             page_size=settings.sync_page_size,
             details=settings.sync_details,
             details_concurrency=settings.sync_details_concurrency,
+            details_max_age=settings.details_max_age,
+            lookback=settings.lookback,
             reconcile_interval=settings.reconcile_interval,
+            reconcile_share=settings.reconcile_share,
+            system_workflows=settings.include_system_workflows,
+        )
+
+    def client_for(self, source: SourceSettings) -> ElsaClient:
+        """The ELSA client a sync with these options reads `source` with."""
+        return ElsaClient.from_settings(
+            source, page_size=self.page_size, system_workflows=self.system_workflows
         )
 
 
@@ -80,6 +119,7 @@ class CycleReport:
 
     written: WriteResult = field(default_factory=WriteResult)
     details_fetched: int = 0
+    refreshed: int = 0
     rejected: int = 0
     reconciled: bool = False
     error: str | None = None
@@ -100,20 +140,34 @@ class SyncService:
         sink: Sink,
         options: SyncOptions | None = None,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self._metrics = metrics
         self._client = client
         self._sink = sink
-        self._options = options or SyncOptions()
+        self._options = options = options or SyncOptions()
         self._state = SourceState(source_id=source.id)
         self._state_loaded = False
         self._leadership: Leadership | None = None
-        self._last_reconcile = 0.0
         self._failures = 0
         self._wake = asyncio.Event()
         self._stopping = False
-        self._details_slots = asyncio.Semaphore(self._options.details_concurrency)
+        self._details = DetailReader(client, options.details_concurrency)
+        retry_base = max(10 * source.poll_interval, 1.0)
+        self._rejections = Rejections(source.id, retry_base, clock)
+        self._writer = Writer(sink, self._rejections)
+        self._recent = RecentRows()
+        self._ages = DetailAges(options.details_max_age, clock)
+        self._ages_loaded = False
+        self._sweep = Sweep(
+            client,
+            share=options.reconcile_share,
+            burst=options.reconcile_share * max(2 * source.poll_interval, 1.0),
+            min_interval=options.reconcile_interval,
+            concurrency=options.details_concurrency,
+            clock=clock,
+        )
         self.on_progress: ProgressCallback | None = None
 
     @property
@@ -154,20 +208,25 @@ class SyncService:
         """One full cycle; failures are recorded in the source's state, never raised."""
         started = time.monotonic()
         report = CycleReport()
+        rejected_before = self._state.counters.rejected
         try:
             await self._load_state()
+            rejected_before = self._state.counters.rejected
             self._state.phase = SyncPhase.SYNCING
             if self._state.elsa_version is None:
                 self._state.elsa_version = await self._client.package_version()
             initial = self._state.cursor is None
             await self._sync_definitions(report)
             await self._sync_instances(report)
-            if initial and not self._stopping:
-                # The mirror holds only what this complete walk just wrote: nothing in it
-                # can be missing from ELSA yet, so the first listing can wait its turn.
-                self._last_reconcile = time.monotonic()
-            elif time.monotonic() - self._last_reconcile >= self._options.reconcile_interval:
-                await self._reconcile(report)
+            if not self._stopping:
+                await self._retry_rejections(report)
+                await self._refresh_details(report)
+                if initial:
+                    # The mirror holds only what this complete walk just wrote: nothing in
+                    # it can be missing from ELSA yet, so the first sweep can wait its turn.
+                    self._sweep.postpone()
+                else:
+                    await self._sweep_slice(report)
         except Exception as exc:  # recorded in the state, retried with backoff
             report.error = _describe(exc)
             self._failures += 1
@@ -175,13 +234,15 @@ class SyncService:
             self._state.last_error = report.error
             self._state.last_error_at = now_ms()
             self._state.counters.failed_cycles += 1
+            # A traceback for the unexpected only: a database error's would carry SQL and rows.
             log.warning(
                 "sync of %s failed: %s",
                 self.source.id,
                 report.error,
-                exc_info=not isinstance(exc, ElsaError),
+                exc_info=not isinstance(exc, ElsaError) and not is_database_error(exc),
             )
             self._state_loaded = False  # what was stored is the truth to resume from
+            self._sweep.abandon()
         else:
             self._failures = 0
             self._state.phase = SyncPhase.IDLE
@@ -190,8 +251,29 @@ class SyncService:
         elapsed = time.monotonic() - started
         self._state.last_cycle_ms = round(elapsed * 1000)
         await self._save_state()
+        report.rejected = self._state.counters.rejected - rejected_before
         self._observe(report, elapsed)
         return report
+
+    async def cancel(self, instance_id: str, wait: float = CANCEL_WAIT_SECONDS) -> bool:
+        """Cancel an instance in ELSA, wait (`wait` seconds at most) for ELSA to end it,
+        and mirror what ELSA then holds. True if it has ended (or is gone); ElsaError if
+        ELSA refused."""
+        await self._client.cancel_instance(instance_id)
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while True:
+            details = await self._details.read([instance_id])
+            found = details.found.get(instance_id)
+            ended = found is not None and sub_status(found[0].sub_status) in ENDED_SUB_STATUSES
+            if found is None or ended or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        if details.failed:
+            raise ElsaError(details.failed[instance_id], method="GET", path="/workflow-instances")
+        await self._write_details(details, CycleReport())
+        return found is None or ended
 
     def _observe(self, report: CycleReport, elapsed: float) -> None:
         if self._metrics is None:
@@ -217,8 +299,9 @@ class SyncService:
         stored = await self._sink.load_state(self.source.id)
         if stored is not None:
             self._state = stored
-        self._state.url = _without_credentials(self.source.url)
+        self._state.url = without_credentials(self.source.url)
         self._state.poll_interval_seconds = self.source.poll_interval
+        self._rejections.load(self._state)
         self._state_loaded = True
 
     async def _sync_definitions(self, report: CycleReport) -> None:
@@ -237,7 +320,10 @@ class SyncService:
         for summary in listing.items:
             model = full.get(summary.id, summary)
             self._keep(
-                report, writes, summary.definition_id, functools.partial(definition_write, model)
+                writes,
+                summary.definition_id,
+                functools.partial(definition_write, model),
+                EntityKind.DEFINITION,
             )
         gone: list[str] = []
         if listing.complete:
@@ -246,119 +332,187 @@ class SyncService:
         else:
             log.warning("definitions of %s: listing incomplete, nothing deleted", self.source.id)
         if writes or gone:
-            written = await self._sink.apply(
+            written = await self._writer.apply(
                 SyncBatch(source_id=self.source.id, definitions=writes, deleted_definition_ids=gone)
             )
             self._record(report, written)
             self._state.counters.definitions_written += written.created + written.updated
 
     async def _sync_instances(self, report: CycleReport) -> None:
-        since = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
-        already = set(self._state.cursor_ids)
-        cursor, at_cursor = since, set(already)
+        """The delta: rows updated since the cursor minus the look-back, new ones only."""
+        cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
+        lookback = round(self._options.lookback * _TICKS_PER_SECOND)
+        since = cursor.shifted(-lookback) if cursor is not None else None
         async for page in self._prefetched(self._client.iter_instance_changes(since)):
-            # Rows stamped exactly at the saved cursor were taken by an earlier cycle.
-            rows = [
-                row
-                for row in page.items
-                if not (since is not None and row.updated_at == since and row.id in already)
-            ]
-            writes, gone = await self._with_details(rows, report)
+            rows = [row for row in page.items if not self._recent.is_known(row)]
             # The cursor moves only once the page it covers is stored.
             advanced = self._state.model_copy(deep=True)
-            if page.cursor is not None:
-                if page.cursor != cursor:
-                    cursor, at_cursor = page.cursor, set()
-                at_cursor.update(row.id for row in page.items if row.updated_at == cursor)
-                advanced.cursor = page.cursor.to_iso()
-                advanced.cursor_ids = sorted(at_cursor)
-            written = await self._sink.apply(
-                SyncBatch(
-                    source_id=self.source.id,
-                    instances=writes,
-                    deleted_instance_ids=gone,
-                    state=advanced,
-                )
-            )
+            if page.cursor is not None and (cursor is None or page.cursor > cursor):
+                cursor = page.cursor
+                advanced.cursor = cursor.to_iso()
+            await self._write_rows(rows, report, state=advanced)
             self._state = advanced
-            self._record(report, written)
-            self._state.counters.instances_written += written.created + written.updated
-            self._state.counters.instances_unchanged += written.unchanged
+            self._recent.add(rows)
+            if cursor is not None:
+                self._recent.prune(cursor.shifted(-lookback))
             if self.on_progress is not None:
                 self.on_progress(len(rows))
             if self._stopping:
                 return
 
-    async def _reconcile(self, report: CycleReport) -> None:
-        """Tombstone what ELSA no longer has — only after a complete, consistent listing,
-        and never an instance updated after the cursor (it may postdate the listing)."""
-        cutoff = ElsaTimestamp.parse(self._state.cursor).epoch_ms if self._state.cursor else 0
-        listing = await self._client.list_instance_ids()
-        if not listing.complete:
-            log.warning(
-                "reconciliation of %s skipped, listing incomplete: %s",
-                self.source.id,
-                "; ".join(listing.problems),
-            )
+    async def _retry_rejections(self, report: CycleReport) -> None:
+        """Read rejected instances whose retry has come again, and write what ELSA holds."""
+        due = self._rejections.due(EntityKind.INSTANCE)
+        if due:
+            await self._write_details(await self._details.read(due, once=True), report)
+
+    async def _refresh_details(self, report: CycleReport) -> None:
+        """Read running instances' details again, oldest first, at the steady rate."""
+        if self._options.details is DetailsPolicy.NONE or self._options.details_max_age <= 0:
             return
-        in_elsa = set(listing.items)
-        gone: list[str] = []
+        if not self._ages_loaded:
+            await self._track_running()
+        due = [i for i in self._ages.due(REFRESH_LIMIT) if not self._rejections.is_rejected(i)]
+        if due:
+            details = await self._details.read(due)
+            report.refreshed += len(details.found)
+            await self._write_details(details, report)
+
+    async def _track_running(self) -> None:
+        """Learn the running instances the mirror holds (once per leadership)."""
         after: str | None = None
-        while page := await self._sink.instance_positions(self.source.id, after, POSITIONS_PAGE):
-            gone += [row_id for row_id, at in page if row_id not in in_elsa and at < cutoff]
-            after = page[-1][0]
-        for start in range(0, len(gone), DELETE_CHUNK):
-            chunk = gone[start : start + DELETE_CHUNK]
-            written = await self._sink.apply(
-                SyncBatch(source_id=self.source.id, deleted_instance_ids=chunk)
-            )
-            self._record(report, written)
-        self._last_reconcile = time.monotonic()
-        self._state.reconciled_at = now_ms()
-        report.reconciled = True
+        while page := await self._sink.instance_positions(
+            self.source.id, active=True, after_id=after, limit=POSITIONS_PAGE
+        ):
+            self._ages.track(p.id for p in page if p.sub_status is not SubStatus.PENDING)
+            after = page[-1].id
+        self._ages_loaded = True
 
-    # -- helpers -------------------------------------------------------------------------
-
-    async def _with_details(
-        self, rows: list[InstanceSummary], report: CycleReport
-    ) -> tuple[list[InstanceWrite], list[str]]:
-        """Write models for changed rows, with details where the policy wants them; rows
-        ELSA deleted meanwhile (404 on details) come back as ids to delete."""
-        writes: list[InstanceWrite] = []
-        gone: list[str] = []
-        detailed: list[InstanceSummary] = []
-        for row in rows:
-            if self._wants_details(row):
-                detailed.append(row)
-            else:
-                self._keep(report, writes, row.id, functools.partial(instance_write, row))
-
-        async def one(row: InstanceSummary) -> None:
-            async with self._details_slots:
-                try:
-                    detail = await self._client.get_instance(row.id)
-                    variables = await self._client.get_instance_variables(row.id, detail=detail)
-                except ElsaNotFound:
-                    gone.append(row.id)
+    async def _sweep_slice(self, report: CycleReport) -> None:
+        """Go on with the deletion sweep while its budget allows."""
+        sweep = self._sweep
+        while not self._stopping and sweep.due():
+            if not sweep.running:
+                if self._state.cursor is None:
                     return
-            report.details_fetched += 1
-            self._state.counters.details_fetched += 1
-            self._keep(report, writes, row.id, lambda: instance_write(detail, variables=variables))
+                sweep.begin(ElsaTimestamp.parse(self._state.cursor))
+            window = await sweep.next_window()
+            if window is None:
+                continue
+            await self._reconcile(window, report)
+            if window.last:
+                self._state.reconciled_at = now_ms()
+                report.reconciled = True
+                return
 
-        await asyncio.gather(*(one(row) for row in detailed))
-        return writes, gone
+    async def _reconcile(self, window: Window, report: CycleReport) -> None:
+        """Make the mirror's instances created in the window what ELSA holds: write the
+        rows it lacks or holds older, delete those ELSA confirms gone."""
+        mirrored: dict[str, tuple[int, SubStatus | None]] = {}
+        after: str | None = None
+        while page := await self._sink.instance_positions(
+            self.source.id,
+            created_from=window.start,
+            created_before=window.end,
+            after_id=after,
+            limit=POSITIONS_PAGE,
+        ):
+            mirrored.update((p.id, (p.updated_at, p.sub_status)) for p in page)
+            after = page[-1].id
+        # Rows set aside as rejections are retried on their own schedule.
+        stale = [
+            row
+            for row_id, row in window.rows.items()
+            if mirrored.get(row_id) != (_ms(row.updated_at), sub_status(row.sub_status))
+            and not self._rejections.is_rejected(row_id)
+        ]
+        confirmation = await self._sweep.confirm([i for i in mirrored if i not in window.rows])
+        rows = stale + list(confirmation.found)
+        known = {detail.id: detail for detail in confirmation.found}
+        await self._write_rows(rows, report, gone=confirmation.gone, known=known)
+        self._recent.add(rows)
 
-    def _keep(
-        self, report: CycleReport, kept: list[_W], what: str, build: Callable[[], _W]
+    # -- writing -------------------------------------------------------------------------
+
+    async def _write_rows(
+        self,
+        rows: list[InstanceSummary],
+        report: CycleReport,
+        *,
+        gone: Iterable[str] = (),
+        state: SourceState | None = None,
+        known: Mapping[str, InstanceDetail] | None = None,
     ) -> None:
+        """Write listed rows, with details where the policy wants them (`known`: details
+        just read); rows whose details ELSA says are gone (404) are deleted, rows whose
+        details fail go without them."""
+        wanted = [row.id for row in rows if self._wants_details(row)]
+        details = await self._details.read(wanted, known) if wanted else Details()
+        plain = [row for row in rows if row.id not in details.found and row.id not in details.gone]
+        await self._write_details(
+            details, report, plain=plain, gone=[*gone, *details.gone], state=state
+        )
+
+    async def _write_details(
+        self,
+        details: Details,
+        report: CycleReport,
+        *,
+        plain: Iterable[InstanceSummary] = (),
+        gone: Iterable[str] | None = None,
+        state: SourceState | None = None,
+    ) -> None:
+        """Write what ELSA answered: rows with their details, rows without (`plain`),
+        deletions; failed details are rejections."""
+        target = state if state is not None else self._state
+        writes: list[InstanceWrite] = []
+        for instance_id, (detail, variables) in details.found.items():
+            build = functools.partial(instance_write, detail, variables=variables)
+            self._keep(writes, instance_id, build, EntityKind.INSTANCE)
+        for row in plain:
+            self._keep(writes, row.id, functools.partial(instance_write, row), EntityKind.INSTANCE)
+        deleted = list(details.gone if gone is None else gone)
+        report.details_fetched += len(details.found)
+        target.counters.details_fetched += len(details.found)
+        if writes or deleted or state is not None:
+            written = await self._writer.apply(
+                SyncBatch(
+                    source_id=self.source.id,
+                    instances=writes,
+                    deleted_instance_ids=deleted,
+                    state=state,
+                )
+            )
+            self._record(report, written, target)
+            target.counters.instances_written += written.created + written.updated
+            target.counters.instances_unchanged += written.unchanged
+            self._track(writes, set(details.found), deleted)
+        # After the write, which clears rejections of the rows it wrote: these rows went
+        # without their details and stay set aside until those can be read.
+        for instance_id, reason in details.failed.items():
+            self._rejections.add(instance_id, reason)
+
+    def _track(self, writes: list[InstanceWrite], detailed: set[str], deleted: list[str]) -> None:
+        """Keep the refresh's view of running instances up to date."""
+        for write in writes:
+            if write.sub_status in ENDED_SUB_STATUSES:
+                self._ages.forget([write.id])
+            elif write.id in detailed:
+                self._ages.read(write.id)
+            elif write.sub_status is not SubStatus.PENDING:
+                self._ages.track([write.id])
+        self._ages.forget(deleted)
+        self._recent.forget(deleted)
+
+    def _keep(self, kept: list[_W], what: str, build: Callable[[], _W], entity: EntityKind) -> None:
         """Map one ELSA row; a row our models refuse (an id of 300 characters, say) is
-        logged and counted, and does not hold back the rest of the sync."""
+        set aside as a rejection, and does not hold back the rest of the sync."""
         try:
             kept.append(build())
         except ValidationError as exc:
-            self._state.counters.rejected += 1
-            report.rejected += 1
-            log.warning("sync of %s: %s rejected: %s", self.source.id, what, exc)
+            first = exc.errors(include_input=False, include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            self._rejections.add(what, f"refused: {where}: {first['msg']}", entity)
 
     def _wants_details(self, row: InstanceSummary) -> bool:
         policy = self._options.details
@@ -407,12 +561,15 @@ class SyncService:
             if self._leadership is None:
                 log.debug("sync of %s: another process leads", self.source.id)
                 return False
-            self._state_loaded = False  # the previous leader may have moved the cursor
+            # The previous leader may have moved the cursor and the mirror.
+            self._state_loaded = False
+            self._ages_loaded = False
+            self._sweep.abandon()
         return True
 
     async def _save_state(self) -> None:
         try:
-            await self._sink.apply(SyncBatch(source_id=self.source.id, state=self._state))
+            await self._writer.apply(SyncBatch(source_id=self.source.id, state=self._state))
         except Exception as exc:  # the mirror itself is unreachable
             log.warning("sync of %s: cannot save state: %s", self.source.id, exc)
 
@@ -423,17 +580,29 @@ class SyncService:
         backoff = min(self._options.max_backoff, interval * 2.0**self._failures)
         return backoff * random.uniform(0.5, 1.0)
 
-    def _record(self, report: CycleReport, written: WriteResult) -> None:
+    def _record(
+        self, report: CycleReport, written: WriteResult, state: SourceState | None = None
+    ) -> None:
         report.written.add(written)
-        self._state.counters.deleted += written.deleted
+        (state if state is not None else self._state).counters.deleted += written.deleted
 
 
-def _without_credentials(url: str) -> str:
+def _ms(timestamp: ElsaTimestamp | None) -> int | None:
+    return timestamp.epoch_ms if timestamp is not None else None
+
+
+def without_credentials(url: str) -> str:
     """The URL as shown in status and logs: a `user:password@` part is dropped."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _describe(exc: BaseException) -> str:
+    """An error for the source's status: ELSA's own message, or a database error's first
+    line (never SQL or the rows' values), or the exception's type and text."""
+    if isinstance(exc, ElsaError):
+        return str(exc) or type(exc).__name__
+    if is_database_error(exc):
+        return describe_database_error(exc)
     text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, ElsaError) else f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {text}"[:500]

@@ -1,22 +1,35 @@
 """Where a sync writes: the store in this process, or a remote tamma-sync over HTTP.
 
 Both take the same `SyncBatch` — rows, deletions and the source's new state, applied
-atomically and idempotently — so the sync algorithm does not care which one it has.
+atomically and idempotently — so the sync algorithm does not care which one it has. Both
+tell a batch whose content was refused (`BatchRefused`) from one that could not be
+written now (any other error), so the sync can set one bad row aside and go on.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 import stamina
 from pydantic import SecretStr, TypeAdapter
 
-from tamma_sync.models import Definition, SourceState, SyncBatch
-from tamma_sync.store import Leadership, Store, WriteResult
+from tamma_sync.models import Definition, InstancePosition, SourceState, SyncBatch
+from tamma_sync.store import Leadership, Store, WriteResult, refusal_reason
 
-#: Ids per reconciliation read of the mirror.
-POSITIONS_PAGE = 5_000
+#: Instances per read of the mirror's positions.
+POSITIONS_PAGE: Final = 5_000
+#: What a remote tamma-sync answers a batch whose content it refuses.
+_REFUSED_STATUSES: Final = frozenset({400, 413, 422})
+
+
+class BatchRefused(Exception):
+    """The mirror refused a batch's content (a row it cannot keep); writing it again will
+    fail the same way. `reason` says why, without the rows' values."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Sink(Protocol):
@@ -31,13 +44,22 @@ class Sink(Protocol):
         ...
 
     async def instance_positions(
-        self, source_id: str, after_id: str | None, limit: int
-    ) -> list[tuple[str, int]]:
-        """(id, updatedAt) of the source's live instances, in id order after `after_id`."""
+        self,
+        source_id: str,
+        *,
+        created_from: int | None = None,
+        created_before: int | None = None,
+        active: bool = False,
+        after_id: str | None = None,
+        limit: int = POSITIONS_PAGE,
+    ) -> list[InstancePosition]:
+        """The source's live instances in id order after `after_id`: those created in
+        [created_from, created_before) (epoch ms), or only those not ended (`active`)."""
         ...
 
     async def apply(self, batch: SyncBatch) -> WriteResult:
-        """Apply a batch atomically; applying the same batch twice changes nothing more."""
+        """Apply a batch atomically; applying the same batch twice changes nothing more.
+        BatchRefused when its content is refused (nothing of it is written then)."""
         ...
 
     async def lead(self, source_id: str) -> Leadership | None:
@@ -60,14 +82,33 @@ class StoreSink:
         return [definition for definition in listed if definition.source_id == source_id]
 
     async def instance_positions(
-        self, source_id: str, after_id: str | None, limit: int
-    ) -> list[tuple[str, int]]:
+        self,
+        source_id: str,
+        *,
+        created_from: int | None = None,
+        created_before: int | None = None,
+        active: bool = False,
+        after_id: str | None = None,
+        limit: int = POSITIONS_PAGE,
+    ) -> list[InstancePosition]:
         return await self._store.source_instance_positions(
-            self._tenant_id, source_id, after_id, limit
+            self._tenant_id,
+            source_id,
+            created_from=created_from,
+            created_before=created_before,
+            active=active,
+            after_id=after_id,
+            limit=limit,
         )
 
     async def apply(self, batch: SyncBatch) -> WriteResult:
-        return await self._store.apply_sync_batch(self._tenant_id, batch)
+        try:
+            return await self._store.apply_sync_batch(self._tenant_id, batch)
+        except Exception as exc:
+            reason = refusal_reason(exc)
+            if reason is None:
+                raise
+            raise BatchRefused(reason) from exc
 
     async def lead(self, source_id: str) -> Leadership | None:
         return await self._store.lead(f"sync:{self._tenant_id}:{source_id}")
@@ -83,8 +124,18 @@ class _AlwaysLeading:
         return None
 
 
-_RETRYABLE = (httpx.TransportError, httpx.HTTPStatusError)
 _DEFINITIONS = TypeAdapter(list[Definition])
+_POSITIONS = TypeAdapter(list[InstancePosition])
+
+
+def _error_of(response: httpx.Response) -> str:
+    """The `error` a tamma-sync answer carries, cut short."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error)[:200] if error else response.reason_phrase
 
 
 def _retryable(exc: Exception) -> bool:
@@ -130,13 +181,26 @@ class HttpSink:
         return [definition for definition in listed if definition.source_id == source_id]
 
     async def instance_positions(
-        self, source_id: str, after_id: str | None, limit: int
-    ) -> list[tuple[str, int]]:
+        self,
+        source_id: str,
+        *,
+        created_from: int | None = None,
+        created_before: int | None = None,
+        active: bool = False,
+        after_id: str | None = None,
+        limit: int = POSITIONS_PAGE,
+    ) -> list[InstancePosition]:
         params: dict[str, str | int] = {"limit": limit}
+        if created_from is not None:
+            params["createdFrom"] = created_from
+        if created_before is not None:
+            params["createdBefore"] = created_before
+        if active:
+            params["active"] = "true"
         if after_id is not None:
             params["after"] = after_id
         response = await self._get(f"/api/sync/sources/{source_id}/instances", params)
-        return [(item["id"], item["updatedAt"]) for item in response.json()["items"]]
+        return _POSITIONS.validate_python(response.json()["items"])
 
     @stamina.retry(on=_retryable, attempts=5, timeout=120)
     async def apply(self, batch: SyncBatch) -> WriteResult:
@@ -145,6 +209,8 @@ class HttpSink:
             content=batch.model_dump_json(by_alias=True, exclude_none=True),
             headers={"Content-Type": "application/json"},
         )
+        if response.status_code in _REFUSED_STATUSES:
+            raise BatchRefused(f"HTTP {response.status_code}: {_error_of(response)}")
         response.raise_for_status()
         body = response.json()
         return WriteResult(

@@ -11,13 +11,12 @@ from tamma_sync.api.errors import ApiError
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
     BatchResult,
-    InstancePosition,
     InstancePositions,
     SourceStatus,
     SyncStatus,
     Triggered,
 )
-from tamma_sync.models import SyncBatch
+from tamma_sync.models import MAX_EPOCH_MS, SyncBatch
 from tamma_sync.sync import SyncRunner
 
 router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES)
@@ -71,17 +70,32 @@ async def trigger_sync(
     return Triggered(triggered=runner.trigger([source] if source is not None else mine))
 
 
-@router.get("/sources/{source_id}/instances")
+@router.get("/sources/{source_id}/instances", response_model_exclude_none=True)
 async def source_instances(
     source_id: str,
     store: StoreDep,
     tenant: WriteSync,
     after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_POSITIONS)] = 1000,
+    created_from: Annotated[
+        int | None,
+        Query(alias="createdFrom", ge=0, le=MAX_EPOCH_MS, description="Epoch ms, inclusive."),
+    ] = None,
+    created_before: Annotated[
+        int | None,
+        Query(alias="createdBefore", ge=0, le=MAX_EPOCH_MS, description="Epoch ms, exclusive."),
+    ] = None,
+    active: Annotated[bool, Query(description="Only instances that have not ended.")] = False,
 ) -> InstancePositions:
-    """Ids and `updatedAt` of a source's live instances, in id order: what a pushing sync
-    worker compares with ELSA's listing to find deletions."""
-    positions = await store.source_instance_positions(tenant, source_id, after, limit)
-    return InstancePositions(
-        items=[InstancePosition(id=row_id, updated_at=at) for row_id, at in positions]
+    """Ids, `createdAt`, `updatedAt` and `subStatus` of a source's live instances, in id
+    order: what a pushing sync worker compares with ELSA's listing."""
+    positions = await store.source_instance_positions(
+        tenant,
+        source_id,
+        created_from=created_from,
+        created_before=created_before,
+        active=active,
+        after_id=after,
+        limit=limit,
     )
+    return InstancePositions(items=positions)

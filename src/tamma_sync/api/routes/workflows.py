@@ -12,8 +12,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from tamma_sync.api.deps import DeleteWorkflows, ManageWorkflows, StoreDep, ViewWorkflows
-from tamma_sync.api.errors import not_found
+from tamma_sync.api.deps import (
+    DeleteWorkflows,
+    ManageWorkflows,
+    StoreDep,
+    SyncRunnerDep,
+    ViewWorkflows,
+)
+from tamma_sync.api.errors import ApiError, not_found
 from tamma_sync.api.filters import sub_status_filter
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
 from tamma_sync.api.responses import JsonBytes, json_array, json_response
@@ -26,6 +32,7 @@ from tamma_sync.api.schemas import (
     InstanceList,
     Ok,
 )
+from tamma_sync.elsa import ElsaError, ElsaNotFound, ElsaUnavailable
 from tamma_sync.models import (
     MAX_EPOCH_MS,
     MAX_INT32,
@@ -34,7 +41,7 @@ from tamma_sync.models import (
     InstancePatch,
     SubStatus,
 )
-from tamma_sync.store import InstanceQuery
+from tamma_sync.store import InstanceQuery, Store
 
 log = logging.getLogger(__name__)
 
@@ -177,23 +184,76 @@ async def update_instance(
 @router.post(
     "/instances/{instance_id}/cancel",
     response_model_exclude_none=True,
-    responses={404: {"description": "Instance not found"}},
+    responses={
+        202: {"model": CancelledInstance, "description": "ELSA is still cancelling it"},
+        404: {"description": "Instance not found"},
+        409: {"description": "It has ended, or its ELSA source is not synced here"},
+        502: {"description": "ELSA refused or cannot cancel"},
+        503: {"description": "ELSA unreachable"},
+    },
 )
 async def cancel_instance(
-    instance_id: str, store: StoreDep, tenant: ManageWorkflows
+    instance_id: str,
+    store: StoreDep,
+    tenant: ManageWorkflows,
+    runner: SyncRunnerDep,
+    response: Response,
 ) -> CancelledInstance:
-    """Mark an instance cancelled in the mirror (nothing is sent to ELSA)."""
+    """Cancel an instance. One mirrored from ELSA is cancelled in ELSA, which is then read
+    back (200 once ELSA has ended it, 202 while it is still cancelling); an instance that
+    did not come from ELSA is marked cancelled in the mirror, as the original API did."""
     instance = await store.get_instance(tenant, instance_id)
     if instance is None:
         raise not_found("Instance")
     if instance.sub_status is SubStatus.CANCELLED:
         return CancelledInstance(**instance.model_dump(), message="Instance already cancelled")
+    if instance.source_id is None:
+        return await _cancel_in_mirror(store, tenant, instance)
+    if instance.has_ended:
+        raise ApiError(
+            409, f"Instance has already ended ({instance.sub_status}); it cannot be cancelled"
+        )
+    source = runner.source(tenant, instance.source_id) if runner is not None else None
+    if source is None:
+        raise ApiError(
+            409,
+            f"Instance is mirrored from ELSA source {instance.source_id!r}, which this server "
+            "does not sync: cancel it there",
+        )
+    try:
+        ended = await source.cancel(instance_id)
+    except ElsaNotFound as exc:
+        raise ApiError(
+            502,
+            f"ELSA source {instance.source_id!r} cannot cancel instances "
+            "(ELSA has a cancel route from 3.1)",
+        ) from exc
+    except ElsaUnavailable as exc:
+        raise ApiError(503, f"ELSA source {instance.source_id!r} is unavailable: {exc}") from exc
+    except ElsaError as exc:
+        raise ApiError(
+            502, f"ELSA source {instance.source_id!r} refused the cancel: {exc}"
+        ) from exc
+    cancelled = await store.get_instance(tenant, instance_id)
+    if cancelled is None:
+        raise not_found("Instance")
+    log.info("instance %s cancelled in ELSA source %s", instance_id, instance.source_id)
+    if ended:
+        return CancelledInstance(**cancelled.model_dump())
+    response.status_code = status.HTTP_202_ACCEPTED
+    return CancelledInstance(
+        **cancelled.model_dump(),
+        message="Cancel sent to ELSA; it has not ended the instance yet",
+    )
+
+
+async def _cancel_in_mirror(store: Store, tenant: str, instance: Instance) -> CancelledInstance:
     cancelled = await store.update_instance(
-        tenant, instance_id, InstancePatch(status="cancelled", sub_status=SubStatus.CANCELLED)
+        tenant, instance.id, InstancePatch(status="cancelled", sub_status=SubStatus.CANCELLED)
     )
     if cancelled is None:
         raise not_found("Instance")
-    log.info("instance %s cancelled (previous status %r)", instance_id, instance.status)
+    log.info("instance %s cancelled (previous status %r)", instance.id, instance.status)
     return CancelledInstance(**cancelled.model_dump())
 
 

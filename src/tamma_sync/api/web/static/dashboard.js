@@ -118,7 +118,15 @@ const source = (s) =>
     s.lastError
       ? h('p', { class: 'error-text' }, s.lastError,
         s.lastErrorAt ? [' ', h('span', { class: 'muted' }, '(', when(s.lastErrorAt), ')')] : null)
-      : null);
+      : null,
+    s.rejections && s.rejections.length ? rejections(s.rejections) : null);
+
+// Rows the sync set aside (retried later): the newest few, each with its reason.
+const rejections = (list) =>
+  h('details', { class: 'rejections' },
+    h('summary', {}, `${list.length} ${list.length === 1 ? 'row' : 'rows'} set aside, retried later`),
+    h('ul', {}, list.slice(-5).reverse().map((r) =>
+      h('li', {}, h('span', { class: 'mono' }, r.id), ' ', h('span', { class: 'error-text' }, r.reason)))));
 
 const engine = (e) =>
   h('li', { class: 'card', 'data-id': e.id },

@@ -1,0 +1,69 @@
+"""What a database error means to the caller: try again later, or this content is refused."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
+
+from tamma_sync.models import InvalidWrite
+
+#: Longest reason kept from a driver's message.
+MAX_REASON: Final = 200
+#: SQLSTATE classes of errors about the data itself: data exception, integrity violation.
+_REFUSED_SQLSTATE_CLASSES: Final = ("22", "23")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached right now (worth a retry)."""
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether an error came from the database layer (its text may carry SQL and values)."""
+    return isinstance(exc, SQLAlchemyError)
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """Why the store refused a write's content (a value it cannot keep, a text PostgreSQL
+    will not take), or None when the error is not about the content.
+
+    Only the driver's own first line is kept: SQLAlchemy's text of the same error carries
+    the statement and its parameters, which may hold anything ELSA sent.
+    """
+    if isinstance(exc, InvalidWrite):
+        return _cut(str(exc))
+    if isinstance(exc, StatementError) and isinstance(exc.orig, InvalidWrite):
+        return _cut(str(exc.orig))
+    if not isinstance(exc, DBAPIError) or is_database_unavailable(exc):
+        return None
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if isinstance(exc, DataError | IntegrityError) or sqlstate[:2] in _REFUSED_SQLSTATE_CLASSES:
+        return describe_database_error(exc)
+    return None
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """A database error in one line, without the statement or its parameters: the driver's
+    own exception (asyncpg's, under SQLAlchemy's adapter) and its first line."""
+    cause: BaseException = exc
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        cause = exc.orig
+        if cause.__cause__ is not None:
+            cause = cause.__cause__
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return _cut(f"{type(cause).__name__}: {first}" if first else type(cause).__name__)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
