@@ -238,6 +238,36 @@ async def test_nothing_is_deleted_when_elsa_answers_404_for_every_instance(
         assert len(await mirrored_instances(store)) == before
 
 
+async def test_when_elsa_holds_no_instance_any_more_the_mirror_follows(store: Store) -> None:
+    """No listed instance to check ELSA's answers against: the empty listing and the 404s
+    agree, and every instance goes."""
+    sim = ElsaSimulator(SimulatorConfig(seed=72, instances=60))
+    async with syncing(sim, store, _options()) as (service, _):
+        await service.run_cycle()
+        sim.delete_instances(sim.instance_ids())
+        await service.run_cycle()
+        assert await mirrored_instances(store) == []
+
+
+async def test_an_instance_elsa_cannot_load_is_no_control(store: Store) -> None:
+    """Before it deletes anything the sweep asks ELSA for instances it has just listed; one
+    that answers 500 is passed over for the next, at one attempt each."""
+    sim = ElsaSimulator(SimulatorConfig(seed=73, instances=120))
+    by_creation = sorted(sim.snapshot().instances.values(), key=lambda t: t.created_at)
+    failing = [truth.id for truth in by_creation[-2:]]  # the newest: asked first
+    gone = [t.id for t in by_creation[-15:-2] if t.sub_status == "Finished"][:3]  # last window
+    assert gone
+    async with syncing(sim, store, _options()) as (service, recorder):
+        await service.run_cycle()
+        sim.delete_instances(gone)
+        recorder.canned += [Canned("GET", f"/workflow-instances/{i}", 500) for i in failing]
+        await service.run_cycle()
+        for instance_id in gone:
+            assert await store.get_instance(T, instance_id) is None
+        for instance_id in failing:
+            assert recorder.paths("GET").count(f"/elsa/api/workflow-instances/{instance_id}") == 1
+
+
 # What ELSA answers does not depend on how the store keeps it: SQLite only.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("version", ["3.0.0", "3.1.0", "3.2.0", "3.2.1", "3.3.0", "3.7.1"])

@@ -180,14 +180,16 @@ class Sweep:
 
     async def _control_answers(self) -> bool:
         """Whether ELSA answers 200 for an instance it listed just now: the newest listed,
-        then older ones (ELSA may have deleted one since), a few at most."""
+        then older ones (ELSA may have deleted one since, or fail to load one), a few at
+        most. A sweep that listed nothing up to its bound has no instance to ask for;
+        ELSA's listing then says there are none, and 404s agree with it."""
+        if not self._listed:
+            return not self.running
         for control in reversed(self._listed[-CONTROLS:]):
-            try:
-                await self._timed(self._client.get_instance(control))
-            except ElsaNotFound:
-                continue
+            try:  # one attempt: an instance ELSA fails to load must not hold the cycle up
+                await self._timed(self._client.get_instance(control, once=True))
             except ElsaError:
-                break
+                continue
             return True
         log.warning(
             "sweep of %s: ELSA answers no instance it has just listed; nothing is deleted",
