@@ -67,7 +67,9 @@ class DetailReader:
         async def one(instance_id: str) -> None:
             async with self._slots:
                 try:
-                    detail = known.get(instance_id) or await self._client.get_instance(instance_id)
+                    detail = known.get(instance_id) or await self._client.get_instance(
+                        instance_id, once=once
+                    )
                     variables = await self._client.get_instance_variables(
                         instance_id, detail=detail
                     )
