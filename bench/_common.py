@@ -273,6 +273,17 @@ def temp_postgres_database(admin_url: str, label: str = "") -> Iterator[str]:
         _blocking(_pg_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextlib.contextmanager
+def fresh_database(kind: str, admin_url: str, workdir: Path, label: str) -> Iterator[str]:
+    """A fresh database of `kind`: an SQLite file `<label>.db` in `workdir`, or a throwaway
+    PostgreSQL database; yields its plain URL."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'{label}.db'}"
+    else:
+        with temp_postgres_database(admin_url, label) as url:
+            yield url
+
+
 def database_name(database_url: str) -> str:
     return _plain_dsn(database_url).partition("?")[0].rsplit("/", 1)[1]
 
@@ -611,6 +622,19 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
         default=120.0,
         help="seconds to wait at most for other processes to leave the CPUs idle (default 120)",
     )
+
+
+def start_run(
+    title: str, module: str, args: argparse.Namespace, databases: Sequence[str]
+) -> tuple[Report, str, float]:
+    """The report of a run on `databases` (PostgreSQL described only when used), the
+    PostgreSQL admin URL, and the busy cores measured once the machine was quiet."""
+    admin_url = postgres_admin_url(args.postgres_url)
+    machine = machine_description(admin_url if "postgresql" in databases else None)
+    report = Report(title, command_line(module), machine)
+    busy = wait_for_quiet(args.quiet_wait)
+    print(f"machine busy before start: {busy:.2f} cores", file=sys.stderr)
+    return report, admin_url, busy
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

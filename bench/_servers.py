@@ -43,7 +43,8 @@ class Child:
         return [self.pid, *workers]
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM (a graceful shutdown), then SIGKILL after `timeout` seconds."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -69,7 +70,7 @@ def _child(
             raise RuntimeError(f"{name} did not start; its log ends with:\n{tail}") from None
         yield Child(base_url, port, process, log_file)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextlib.contextmanager

@@ -46,11 +46,11 @@ from bench._common import (
     common_arguments,
     distribution_ms,
     fmt,
+    fresh_database,
     machine_description,
     postgres_admin_url,
     retrying_async,
     table,
-    temp_postgres_database,
     wait_for_quiet,
 )
 from bench._servers import Child, tamma_sync_server
@@ -234,15 +234,6 @@ async def _measure(
 
 
 @contextlib.contextmanager
-def _database(kind: str, admin_url: str, workdir: Path, label: str) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / f'{label}.db'}"
-    else:
-        with temp_postgres_database(admin_url, label) as url:
-            yield url
-
-
-@contextlib.contextmanager
 def _servers(url: str, processes: int, workdir: Path) -> Iterator[tuple[Child, Child]]:
     with tamma_sync_server(url, workdir) as first:
         if processes == 1:
@@ -258,7 +249,7 @@ async def _run_scenario(
     kind, processes = SCENARIOS[name]
     code_checkpoint(name)
     with (
-        _database(kind, admin_url, workdir, name.replace("-", "_")) as url,
+        fresh_database(kind, admin_url, workdir, name.replace("-", "_")) as url,
         _servers(url, processes, workdir) as (writer, subscriber),
     ):
         obs, context = await _measure(

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,12 @@ from bench._common import (
     command_line,
     common_arguments,
     fmt,
+    fresh_database,
     machine_description,
     postgres_admin_url,
     raise_fd_limit,
     retrying_async,
     table,
-    temp_postgres_database,
     wait_for_quiet,
 )
 from bench._servers import Child, tamma_sync_server
@@ -358,22 +357,13 @@ async def measure_pollers(
 # -- orchestration ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _database(kind: str, admin_url: str, workdir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'idle.db'}"
-    else:
-        with temp_postgres_database(admin_url, "idle") as url:
-            yield url
-
-
 async def run_database(
     kind: str, args: argparse.Namespace, admin_url: str, workdir: Path
 ) -> dict[str, Any]:
     pg_admin = admin_url if kind == "postgresql" else None
     result: dict[str, Any] = {"database": kind}
     code_checkpoint(f"{kind} server")
-    with _database(kind, admin_url, workdir) as url:
+    with fresh_database(kind, admin_url, workdir, "idle") as url:
         print(f"[{kind}] server with {args.subscribers} idle subscribers ...", file=sys.stderr)
         with tamma_sync_server(url, workdir) as server:
             result["server"] = await measure_server(
