@@ -12,11 +12,17 @@ from tamma_sync.elsa.errors import (
     ElsaProtocolError,
     ElsaUnavailable,
 )
-from tamma_sync.elsa.listings import ChangePage, Column, Listing, filter_timestamp
+from tamma_sync.elsa.listings import (
+    ChangePage,
+    Column,
+    Listing,
+    filter_timestamp,
+    require_ascending,
+)
 from tamma_sync.elsa.mapping import definition_write, instance_write, sub_status
 from tamma_sync.elsa.timestamps import ElsaTimestamp
 from tamma_sync.elsa.transport import RetryPolicy, Timeouts
-from tamma_sync.elsa.wire import InstanceDetail, InstanceSummary
+from tamma_sync.elsa.wire import InstanceDetail, InstanceSummary, VariableValue
 
 __all__ = [
     "ChangePage",
@@ -34,8 +40,10 @@ __all__ = [
     "Listing",
     "RetryPolicy",
     "Timeouts",
+    "VariableValue",
     "definition_write",
     "filter_timestamp",
     "instance_write",
+    "require_ascending",
     "sub_status",
 ]

@@ -21,8 +21,8 @@ from tamma_sync.elsa import (
     ElsaProtocolError,
     ElsaUnavailable,
     InstanceDetail,
+    VariableValue,
 )
-from tamma_sync.elsa.wire import VariableValue
 
 #: Statuses that say ELSA failed on this one instance (not that it is down or overloaded).
 INSTANCE_FAULTS: Final = frozenset({500})

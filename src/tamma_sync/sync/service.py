@@ -27,7 +27,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -35,7 +35,6 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import ValidationError
 
 from tamma_sync.elsa import (
-    ChangePage,
     ElsaClient,
     ElsaError,
     ElsaTimestamp,
@@ -66,6 +65,7 @@ from tamma_sync.store import (
 )
 from tamma_sync.sync.details import DetailReader, Details
 from tamma_sync.sync.observed import DetailAges, RecentRows
+from tamma_sync.sync.prefetch import prefetched
 from tamma_sync.sync.sink import POSITIONS_PAGE, Sink
 from tamma_sync.sync.sweep import Sweep, Window
 from tamma_sync.sync.writer import Rejections, Writer
@@ -343,7 +343,8 @@ class SyncService:
         cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
         lookback = round(self._options.lookback * _TICKS_PER_SECOND)
         since = cursor.shifted(-lookback) if cursor is not None else None
-        async for page in self._prefetched(self._client.iter_instance_changes(since)):
+        changes = self._client.iter_instance_changes(since)
+        async for page in prefetched(changes, PREFETCH_PAGES):
             rows = [row for row in page.items if not self._recent.is_known(row)]
             # The cursor moves only once the page it covers is stored.
             advanced = self._state.model_copy(deep=True)
@@ -522,31 +523,6 @@ class SyncService:
             return False
         # From the row's own text: a row our models refuse is refused by `_keep`, not here.
         return sub_status(row.sub_status) not in ENDED_SUB_STATUSES
-
-    async def _prefetched(self, pages: AsyncGenerator[ChangePage]) -> AsyncIterator[ChangePage]:
-        """Read the next pages from ELSA while the current one is being written."""
-        queue: asyncio.Queue[ChangePage | Exception | None] = asyncio.Queue(PREFETCH_PAGES)
-
-        async def produce() -> None:
-            try:
-                async with contextlib.aclosing(pages) as stream:
-                    async for page in stream:
-                        await queue.put(page)
-            except Exception as exc:  # handed to the consumer, who raises it
-                await queue.put(exc)
-            else:
-                await queue.put(None)
-
-        producer = asyncio.create_task(produce())
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
 
     async def _leading(self) -> bool:
         if self._leadership is not None and not await self._leadership.still_held():

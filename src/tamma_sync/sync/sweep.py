@@ -39,8 +39,8 @@ from tamma_sync.elsa import (
     ElsaTimestamp,
     InstanceDetail,
     InstanceSummary,
+    require_ascending,
 )
-from tamma_sync.elsa.listings import require_ascending
 
 log = logging.getLogger(__name__)
 

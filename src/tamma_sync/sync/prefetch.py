@@ -1,0 +1,37 @@
+"""Reading ahead: the next pages of a listing are fetched while the current one is written."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def prefetched(pages: AsyncGenerator[T], depth: int) -> AsyncIterator[T]:
+    """Yield `pages` in order while up to `depth` more are fetched behind them; an error
+    while fetching is raised where the page it stopped would have been."""
+    queue: asyncio.Queue[tuple[T] | Exception | None] = asyncio.Queue(depth)
+
+    async def produce() -> None:
+        try:
+            async with contextlib.aclosing(pages) as stream:
+                async for page in stream:
+                    await queue.put((page,))
+        except Exception as exc:  # handed to the consumer, who raises it
+            await queue.put(exc)
+        else:
+            await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item[0]
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
