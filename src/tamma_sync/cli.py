@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
 
 from tamma_sync.api import create_app
 from tamma_sync.api.app import refusal
@@ -21,7 +25,13 @@ from tamma_sync.api.workers import STARTUP_FAILED, ServeOptions, run_server, run
 from tamma_sync.elsa import ElsaClient, ElsaError
 from tamma_sync.logs import configure_logging
 from tamma_sync.models import ApiKey, Scope
-from tamma_sync.settings import DetailsPolicy, Settings, settings_table
+from tamma_sync.settings import (
+    DetailsPolicy,
+    Settings,
+    describe_settings_error,
+    has_credentials,
+    settings_table,
+)
 from tamma_sync.simulator import (
     ADMIN_API_KEY,
     ElsaSimulator,
@@ -65,11 +75,38 @@ DatabaseOption = Annotated[
 
 def _settings(database_url: str | None = None) -> Settings:
     try:
-        if database_url is None:
-            return Settings()
-        return Settings(database_url=database_url)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        settings = Settings() if database_url is None else Settings(database_url=database_url)
+    except ValidationError as exc:
+        _refuse(describe_settings_error(exc))
+    except SettingsError as exc:  # JSON that does not parse; its text quotes no value
+        _refuse(str(exc))
+    _check_sqlite_directory(settings)
+    return settings
+
+
+def _check_sqlite_directory(settings: Settings) -> None:
+    """SQLite writes its file and, beside it, its journal: refuse a directory where no file
+    can be made (read-only, not a directory, not creatable) before anything starts."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    directory = Path(url.database).parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        setting = "TAMMA_SYNC_DATABASE_URL" if settings.database_url else "TAMMA_SYNC_DATA_DIR"
+        _refuse(
+            f"cannot write the SQLite database's directory {directory}: {exc.strerror}; "
+            f"set {setting} to a writable place"
+        )
+
+
+def _refuse(reason: str) -> NoReturn:
+    """Stop before starting anything: one line on stderr, exit code 2 (a usage error)."""
+    typer.echo(f"Error: {reason}", err=True)
+    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -98,8 +135,7 @@ def serve(
     settings = _settings(database_url)
     configure_logging(settings.log_format)
     if not is_loopback(host) and not insecure and not _with_store(database_url, _has_keys):
-        typer.echo(f"Error: {refusal(host)}", err=True)
-        raise typer.Exit(code=2)
+        _refuse(refusal(host))
     options = ServeOptions(settings=settings, host=host, port=port, insecure=insecure)
     if workers > 1:
         raise typer.Exit(code=run_workers(options, workers))
@@ -230,8 +266,24 @@ def sync(
     sources = settings.elsa_sources()
     if not sources:
         raise typer.BadParameter("no ELSA source: set TAMMA_SYNC_ELSA_URL or TAMMA_SYNC_SOURCES")
+    if push_url is not None:
+        _check_push_url(push_url, push_key)
     failed = asyncio.run(_sync(settings, once, push_url, push_key))
     raise typer.Exit(code=1 if failed else 0)
+
+
+def _check_push_url(push_url: str, push_key: str | None) -> None:
+    """Refuse a push URL httpx cannot read, or whose credentials would replace the key's
+    Authorization header (every push 401)."""
+    try:
+        with_credentials = has_credentials(push_url)
+    except ValueError as exc:
+        _refuse(f"--push-url is not a valid URL: {exc}")
+    if with_credentials and push_key:
+        _refuse(
+            "--push-url carries credentials (user:password@) and a push key is set "
+            "(--push-key or TAMMA_SYNC_PUSH_KEY): give one of them"
+        )
 
 
 async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: str | None) -> bool:
@@ -399,7 +451,7 @@ def demo(
 ) -> None:
     """Simulated ELSA → sync → SQLite → API and dashboard, moving live. Ctrl-C stops it."""
     configure_logging()
-    settings = Settings()
+    settings = _settings()
     database = settings.data_dir / "demo.db"
     for stale in settings.data_dir.glob("demo.db*"):
         stale.unlink()

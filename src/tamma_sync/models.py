@@ -13,8 +13,16 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 DEFAULT_TENANT_ID: Final = "00000000-0000-0000-0000-000000000000"
 
@@ -24,6 +32,10 @@ MAX_EPOCH_MS: Final = 253_402_300_799_999
 MAX_INT32: Final = 2**31 - 1
 #: Longest identifier accepted (ids, definition ids, tenant ids, correlation ids).
 MAX_ID_LENGTH: Final = 255
+#: The narrower text columns: a source id, and what an engine says of its kind and state.
+MAX_SOURCE_ID_LENGTH: Final = 100
+MAX_ENGINE_KIND_LENGTH: Final = 50
+MAX_ENGINE_LABEL_LENGTH: Final = 100
 #: Most rows of each kind one sync batch may carry.
 MAX_BATCH_INSTANCES: Final = 5_000
 MAX_BATCH_DEFINITIONS: Final = 5_000
@@ -103,8 +115,54 @@ def _parse_sub_status(value: Any) -> Any:
     return SubStatus.parse(value) if isinstance(value, str) else value
 
 
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
-ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]
+def _storable(value: str) -> str:
+    """PostgreSQL's text cannot hold NUL, so neither database is given one."""
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "the NUL character (\\u0000) is not allowed")
+    return value
+
+
+def _path_safe(value: str) -> str:
+    """An id must fit in one URL path segment, or it could never be read or deleted."""
+    if "/" in value:
+        raise PydanticCustomError("slash_in_id", "an id may not contain '/'")
+    return value
+
+
+#: Longest error kept in a source's `lastError`: a pushed state may not carry more.
+MAX_ERROR_LENGTH: Final = 500
+
+
+def clip_error(text: str) -> str:
+    """`text` cut to `MAX_ERROR_LENGTH` characters, whatever a server answered."""
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+#: Text bound for a column: no NUL; the bounded kinds also no longer than their column.
+Text = Annotated[str, AfterValidator(_storable)]
+EntityId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    AfterValidator(_storable),
+    AfterValidator(_path_safe),
+]
+#: An id the writer may leave empty, for the server to make one.
+IdOrEmpty = Annotated[
+    str,
+    StringConstraints(max_length=MAX_ID_LENGTH),
+    AfterValidator(_storable),
+    AfterValidator(_path_safe),
+]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH), AfterValidator(_storable)]
+SourceId = Annotated[
+    str, StringConstraints(max_length=MAX_SOURCE_ID_LENGTH), AfterValidator(_storable)
+]
+EngineKind = Annotated[
+    str, StringConstraints(max_length=MAX_ENGINE_KIND_LENGTH), AfterValidator(_storable)
+]
+EngineLabel = Annotated[
+    str, StringConstraints(max_length=MAX_ENGINE_LABEL_LENGTH), AfterValidator(_storable)
+]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 Int32 = Annotated[int, Field(ge=0, le=MAX_INT32)]
 Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -177,16 +235,16 @@ class DefinitionWrite(WriteModel):
     """A definition as a writer sends it. Fields left as None keep their stored value."""
 
     id: EntityId
-    name: str | None = None
+    name: Text | None = None
     version: Int32 | None = None
-    description: str | None = None
+    description: Text | None = None
     activities: list[Any] | None = None
     variables: list[Any] | None = None
     version_id: ShortText | None = None
     is_published: bool | None = None
     is_latest: bool | None = None
     created_at: EpochMs | None = None
-    source_id: ShortText | None = None
+    source_id: SourceId | None = None
 
 
 class Instance(WireModel):
@@ -228,17 +286,17 @@ class InstanceWrite(WriteModel):
     definition_id: EntityId
     status: ShortText | None = None
     sub_status: SubStatusField | None = None
-    current_activity: str | None = None
+    current_activity: Text | None = None
     variables: dict[str, Any] | None = None
     correlation_id: ShortText | None = None
-    name: str | None = None
+    name: Text | None = None
     incident_count: Int32 | None = None
     definition_version: Int32 | None = None
     definition_version_id: ShortText | None = None
     created_at: EpochMs | None = None
     updated_at: EpochMs | None = None
     finished_at: EpochMs | None = None
-    source_id: ShortText | None = None
+    source_id: SourceId | None = None
 
 
 class InstancePatch(WriteModel):
@@ -249,7 +307,7 @@ class InstancePatch(WriteModel):
 
     status: ShortText | None = None
     sub_status: SubStatusField | None = None
-    current_activity: str | None = None
+    current_activity: Text | None = None
     variables: dict[str, Any] | None = None
     updated_at: EpochMs | None = None
     finished_at: EpochMs | None = None
@@ -374,10 +432,10 @@ class SourceState(WireModel):
     source_id: EntityId
     phase: SyncPhase = SyncPhase.SYNCING
     url: ShortText | None = None
-    elsa_version: ShortText | None = None
+    elsa_version: EngineLabel | None = None
     cursor: Annotated[str, StringConstraints(pattern=ELSA_TIMESTAMP_PATTERN)] | None = None
     last_success_at: EpochMs | None = None
-    last_error: str | None = None
+    last_error: Annotated[str, AfterValidator(clip_error)] | None = None
     last_error_at: EpochMs | None = None
     last_cycle_ms: Annotated[int, Field(ge=0)] | None = None
     reconciled_at: EpochMs | None = Field(
@@ -418,7 +476,7 @@ class SyncBatch(WriteModel):
     no-op, and the state is overwritten with the same values.
     """
 
-    source_id: EntityId
+    source_id: Annotated[SourceId, StringConstraints(min_length=1), AfterValidator(_path_safe)]
     definitions: list[DefinitionWrite] = Field(
         default_factory=list, max_length=MAX_BATCH_DEFINITIONS
     )
@@ -474,10 +532,10 @@ DEFAULT_HEARTBEAT_INTERVAL_SECONDS: Final = 30.0
 class EngineReport(WriteModel):
     """What an engine says about itself when it registers or heartbeats."""
 
-    name: str | None = None
-    kind: ShortText | None = None
-    version: ShortText | None = None
-    state: ShortText | None = Field(
+    name: Text | None = None
+    kind: EngineKind | None = None
+    version: EngineLabel | None = None
+    state: EngineLabel | None = Field(
         default=None,
         description="A Tamma engine state, or any other word.",
         examples=list(TAMMA_ENGINE_STATES),
@@ -511,7 +569,7 @@ class EngineEventWrite(WriteModel):
     to the server. Re-sending an event with the same id stores it once."""
 
     id: EntityId | None = None
-    type: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+    type: Annotated[EngineLabel, StringConstraints(min_length=1)] = Field(
         description="One of Tamma's event types, or any other name.",
         examples=list(TAMMA_EVENT_TYPES),
     )

@@ -7,7 +7,7 @@ import logging
 
 from tamma_sync.models import now_ms
 from tamma_sync.settings import Settings
-from tamma_sync.store import PurgeCutoffs, Store
+from tamma_sync.store import PurgeCutoffs, Store, describe_database_error
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class RetentionService:
             try:
                 await self.purge_once()
             except Exception as exc:  # the database may be away: next time
-                log.warning("retention: purge failed: %s", exc)
+                log.warning("retention: purge failed: %s", describe_database_error(exc))
 
     async def purge_once(self) -> dict[str, int]:
         purged = await self._store.purge(cutoffs(self._settings, now_ms()))

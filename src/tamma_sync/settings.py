@@ -6,17 +6,31 @@ environment. `tamma-sync settings` prints every setting with its default.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tamma_sync.models import DEFAULT_TENANT_ID
 
 SQLITE_FILE_NAME = "tamma-sync.db"
+#: Bytes a second a request body must keep arriving at to be given more than
+#: `request_timeout_seconds`: a large upload on a slow link passes, a trickle does not.
+MIN_BODY_RATE = 16 * 1024
 
 
 class DetailsPolicy(StrEnum):
@@ -35,8 +49,8 @@ def normalize_database_url(url: str) -> str:
     `postgresql+asyncpg://…`; the async forms pass through. Anything else is rejected.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"not a database URL: {url!r}")
+    if not sep:  # the URL is not repeated: it may hold a password
+        raise ValueError("not a database URL: use sqlite:///path.db or postgresql://…")
     driver = {
         "sqlite": "sqlite+aiosqlite",
         "sqlite+aiosqlite": "sqlite+aiosqlite",
@@ -50,6 +64,77 @@ def normalize_database_url(url: str) -> str:
             "postgresql://user@host:port/db"
         )
     return f"{driver}://{rest}"
+
+
+def without_credentials(url: str) -> str:
+    """The URL as shown in status, logs and errors: a `user:password@` part is dropped.
+
+    Everything up to the last `@` goes, not urlsplit's user info: a password holding an
+    unescaped `/`, `?` or `#` would pass for a path there, and be shown."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    return scheme + sep + rest.rpartition("@")[2]
+
+
+def has_credentials(url: str) -> bool:
+    """Whether `url` carries a `user:password@` part (any `@`, as `without_credentials`
+    reads it), which httpx sends as Basic auth over any other Authorization. ValueError if
+    its port cannot be read: an unescaped `/` in a password leaves the password's start
+    where the port should be, and httpx would quote it."""
+    try:
+        _ = urlsplit(url).port  # raises for a port that is not a number
+    except ValueError:
+        raise ValueError(
+            "its host or port cannot be read (percent-encode any / ? # in a password)"
+        ) from None
+    return without_credentials(url) != url
+
+
+@dataclass(frozen=True)
+class _CredentialNames:
+    """How one source's credential settings are called where they are set."""
+
+    url: str
+    api_key: str
+    username: str
+    password: str
+
+
+_SOURCE_NAMES = _CredentialNames("url", "apiKey", "username", "password")
+_ENV_NAMES = _CredentialNames(
+    "TAMMA_SYNC_ELSA_URL",
+    "TAMMA_SYNC_ELSA_API_KEY",
+    "TAMMA_SYNC_ELSA_USERNAME",
+    "TAMMA_SYNC_ELSA_PASSWORD",
+)
+
+
+def _credentials_problem(
+    url: str,
+    api_key: SecretStr | None,
+    username: str | None,
+    password: SecretStr | None,
+    names: _CredentialNames,
+) -> str | None:
+    """Why these credentials cannot work, or None. Two kinds at once would each replace the
+    other's Authorization header (every request 401), and a blank key sends `ApiKey `."""
+    if (username is None) != (password is None):
+        return f"{names.username} and {names.password} go together"
+    if api_key is not None and username is not None:
+        return f"give {names.api_key} or {names.username}, not both"
+    if api_key is not None and not api_key.get_secret_value().strip():
+        return f"{names.api_key} is empty: give the key, or leave it unset"
+    try:
+        in_url = has_credentials(url)
+    except ValueError as exc:
+        return f"{names.url} is not a valid URL: {exc}"
+    if in_url and (api_key is not None or username is not None):
+        other = names.api_key if api_key is not None else names.username
+        return (
+            f"{names.url} carries credentials (user:password@) and {other} is set: give one of them"
+        )
+    return None
 
 
 class SourceSettings(BaseModel):
@@ -68,10 +153,11 @@ class SourceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Self:
-        if (self.username is None) != (self.password is None):
-            raise ValueError(f"source {self.id!r}: username and password go together")
-        if self.api_key is not None and self.username is not None:
-            raise ValueError(f"source {self.id!r}: give an apiKey or a username, not both")
+        problem = _credentials_problem(
+            self.url, self.api_key, self.username, self.password, _SOURCE_NAMES
+        )
+        if problem is not None:
+            raise ValueError(f"source {self.id!r}: {problem}")
         return self
 
 
@@ -120,6 +206,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted (bytes); larger ones get 413.",
     )
+    request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client has to send a request's head, and its body (one "
+        f"second more per {MIN_BODY_RATE // 1024} KiB received); a slower client gets 408 "
+        "and its connection is closed. Responses, such as SSE streams, are not limited.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed to call the API from a browser, as JSON (e.g. "
@@ -164,6 +257,13 @@ class Settings(BaseSettings):
         description="Log a line per HTTP request (to stdout, or with the JSON logs). Off "
         "where a proxy in front logs requests: writing it costs 5-10 % of the server's CPU "
         "per request.",
+    )
+    public_source_detail: bool = Field(
+        default=False,
+        description="Show every ELSA source's id and figures on /metrics and /readyz to "
+        "callers without an API key, e.g. a Prometheus scraper on a private network. Off: "
+        "once API keys are in use, those answers name a source only to a key of its tenant "
+        "with dashboard:view.",
     )
 
     elsa_url: str | None = Field(default=None, description="Base URL of the one ELSA server.")
@@ -250,15 +350,45 @@ class Settings(BaseSettings):
             )
         return sources
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, url: str | None) -> str | None:
+        if url:
+            normalize_database_url(url)
+        return url
+
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.database_url:
-            normalize_database_url(self.database_url)
+        if self.elsa_url:  # checked here, to name the environment variables
+            problem = _credentials_problem(
+                self.elsa_url,
+                self.elsa_api_key,
+                self.elsa_username,
+                self.elsa_password,
+                _ENV_NAMES,
+            )
+            if problem is not None:
+                raise ValueError(problem)
         ids = [source.id for source in self.elsa_sources()]
         duplicates = {source_id for source_id in ids if ids.count(source_id) > 1}
         if duplicates:
             raise ValueError(f"duplicate ELSA source ids: {sorted(duplicates)}")
         return self
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """Why the settings are refused, in one line naming each setting; never the values given
+    (pydantic's own text repeats them: passwords, keys, database URLs)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:
+            problems.append(message)
+            continue
+        first, *rest = (str(part) for part in error["loc"])
+        name = first if first.startswith("TAMMA_SYNC_") else f"TAMMA_SYNC_{first.upper()}"
+        problems.append(f"{'.'.join([name, *rest])}: {message}")
+    return "; ".join(problems)
 
 
 def settings_table() -> str:

@@ -14,6 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tamma_sync.elsa import ElsaClient
 from tamma_sync.models import DEFAULT_TENANT_ID, ChangeOp, EntityKind
@@ -331,34 +334,74 @@ async def test_an_instance_whose_details_fail_for_good_is_set_aside(store: Store
         assert recorder.paths("GET").count(detail_path) == tried + 1, "one attempt, once due"
 
 
-async def test_a_row_the_database_refuses_is_set_aside(store: Store, database_url: str) -> None:
-    """A NUL character in a correlation id: PostgreSQL refuses the text, SQLite keeps it."""
+#: A trigger in the test's own database refuses rows with this correlation id, as a
+#: database refuses content it cannot keep: SQLite's RAISE(ABORT) is a constraint error,
+#: PostgreSQL's SQLSTATE 22023 a data exception.
+REFUSED_CORRELATION_ID = "refused-by-the-database"
+REFUSING_TRIGGER = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON instances"
+        f" WHEN NEW.correlation_id = '{REFUSED_CORRELATION_ID}'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN"
+        f" IF NEW.correlation_id = '{REFUSED_CORRELATION_ID}' THEN"
+        " RAISE EXCEPTION 'refused by the test' USING ERRCODE = '22023'; END IF;"
+        " RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON instances"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+    ],
+}
+
+
+async def _sync_with_one_correlation_id(store: Store, correlation_id: str) -> str:
+    """One cycle over an ELSA whose one finished instance carries `correlation_id`."""
     sim = ElsaSimulator(SimulatorConfig(seed=70, instances=150))
     bad = _running(sim, "Finished")[0]  # mirrored from its list row, without details
 
-    def nul_in_its_correlation_id(listing: dict[str, Any]) -> None:
+    def with_that_correlation_id(listing: dict[str, Any]) -> None:
         for item in listing.get("items", []):
             if item["id"] == bad:
-                item["correlationId"] = "bad\x00id"
+                item["correlationId"] = correlation_id
 
     with elsa(sim) as (source, recorder):
-        recorder.rewrite = nul_in_its_correlation_id
+        recorder.rewrite = with_that_correlation_id
         async with ElsaClient.from_settings(source, page_size=PAGE_SIZE) as client:
             service = SyncService(source, client, StoreSink(store, T), _options())
             report = await service.run_cycle()
     assert report.error is None
     mirrored = {instance.id for instance in await mirrored_instances(store)}
-    assert mirrored - {bad} == set(sim.instance_ids()) - {bad}, "every other row is stored"
+    assert mirrored == set(sim.instance_ids()) - {bad}, "every other row is stored"
+    return bad
+
+
+async def test_a_row_the_database_refuses_is_set_aside(store: Store, database_url: str) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for statement in REFUSING_TRIGGER[make_url(database_url).get_backend_name()]:
+                await connection.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
+    bad = await _sync_with_one_correlation_id(store, REFUSED_CORRELATION_ID)
     state = await store.source_state(T, "elsa")
     assert state is not None
-    if database_url.startswith("postgresql"):
-        assert bad not in mirrored
-        [rejection] = state.rejections
-        assert rejection.id == bad
-        assert "0x00" in rejection.reason
-        assert "INSERT" not in rejection.reason and "\x00" not in rejection.reason
-    else:  # SQLite keeps the text as it is
-        assert bad in mirrored and not state.rejections
+    [rejection] = state.rejections
+    assert rejection.id == bad
+    assert "refused by the test" in rejection.reason
+    assert "INSERT" not in rejection.reason and REFUSED_CORRELATION_ID not in rejection.reason
+
+
+async def test_text_no_database_can_keep_is_set_aside_alike(store: Store) -> None:
+    """A NUL character, which PostgreSQL cannot store: refused on both databases alike."""
+    bad = await _sync_with_one_correlation_id(store, "bad\x00id")
+    state = await store.source_state(T, "elsa")
+    assert state is not None
+    [rejection] = state.rejections
+    assert rejection.id == bad
+    assert "correlation_id" in rejection.reason and "NUL" in rejection.reason
+    assert "\x00" not in rejection.reason
 
 
 async def test_the_mirror_converges_on_a_live_elsa(store: Store) -> None:

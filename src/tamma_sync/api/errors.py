@@ -1,13 +1,15 @@
 """Every error leaves the API as `{"error": "<what is wrong>"}`, the Tamma contract's shape.
 
 Validation failures and malformed JSON are 400 (the original API never answered 422), a
-database that cannot be reached is 503, and nothing else ever shows a stack trace.
+database that cannot be reached is 503, one whose disk is full 507 (Insufficient Storage:
+no retry helps until space is freed), and nothing else ever shows a stack trace.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,11 +19,13 @@ from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tamma_sync.models import InvalidWrite
-from tamma_sync.store import is_database_unavailable
+from tamma_sync.store import describe_database_error, is_database_unavailable
+from tamma_sync.store.errors import is_disk_full
 
 log = logging.getLogger(__name__)
 
 DATABASE_RETRY_AFTER_SECONDS = 2
+DISK_FULL = "Database disk is full: writes are refused until space is freed"
 
 
 class ApiError(Exception):
@@ -80,8 +84,15 @@ async def _on_invalid_write(_request: Request, exc: Exception) -> JSONResponse:
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, StatementError) and isinstance(exc.orig, InvalidWrite):
         return await _on_invalid_write(request, exc.orig)
+    # The driver's line only: SQLAlchemy's text of the error carries the rows' values.
+    reason = describe_database_error(exc)
+    if is_disk_full(exc):
+        log.error("database disk full during %s %s: %s", request.method, request.url.path, reason)
+        return _error(HTTPStatus.INSUFFICIENT_STORAGE, {"error": DISK_FULL})
     if is_database_unavailable(exc):
-        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+        log.warning(
+            "database unavailable during %s %s: %s", request.method, request.url.path, reason
+        )
         return _error(
             503,
             {"error": "Database unavailable, try again shortly"},

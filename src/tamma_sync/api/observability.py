@@ -1,28 +1,69 @@
-"""Request metrics, `GET /metrics`, and the gauges read from the running app."""
+"""Request metrics, `GET /metrics`, and the gauges read from the running app.
+
+`/metrics` and `/readyz` answer probes and scrapers, which call without a key; what they
+say of an ELSA source (its id, its figures) belongs to the source's tenant, so it is told
+only to those `visible_sources` lets see it.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tamma_sync.api.auth import Authenticator, bearer
+from tamma_sync.api.errors import ApiError
 from tamma_sync.feed import ChangeFeed, PostgresBroker
-from tamma_sync.metrics import Metrics
-from tamma_sync.store import Store
+from tamma_sync.metrics import SOURCE, Metrics
+from tamma_sync.models import Scope as KeyScope
+from tamma_sync.settings import Settings
+from tamma_sync.store import Store, is_database_unavailable
 from tamma_sync.sync import SyncRunner
 
 router = APIRouter(tags=["health"])
+
+#: An API key, if the caller sent one: it is not required.
+OptionalKey = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 @router.get(
     "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}
 )
-async def metrics(request: Request) -> Response:
-    """Prometheus metrics: requests, sync cycles, SSE subscribers, broker lag, database pool."""
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, key: OptionalKey) -> Response:
+    """Prometheus metrics: requests, sync cycles, SSE subscribers, broker lag, database pool.
+    A source's series only for callers that may see it (see `visible_sources`)."""
+    app_metrics: Metrics = request.app.state.metrics
+    exposition = app_metrics.exposition(await visible_sources(request, key))
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)
+
+
+async def visible_sources(
+    request: Request, key: HTTPAuthorizationCredentials | None
+) -> frozenset[str] | None:
+    """The sources this caller may see named (None: all). All on a server without API keys,
+    or where `public_source_detail` allows it; else those of the key's tenant, for a key
+    with dashboard:view (as `/api/sync/status`); none for other callers. No key, or one not
+    valid, is not refused: a probe must not fail for it."""
+    settings: Settings = request.app.state.settings
+    if settings.public_source_detail:
+        return None
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        principal = await authenticator.principal(key.credentials if key else None)
+    except Exception as exc:
+        if isinstance(exc, ApiError) or is_database_unavailable(exc):
+            return frozenset()
+        raise
+    if principal.key_id is None:  # no API keys: nothing here is any tenant's to hide
+        return None
+    runner: SyncRunner | None = request.app.state.sync_runner
+    if runner is None or KeyScope.DASHBOARD_VIEW not in principal.scopes:
+        return frozenset()
+    return frozenset(runner.sources_of(principal.tenant_id))
 
 
 class RequestMetrics:
@@ -92,7 +133,7 @@ def watch_state(metrics: Metrics, store: Store, feed: ChangeFeed, runner: SyncRu
         (
             "tamma_sync_sync_leader",
             "1 where this process is the one syncing the source.",
-            ["source"],
+            [SOURCE],
             lambda: [([sid], float(s.leading)) for sid, s in runner.services.items()],
         )
     )

@@ -13,15 +13,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints
 
 from tamma_sync.models import (
-    MAX_ID_LENGTH,
     Definition,
     DefinitionWrite,
     EngineEvent,
+    IdOrEmpty,
     Instance,
     InstancePosition,
     InstanceWrite,
     SourceState,
     SubStatus,
+    Text,
     WireModel,
     WorkflowStatus,
 )
@@ -33,14 +34,14 @@ class DefinitionIn(DefinitionWrite):
     A client-sent `syncedAt` is ignored: the server sets it.
     """
 
-    name: Annotated[str, StringConstraints(min_length=1)]
+    name: Annotated[Text, StringConstraints(min_length=1)]
 
 
 class InstanceIn(InstanceWrite):
     """`POST /api/workflows/instances`: `definitionId` required; an empty or missing `id`
     gets a UUID; `createdAt`/`updatedAt` are kept when sent (sync writers send ELSA's)."""
 
-    id: Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)] = ""
+    id: IdOrEmpty = ""
 
 
 class InstanceList(BaseModel):
@@ -97,6 +98,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ForbiddenBody, "description": "The API key lacks the scope"},
     413: {"model": ErrorBody, "description": "Request body too large"},
     503: {"model": ErrorBody, "description": "Database unavailable"},
+    507: {"model": ErrorBody, "description": "Database disk full: writes refused until freed"},
 }
 
 

@@ -29,8 +29,18 @@ def frame(event: str, data: Any, seq: int | None = None) -> str:
     lines = [f"event: {event}"]
     if seq is not None:
         lines.append(f"id: {seq}")
-    lines.append(f"data: {orjson.dumps(data).decode()}")
+    lines.append(f"data: {_encode(data).decode()}")
     return "\n".join(lines) + "\n\n"
+
+
+def _encode(data: Any) -> bytes:
+    """The data as JSON; for data nested deeper than the encoder goes (the store keeps up
+    to its limit, and a frame wraps it in more levels), an error in its place, so the
+    frame still carries its id and a client moves past it instead of failing on it."""
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return orjson.dumps({"error": "This change cannot be shown: its data is nested too deeply"})
 
 
 def retry_hint(milliseconds: int = RETRY_MS) -> str:

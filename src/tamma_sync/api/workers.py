@@ -29,6 +29,7 @@ from types import FrameType
 
 from tamma_sync.api.app import create_app
 from tamma_sync.api.server import GRACEFUL_SHUTDOWN_SECONDS, Server
+from tamma_sync.api.timeouts import request_deadlines
 from tamma_sync.logs import configure_logging
 from tamma_sync.settings import Settings
 
@@ -58,6 +59,8 @@ def run_server(options: ServeOptions, sockets: list[socket.socket] | None = None
         own_logging=options.settings.log_format == "json",
         access_log=options.settings.access_log,
     )
+    # Read when the server starts: slow clients get a deadline (api/timeouts.py).
+    server.config.http = request_deadlines(options.settings.request_timeout_seconds)
     server.run(sockets)
     return server.started
 

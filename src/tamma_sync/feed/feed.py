@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from tamma_sync.feed.broker import Broker
 from tamma_sync.models import Change, EntityKind, SubStatus
-from tamma_sync.store import Store
+from tamma_sync.store import Store, describe_database_error
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class EndReason(StrEnum):
     OVERFLOW = "overflow"
     """The subscriber fell behind; it resumes from its last event id."""
     SHUTDOWN = "shutdown"
+    REVOKED = "revoked"
+    """The subscriber's access was withdrawn; it must not resume with it."""
 
 
 class Subscription:
@@ -166,7 +168,9 @@ class ChangeFeed:
             try:
                 await self._catch_up()
             except Exception as exc:  # the database is away: try again at the next wake
-                log.warning("change feed: cannot read the change log: %s", exc)
+                log.warning(
+                    "change feed: cannot read the change log: %s", describe_database_error(exc)
+                )
 
     async def _catch_up(self) -> None:
         while True:

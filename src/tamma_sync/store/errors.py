@@ -1,7 +1,10 @@
-"""What a database error means to the caller: try again later, or this content is refused."""
+"""What a database error means to the caller: try again later, free some space, or this
+content is refused."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from typing import Final
 
 from sqlalchemy.exc import (
@@ -20,13 +23,34 @@ from tamma_sync.models import InvalidWrite
 MAX_REASON: Final = 200
 #: SQLSTATE classes of errors about the data itself: data exception, integrity violation.
 _REFUSED_SQLSTATE_CLASSES: Final = ("22", "23")
+#: PostgreSQL's disk_full, and its class: insufficient resources (memory, connections...).
+_DISK_FULL_SQLSTATE: Final = "53100"
+_INSUFFICIENT_RESOURCES_CLASS: Final = "53"
+#: asyncpg names the value it could not encode: `invalid input for query argument $1: 'x'`.
+_ARGUMENT_VALUE: Final = re.compile(r"(query argument \$\d+):.*")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
-    """Whether an error means the database cannot be reached right now (worth a retry)."""
+    """Whether an error means the database cannot serve right now (worth a retry soon): it
+    cannot be reached, or it is short of memory or connections. A full disk is not such
+    an error (see `is_disk_full`): writes fail until someone frees space."""
+    if is_disk_full(exc):
+        return False
     if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or _sqlstate(exc)[:2] == _INSUFFICIENT_RESOURCES_CLASS
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether the database refused to write for want of room: SQLite's SQLITE_FULL
+    ("database or disk is full", also past a `max_page_count`) or PostgreSQL's disk_full."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        return exc.orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL
+    return _sqlstate(exc) == _DISK_FULL_SQLSTATE
 
 
 def is_database_error(exc: BaseException) -> bool:
@@ -47,10 +71,17 @@ def refusal_reason(exc: BaseException) -> str | None:
         return _cut(str(exc.orig))
     if not isinstance(exc, DBAPIError) or is_database_unavailable(exc):
         return None
-    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
-    if isinstance(exc, DataError | IntegrityError) or sqlstate[:2] in _REFUSED_SQLSTATE_CLASSES:
+    if (
+        isinstance(exc, DataError | IntegrityError)
+        or _sqlstate(exc)[:2] in _REFUSED_SQLSTATE_CLASSES
+    ):
         return describe_database_error(exc)
     return None
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    """PostgreSQL's SQLSTATE of the error ("" for SQLite's)."""
+    return str(getattr(exc.orig, "sqlstate", None) or "")
 
 
 def describe_database_error(exc: BaseException) -> str:
@@ -62,6 +93,7 @@ def describe_database_error(exc: BaseException) -> str:
         if cause.__cause__ is not None:
             cause = cause.__cause__
     first = (str(cause).strip().splitlines() or [""])[0]
+    first = _ARGUMENT_VALUE.sub(r"\1", first)
     return _cut(f"{type(cause).__name__}: {first}" if first else type(cause).__name__)
 
 

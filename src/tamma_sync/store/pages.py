@@ -145,7 +145,7 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
         branches = [
             sa.select(
                 rows.where(instances.c.sub_status == value)
-                .limit(sa.bindparam("branch_limit", type_=sa.Integer))
+                .limit(sa.bindparam("branch_limit", type_=sa.BigInteger))
                 .subquery()
             )
             for value in _sub_status_values(branch_count)
@@ -154,7 +154,7 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
         merged_key = tuple(merged.c[column.name] for column in key)
         rows = sa.select(*merged.c).order_by(*_ordering(merged_key, shape))
     statement = rows.limit(sa.bindparam("row_limit", type_=sa.Integer)).offset(
-        sa.bindparam("row_offset", type_=sa.Integer)
+        sa.bindparam("row_offset", type_=sa.BigInteger)
     )
     if shape.with_total:
         statement = statement.add_columns(count_statement(shape).scalar_subquery())

@@ -60,6 +60,7 @@ from tamma_sync.models import (
 )
 from tamma_sync.store import migrations
 from tamma_sync.store.bulk import BulkStatement, DriverSql, TableStats
+from tamma_sync.store.errors import is_disk_full
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.pages import (
     InstancePage,
@@ -173,7 +174,7 @@ _recent_events = (
     .where(engine_events.c.tenant_id == _TENANT)
     .order_by(engine_events.c.timestamp.desc(), engine_events.c.seq.desc())
     .limit(sa.bindparam("limit", type_=sa.Integer))
-    .offset(sa.bindparam("offset", type_=sa.Integer))
+    .offset(sa.bindparam("offset", type_=sa.BigInteger))
 )
 _ENGINE = sa.bindparam("engine_id", type_=sa.String)
 _engine_of_tenant = _engines_of_tenant.where(engines.c.id == _ENGINE)
@@ -311,6 +312,8 @@ class Store:
         self._shared_read: ContextVar[AsyncConnection | None] = ContextVar(
             f"tamma_sync_shared_read_{id(self)}", default=None
         )
+        self.disk_full = False
+        """Whether a write failed for want of room (a full disk) and none committed since."""
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 20) -> Store:
@@ -391,6 +394,19 @@ class Store:
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[_Tx]:
+        """A write transaction (`_transaction`): one that fails for want of room marks the
+        store `disk_full`, and the next that commits clears it."""
+        try:
+            async with self._transaction() as tx:
+                yield tx
+        except Exception as exc:
+            if is_disk_full(exc):
+                self.disk_full = True
+            raise
+        self.disk_full = False
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Tx]:
         """One serialized write transaction; change rows are appended just before commit."""
         async with self._write_lock, self._engine.connect() as conn:
             write_conn = await conn.execution_options(**self._write_options)

@@ -8,9 +8,9 @@ import logging
 
 from tamma_sync.elsa import ElsaClient
 from tamma_sync.metrics import Metrics
-from tamma_sync.settings import Settings
+from tamma_sync.settings import Settings, without_credentials
 from tamma_sync.store import Store
-from tamma_sync.sync.service import SyncOptions, SyncService, without_credentials
+from tamma_sync.sync.service import SyncOptions, SyncService
 from tamma_sync.sync.sink import StoreSink
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -54,9 +53,10 @@ from tamma_sync.models import (
     SubStatus,
     SyncBatch,
     SyncPhase,
+    clip_error,
     now_ms,
 )
-from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings
+from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings, without_credentials
 from tamma_sync.store import (
     Leadership,
     WriteResult,
@@ -532,7 +532,9 @@ class SyncService:
             try:
                 self._leadership = await self._sink.lead(self.source.id)
             except Exception as exc:  # the database may be down: retry later
-                log.warning("sync of %s: cannot take leadership: %s", self.source.id, exc)
+                log.warning(
+                    "sync of %s: cannot take leadership: %s", self.source.id, _describe(exc)
+                )
                 return False
             if self._leadership is None:
                 log.debug("sync of %s: another process leads", self.source.id)
@@ -547,7 +549,7 @@ class SyncService:
         try:
             await self._writer.apply(SyncBatch(source_id=self.source.id, state=self._state))
         except Exception as exc:  # the mirror itself is unreachable
-            log.warning("sync of %s: cannot save state: %s", self.source.id, exc)
+            log.warning("sync of %s: cannot save state: %s", self.source.id, _describe(exc))
 
     def _next_delay(self) -> float:
         interval = self.source.poll_interval
@@ -567,18 +569,14 @@ def _ms(timestamp: ElsaTimestamp | None) -> int | None:
     return timestamp.epoch_ms if timestamp is not None else None
 
 
-def without_credentials(url: str) -> str:
-    """The URL as shown in status and logs: a `user:password@` part is dropped."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
 def _describe(exc: BaseException) -> str:
-    """An error for the source's status: ELSA's own message, or a database error's first
-    line (never SQL or the rows' values), or the exception's type and text."""
+    """An error for the source's status and the log: ELSA's own message, or a database
+    error's first line (never SQL or the rows' values), or the exception's type and text;
+    cut to `MAX_ERROR_LENGTH` characters, whatever a server answered."""
     if isinstance(exc, ElsaError):
-        return str(exc) or type(exc).__name__
-    if is_database_error(exc):
-        return describe_database_error(exc)
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
+        text = str(exc) or type(exc).__name__
+    elif is_database_error(exc):
+        text = describe_database_error(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return clip_error(text)

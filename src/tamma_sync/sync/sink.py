@@ -154,8 +154,15 @@ class HttpSink:
         headers = {"Accept": "application/json"}
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+        # A `user:password@` in the URL is sent as Basic auth, as httpx would, but kept out
+        # of the URL: httpx names the URL in its errors, which end up in logs and status.
+        url = httpx.URL(base_url)
+        auth = httpx.BasicAuth(url.username, url.password) if url.userinfo else None
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout
+            base_url=str(url.copy_with(username=None, password=None)).rstrip("/"),
+            auth=auth,
+            headers=headers,
+            timeout=timeout,
         )
 
     async def aclose(self) -> None:

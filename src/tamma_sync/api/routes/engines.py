@@ -8,10 +8,13 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from tamma_sync.api.deps import ReportEngines, SettingsDep, StoreDep, ViewDashboard
 from tamma_sync.api.errors import ApiError, not_found
+from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.schemas import ERROR_RESPONSES, MAX_PAGE, EngineEventList, EventsAdded, Ok
 from tamma_sync.models import Engine, EngineEventWrite, EngineReport, EntityId
 
-router = APIRouter(prefix="/api/engines", tags=["engines"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/engines", tags=["engines"], responses=ERROR_RESPONSES, route_class=JsonRoute
+)
 
 MAX_EVENTS_PER_REQUEST = 1_000
 MAX_EVENTS_PAGE = 200

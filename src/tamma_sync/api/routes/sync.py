@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from tamma_sync.api.deps import StoreDep, ViewDashboard, WriteSync
 from tamma_sync.api.errors import ApiError
+from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
     BatchResult,
@@ -19,7 +20,9 @@ from tamma_sync.api.schemas import (
 from tamma_sync.models import MAX_EPOCH_MS, SyncBatch
 from tamma_sync.sync import SyncRunner
 
-router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES, route_class=JsonRoute
+)
 
 MAX_POSITIONS = 10_000
 

@@ -21,6 +21,7 @@ from tamma_sync.api.deps import (
 )
 from tamma_sync.api.errors import ApiError, not_found
 from tamma_sync.api.filters import sub_status_filter
+from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
 from tamma_sync.api.responses import JsonBytes, json_array, json_response
 from tamma_sync.api.schemas import (
@@ -45,7 +46,9 @@ from tamma_sync.store import InstanceQuery, Store
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/workflows", tags=["workflows"], responses=ERROR_RESPONSES, route_class=JsonRoute
+)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
