@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Locator, Page, Request, Response, expect, sync_playwright
+from playwright.sync_api import Locator, Page, Request, Response, Route, expect, sync_playwright
 
 from tamma_sync.api import create_app
 from tamma_sync.api.kept import KeptBodies
@@ -167,6 +167,33 @@ def test_the_stream_resumes_with_last_event_id_after_the_server_ends_it(
         assert len(resumed_from) == 2, "the page reconnected once"
         assert resumed_from[0] == "0", "the first stream resumes from the page's snapshot"
         assert int(str(resumed_from[1])) > 0, "the second from the last change it received"
+
+
+def test_a_reset_stream_makes_the_page_load_the_list_again(settings: Settings, page: Page) -> None:
+    """The stream ends (a batch overflows its queue) and the page resumes from an id the
+    server never gave, as after a database restored from a backup: the server answers
+    `reset`, and the page loads the changes it could not be sent."""
+    small = settings.model_copy(update={"sse_queue_size": 1})
+    with serve_in_thread(create_app(small)) as url, httpx.Client(base_url=url) as client:
+        streams: list[str | None] = []
+
+        def ahead_on_resume(route: Route, request: Request) -> None:
+            streams.append(request.headers.get("last-event-id"))
+            if len(streams) == 1:
+                route.continue_()
+            else:
+                route.continue_(headers={**request.headers, "last-event-id": str(10**15)})
+
+        page.route("**/api/events*", ahead_on_resume)
+        page.goto(url)
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        batch = {
+            "sourceId": "elsa",
+            "instances": [{"id": f"batch-{n}", "definitionId": "wf"} for n in range(5)],
+        }
+        assert client.post("/api/sync/batch", json=batch).status_code == 200
+        expect(page.locator("#instances > li[data-id^=batch-]")).to_have_count(5)
+        assert len(streams) >= 2, "the page resumed, from an id ahead of the log"
 
 
 def test_with_api_keys_the_page_asks_for_one_and_draws_what_the_server_would(

@@ -363,6 +363,9 @@ async function readEvents(body, { onEvent, onComment, onRetry, onChunk }) {
 }
 
 function onEvent(type, text) {
+  // The server could not resume from our position (history purged, or an id it never
+  // gave): what changed meanwhile is unknown, so load the list again.
+  if (type === 'reset') loadInstances();
   if (type !== 'instance') return;
   const change = JSON.parse(text);
   if (change.op === 'delete') {
