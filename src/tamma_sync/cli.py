@@ -24,7 +24,7 @@ from tamma_sync.api.server import Server
 from tamma_sync.api.workers import STARTUP_FAILED, ServeOptions, run_server, run_workers
 from tamma_sync.elsa import ElsaClient, ElsaError
 from tamma_sync.logs import configure_logging
-from tamma_sync.models import ApiKey, Scope
+from tamma_sync.models import DEFAULT_TENANT_ID, ApiKey, Scope
 from tamma_sync.settings import (
     DetailsPolicy,
     Settings,
@@ -40,7 +40,7 @@ from tamma_sync.simulator import (
     SimulatorConfig,
     serve_simulator,
 )
-from tamma_sync.store import Store
+from tamma_sync.store import MigrationRefused, Store, describe_unreachable_database
 from tamma_sync.sync import CycleReport, HttpSink, Sink, StoreSink, SyncOptions, SyncService
 
 _T = TypeVar("_T")
@@ -50,6 +50,8 @@ app = typer.Typer(
     help="Mirror ELSA 3 workflows into a durable store and serve them to dashboards.",
     no_args_is_help=True,
     add_completion=False,
+    # Click's own help: Typer's panels show every flag, --help too, as taking a `<bool>`.
+    rich_markup_mode=None,
 )
 
 
@@ -103,10 +105,25 @@ def _check_sqlite_directory(settings: Settings) -> None:
         )
 
 
-def _refuse(reason: str) -> NoReturn:
-    """Stop before starting anything: one line on stderr, exit code 2 (a usage error)."""
+def _refuse(reason: str, code: int = 2) -> NoReturn:
+    """Stop before starting anything: one line on stderr, exit code 2 (a usage error) or
+    `code`."""
     typer.echo(f"Error: {reason}", err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
+
+
+async def _migrate(store: Store, url: str) -> None:
+    """Migrate, the store's first connection: a database that cannot be reached ends the
+    command in one line saying what to do, not in a traceback."""
+    try:
+        await store.migrate()
+    except MigrationRefused as exc:
+        _refuse(str(exc), code=STARTUP_FAILED)
+    except Exception as exc:
+        reason = describe_unreachable_database(exc, url)
+        if reason is None:
+            raise
+        _refuse(reason, code=STARTUP_FAILED)
 
 
 @app.command()
@@ -160,15 +177,24 @@ app.add_typer(keys_app, name="keys")
 
 @keys_app.command("create")
 def create_key(
-    tenant: Annotated[str, typer.Option(help="The tenant the key reads and writes.")],
     scopes: Annotated[
         str,
         typer.Option(help=f"Comma-separated, from: {', '.join(s.value for s in Scope)}."),
     ],
+    tenant: Annotated[
+        str,
+        typer.Option(
+            help="The tenant the key reads and writes: the one sources without a "
+            '"tenantId" (in TAMMA_SYNC_SOURCES) sync into, or a source\'s "tenantId".'
+        ),
+    ] = DEFAULT_TENANT_ID,
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Create a key; the key itself is printed once, alone on the last line."""
+    """Create a key; the key itself is printed once, alone on the last line.
+
+    Warns when the tenant holds no data and no configured source syncs into it: such a key
+    reads empty lists, most likely for a mistyped or unconfigured tenant."""
     try:
         chosen = [Scope(part.strip()) for part in scopes.split(",") if part.strip()]
     except ValueError as exc:
@@ -178,11 +204,21 @@ def create_key(
     if not chosen:
         raise typer.BadParameter("give at least one scope", param_hint="--scopes")
 
-    async def create(store: Store) -> tuple[ApiKey, str]:
-        return await store.create_api_key(tenant, chosen, name)
+    synced = {source.tenant_id for source in _settings(database_url).elsa_sources()}
 
-    key, token = _with_store(database_url, create)
+    async def create(store: Store) -> tuple[ApiKey, str, bool]:
+        key, token = await store.create_api_key(tenant, chosen, name)
+        return key, token, await store.tenant_has_data(tenant)
+
+    key, token, has_data = _with_store(database_url, create)
     typer.echo(f"created key {key.id} for tenant {key.tenant_id}: {', '.join(key.scopes)}")
+    if tenant != DEFAULT_TENANT_ID and tenant not in synced and not has_data:
+        typer.echo(
+            f"warning: tenant {tenant!r} has no data and no ELSA source; the sync writes "
+            f'into {DEFAULT_TENANT_ID!r} unless a source sets "tenantId" in '
+            "TAMMA_SYNC_SOURCES",
+            err=True,
+        )
     typer.echo("store it now; it cannot be shown again:", err=True)
     typer.echo(token)
 
@@ -227,7 +263,7 @@ def _with_store(database_url: str | None, action: Callable[[Store], Awaitable[_T
     async def run() -> _T:
         store = Store.from_url(settings.resolved_database_url)
         try:
-            await store.migrate()
+            await _migrate(store, settings.resolved_database_url)
             return await action(store)
         finally:
             await store.close()
@@ -297,7 +333,7 @@ async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: 
         store = Store.from_url(
             settings.resolved_database_url, pool_size=settings.database_pool_size
         )
-        await store.migrate()
+        await _migrate(store, settings.resolved_database_url)
     failed = False
     try:
         for source in settings.elsa_sources():
@@ -317,6 +353,10 @@ async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: 
                     task = progress.add_task(f"syncing {source.id}", total=total)
                     service.on_progress = functools.partial(progress.advance, task)
                     report = await service.run_cycle()
+                    if report.error is None and total is not None:
+                        # The bar counts rows read, a resumed sync only those changed since
+                        # its cursor: once the cycle is done, the mirror holds them all.
+                        progress.update(task, completed=total)
                 failed = failed or report.error is not None
                 _print_summary(source.id, report)
     finally:
@@ -327,9 +367,24 @@ async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: 
     return failed
 
 
-async def _demo_world(simulator: ElsaSimulator, elsa_port: int, port: int) -> None:
+async def _demo_world(
+    simulator: ElsaSimulator, elsa_port: int, port: int, database_url: str
+) -> None:
     """What the demo's tamma-sync watches: a moving ELSA, and a Tamma engine reporting."""
-    engine = SimulatedTammaEngine(f"http://127.0.0.1:{port}", step_seconds=3.0)
+
+    async def engine_key() -> str:
+        """A key for the demo's engine, made once keys are in use (someone created one in
+        the demo's database): the server then refuses reports without one."""
+        store = Store.from_url(database_url)
+        try:
+            _, token = await store.create_api_key(
+                DEFAULT_TENANT_ID, [Scope.ENGINES_REPORT], "demo engine"
+            )
+        finally:
+            await store.close()
+        return token
+
+    engine = SimulatedTammaEngine(f"http://127.0.0.1:{port}", new_key=engine_key, step_seconds=3.0)
     await asyncio.gather(
         serve_simulator(simulator, "127.0.0.1", elsa_port, 1.0, 3),
         engine.run(),
@@ -444,7 +499,9 @@ def simulate_elsa(
 @app.command()
 def demo(
     port: PortOption = 8080,
-    elsa_port: PortOption = 5080,
+    elsa_port: Annotated[
+        int, typer.Option(help="TCP port of the simulated ELSA.", min=0, max=65535)
+    ] = 5080,
     instances: Annotated[
         int, typer.Option(min=0, help="Instances the simulated ELSA starts with.")
     ] = 2_000,
@@ -458,21 +515,22 @@ def demo(
     simulator = ElsaSimulator(
         SimulatorConfig(seed=1, definitions=12, instances=instances, wall_clock=True)
     )
-    threading.Thread(
-        target=asyncio.run,
-        args=(_demo_world(simulator, elsa_port, port),),
-        name="demo-world",
-        daemon=True,
-    ).start()
+    database_url = f"sqlite:///{database.as_posix()}"
     demo_settings = settings.model_copy(
         update={
-            "database_url": f"sqlite:///{database.as_posix()}",
+            "database_url": database_url,
             "elsa_url": f"http://127.0.0.1:{elsa_port}",
             "elsa_api_key": SecretStr(ADMIN_API_KEY),
             "poll_interval": 1.0,
             "sync_details": DetailsPolicy.ALL,
         }
     )
+    threading.Thread(
+        target=asyncio.run,
+        args=(_demo_world(simulator, elsa_port, port, demo_settings.resolved_database_url),),
+        name="demo-world",
+        daemon=True,
+    ).start()
     typer.echo(
         f"\n  tamma-sync demo\n"
         f"  dashboard  http://127.0.0.1:{port}/\n"
@@ -480,5 +538,7 @@ def demo(
         f"  instances  http://127.0.0.1:{port}/api/workflows/instances?orderBy=updatedAt\n"
         f"  ELSA (sim) http://127.0.0.1:{elsa_port}/elsa/api  (changes every second)\n"
         f"  database   {database}\n"
+        f"  API key    tamma-sync keys create --scopes dashboard:view,workflows:view "
+        f"--database-url {database_url}\n"
     )
     Server(create_app(demo_settings), host="127.0.0.1", port=port, log_level="warning").run()

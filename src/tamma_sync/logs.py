@@ -6,6 +6,10 @@ import logging
 from typing import Literal
 
 import orjson
+import stamina.instrumentation
+from stamina.instrumentation import RetryDetails
+
+from tamma_sync.models import clip_error
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -34,3 +38,22 @@ def configure_logging(log_format: Literal["text", "json"] = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ELSA request is noise
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
+
+
+def log_retry(details: RetryDetails) -> None:
+    """A retry as one line saying what failed and why. stamina's own line reads
+    `stamina.retry_scheduled` and keeps the rest in fields a text log does not show, among
+    them the call's arguments (which may hold secrets)."""
+    cause = details.caused_by
+    reason = clip_error((str(cause).strip().splitlines() or [""])[0])  # ELSA's answer: any size
+    # A retrying block (not a function) is named `<context block>`: its error says it all.
+    what = "" if details.name.startswith("<") else f" of {details.name}"
+    logging.getLogger("stamina").warning(
+        "retry %d%s in %.1f s: %s%s",
+        details.retry_num,
+        what,
+        details.wait_for,
+        type(cause).__name__,
+        f": {reason}" if reason else "",
+    )

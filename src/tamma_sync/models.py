@@ -24,7 +24,10 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-DEFAULT_TENANT_ID: Final = "00000000-0000-0000-0000-000000000000"
+#: The tenant of the sync's sources that name none, of the open (keyless) server, and of
+#: keys created without one: a name an operator can read and type (migration 0010 moved the
+#: data of the all-zero id it replaced).
+DEFAULT_TENANT_ID: Final = "default"
 
 #: Largest epoch-millisecond timestamp accepted anywhere (9999-12-31T23:59:59.999Z).
 MAX_EPOCH_MS: Final = 253_402_300_799_999
@@ -226,7 +229,10 @@ class Definition(WireModel):
     is_published: bool | None = None
     is_latest: bool | None = None
     created_at: int | None = Field(default=None, description="When this version was created.")
-    synced_at: int = Field(description="When tamma-sync last stored a change to it.")
+    synced_at: int = Field(
+        description="When tamma-sync last received it: every POST of it, even an unchanged "
+        "one, and every sync batch that changed it."
+    )
     revision: int = Field(description="Bumped on every stored change.")
     source_id: str | None = Field(default=None, description="The ELSA source it came from.")
 
@@ -370,6 +376,10 @@ class Change(WireModel):
     data: dict[str, Any]
 
 
+#: The engine kind of an ELSA source in the engine registry (`SourceState.engine_report`).
+ELSA_ENGINE_KIND: Final = "elsa"
+
+
 class SyncPhase(StrEnum):
     """What a source's sync worker is doing."""
 
@@ -454,7 +464,7 @@ class SourceState(WireModel):
         """How this source shows in the engine registry: an engine of kind `elsa`."""
         return EngineReport(
             name=self.url or self.source_id,
-            kind="elsa",
+            kind=ELSA_ENGINE_KIND,
             version=self.elsa_version,
             state=self.phase.value,
             stats={
@@ -560,6 +570,11 @@ class Engine(WireModel):
     online: bool = False
 
     def is_online(self, now: int) -> bool:
+        """Its heartbeats keep coming, and it is not an ELSA source whose last cycle failed:
+        the sync reports each source as an engine and goes on reporting it while ELSA fails,
+        so a fresh heartbeat says the sync is alive, not that ELSA answers."""
+        if self.kind == ELSA_ENGINE_KIND and self.state == SyncPhase.ERROR:
+            return False
         deadline = self.heartbeat_interval_seconds * 1000 * OFFLINE_AFTER_INTERVALS
         return now - self.last_heartbeat_at <= deadline
 

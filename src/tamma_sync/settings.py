@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
@@ -110,6 +110,26 @@ _ENV_NAMES = _CredentialNames(
 )
 
 
+def _elsa_url_problem(url: str, name: str) -> str | None:
+    """Why `url` cannot reach an ELSA server, or None: without a scheme and host (`elsa:5000`)
+    httpx refuses every request, and the sync would retry forever. The value is not repeated:
+    it may hold a password."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return None
+    return f"{name} must be http:// or https:// and a host, e.g. http://elsa:5000"
+
+
+def _elsa_root(url: str, api_prefix: str) -> str:
+    """ELSA's root URL, to which the client adds `api_prefix`: a URL that already ends in
+    the prefix (as the simulator prints it, http://127.0.0.1:5080/elsa/api) loses it."""
+    parts = urlsplit(url)
+    path, prefix = parts.path.rstrip("/"), "/" + api_prefix.strip("/")
+    if prefix == "/" or not path.endswith(prefix):
+        return url
+    return urlunsplit(parts._replace(path=path.removesuffix(prefix)))
+
+
 def _credentials_problem(
     url: str,
     api_key: SecretStr | None,
@@ -153,11 +173,12 @@ class SourceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Self:
-        problem = _credentials_problem(
+        problem = _elsa_url_problem(self.url, _SOURCE_NAMES.url) or _credentials_problem(
             self.url, self.api_key, self.username, self.password, _SOURCE_NAMES
         )
         if problem is not None:
             raise ValueError(f"source {self.id!r}: {problem}")
+        self.url = _elsa_root(self.url, self.api_prefix)
         return self
 
 
@@ -266,7 +287,12 @@ class Settings(BaseSettings):
         "with dashboard:view.",
     )
 
-    elsa_url: str | None = Field(default=None, description="Base URL of the one ELSA server.")
+    elsa_url: str | None = Field(
+        default=None,
+        description="URL of the one ELSA server, e.g. http://elsa:5000 (its API is read under "
+        "TAMMA_SYNC_ELSA_API_PREFIX; a URL ending in it, such as http://elsa:5000/elsa/api, "
+        "is read the same).",
+    )
     elsa_api_key: SecretStr | None = Field(default=None, description="ELSA API key.")
     elsa_username: str | None = Field(default=None, description="ELSA login user.")
     elsa_password: SecretStr | None = Field(default=None, description="ELSA login password.")
@@ -322,7 +348,8 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("TAMMA_SYNC_SOURCES", "sources"),
         description='Several ELSA sources as JSON: [{"id","url","apiKey"|"username"+"password",'
-        '"pollInterval"}].',
+        '"pollInterval","tenantId"}]. A source without "tenantId", like the one of '
+        f"TAMMA_SYNC_ELSA_URL, syncs into tenant `{DEFAULT_TENANT_ID}`.",
     )
 
     @property
@@ -360,7 +387,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.elsa_url:  # checked here, to name the environment variables
-            problem = _credentials_problem(
+            problem = _elsa_url_problem(self.elsa_url, _ENV_NAMES.url) or _credentials_problem(
                 self.elsa_url,
                 self.elsa_api_key,
                 self.elsa_username,

@@ -6,13 +6,20 @@ service sends (§4.4), plus the defects fixed on the way.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 import httpx
 import pytest
 
-TENANT = "00000000-0000-0000-0000-000000000000"
+from tamma_sync.api.routes.workflows import parse_int_like_js
+from tamma_sync.api.schemas import MAX_PAGE
+from tamma_sync.models import DEFAULT_TENANT_ID as TENANT
+from tamma_sync.models import Change, EntityKind
+from tamma_sync.settings import Settings
+from tamma_sync.store import Store
+
 DOTNET_DEFINITION = {
     "id": "tamma-autonomous-mentorship",
     "name": "Tamma Autonomous Mentorship",
@@ -44,6 +51,39 @@ def test_post_definition_201_then_200_with_server_synced_at(client: httpx.Client
     assert again.status_code == 200
     assert again.json()["name"] == "New"
     assert client.get("/api/workflows/definitions").json()[0]["name"] == "New"
+
+
+def test_repeated_post_refreshes_synced_at_without_a_change(
+    client: httpx.Client, settings: Settings
+) -> None:
+    """The original set syncedAt on every POST: it says when the definition was last
+    received. An identical POST moves only it — no change event, the same revision — and
+    every list shows it, the dashboard's kept one too."""
+    first = client.post("/api/workflows/definitions", json=DOTNET_DEFINITION).json()
+    assert client.get("/api/dashboard/workflows").json()[0]["syncedAt"] == first["syncedAt"]
+    time.sleep(0.005)
+    again = client.post("/api/workflows/definitions", json=DOTNET_DEFINITION)
+    assert again.status_code == 200
+    assert again.json()["syncedAt"] > first["syncedAt"]
+    assert again.json() == {**first, "syncedAt": again.json()["syncedAt"]}
+    path = f"/api/workflows/definitions/{DOTNET_DEFINITION['id']}"
+    listed = [
+        client.get(path).json(),
+        *client.get("/api/workflows/definitions").json(),
+        *client.get("/api/dashboard/workflows").json(),
+        *client.get("/api/dashboard/workflows", params={"compact": "true"}).json(),
+    ]
+    assert [d["syncedAt"] for d in listed] == [again.json()["syncedAt"]] * 4
+
+    async def definition_changes() -> list[Change]:
+        store = Store.from_url(settings.resolved_database_url)
+        try:
+            return await store.changes_after(0, entity=EntityKind.DEFINITION)
+        finally:
+            await store.close()
+
+    [created] = asyncio.run(definition_changes())
+    assert (created.op.value, created.revision) == ("create", first["revision"])
 
 
 def test_definition_with_only_id_and_name(client: httpx.Client) -> None:
@@ -220,6 +260,80 @@ def test_list_paging_defaults_and_clamping(client: httpx.Client) -> None:
             client.get("/api/workflows/instances", params={"page": page_number}).json()["page"]
             == expected
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("7", 7),
+        ("abc", None),
+        ("", None),
+        (None, None),
+        ("0", 0),
+        ("-3", -3),
+        ("+4", 4),
+        ("12abc", 12),
+        (" 7", 7),
+        ("\u00a0\ufeff\n7", 7),
+        ("1e3", 1),
+        ("3.9", 3),
+        ("- 5", None),
+        ("--5", None),
+        ("0x1A", 26),
+        ("-0x10", -16),
+        ("0x", None),
+        ("\u0661", None),
+        ("9" * 400, float("inf")),
+        ("-" + "9" * 400, float("-inf")),
+        (25, 25),
+    ],
+)
+def test_parse_int_like_js(value: str | int | None, parsed: float | None) -> None:
+    assert parse_int_like_js(value) == parsed
+
+
+def test_list_paging_is_as_lenient_as_the_original(client: httpx.Client) -> None:
+    """`page` and `pageSize` are read as the original's parseInt read them, never a 400;
+    the extensions' parameters stay strict."""
+    for n in range(3):
+        client.post(
+            "/api/workflows/instances",
+            json={"id": f"i{n}", "definitionId": "wf", "createdAt": 1000 + n},
+        )
+    cases: list[tuple[dict[str, str], int, int]] = [
+        ({"page": "abc"}, 1, 50),
+        ({"page": "0"}, 1, 50),
+        ({"page": "-3"}, 1, 50),
+        ({"page": ""}, 1, 50),
+        ({"pageSize": "xyz"}, 1, 50),
+        ({"pageSize": "0"}, 1, 50),
+        ({"pageSize": "-5"}, 1, 1),
+        ({"pageSize": "500"}, 1, 200),
+        ({"page": "12abc", "pageSize": "1"}, 12, 1),
+        ({"page": " 2", "pageSize": " 2"}, 2, 2),
+        ({"page": "1e3"}, 1, 50),
+        ({"page": "3.9", "pageSize": "1.5"}, 3, 1),
+        ({"page": "0x2", "pageSize": "0x2"}, 2, 2),
+        ({"page": "9" * 400}, MAX_PAGE, 50),
+        ({"page": "99999999999", "pageSize": "2"}, MAX_PAGE, 2),
+    ]
+    for params, page, page_size in cases:
+        response = client.get("/api/workflows/instances", params=params)
+        assert response.status_code == 200, (params, response.text)
+        body = response.json()
+        assert (body["page"], body["pageSize"], body["total"]) == (page, page_size, 3), params
+        expected = [f"i{n}" for n in range(3)][(page - 1) * page_size : page * page_size]
+        assert [i["id"] for i in body["data"]] == expected, params
+    for strict in (
+        {"includeTotal": "perhaps"},
+        {"orderBy": "name"},
+        {"orderDirection": "up"},
+        {"updatedSince": "yesterday"},
+        {"cursor": "not-a-cursor"},
+    ):
+        response = client.get("/api/workflows/instances", params={"page": "x", **strict})
+        assert response.status_code == 400, strict
+        assert next(iter(strict)) in response.json()["error"], strict
 
 
 def test_list_filters_by_definition_and_default_order_is_creation(client: httpx.Client) -> None:

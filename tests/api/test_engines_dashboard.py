@@ -86,7 +86,7 @@ def test_events_are_idempotent_paged_newest_first_and_trimmed(client: httpx.Clie
     assert first["engineId"] == "e"
     assert first["type"] == "PR_CREATED"
     assert first["issueNumber"] == 42
-    assert first["tenantId"] == "00000000-0000-0000-0000-000000000000"
+    assert first["tenantId"] == DEFAULT_TENANT_ID
     generated = client.post("/api/engines/e/events", json=[{"type": "CUSTOM_THING"}]).json()
     assert generated == {"added": 1}
     stale = client.post("/api/engines/e/events", json=[_event(9, timestamp=1_000)]).json()

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from tamma_sync.models import DEFAULT_TENANT_ID
+
 BATCH: dict[str, Any] = {
     "sourceId": "elsa-a",
     "definitions": [{"id": "wf", "name": "Flow", "version": 2, "versionId": "v2"}],
@@ -38,6 +40,7 @@ def test_batch_is_idempotent(client: httpx.Client) -> None:
     )
     status = client.get("/api/sync/status").json()["sources"]
     assert status[0]["cursor"] == "2025-06-02T09:00:00.1234567+00:00"
+    assert status[0]["tenantId"] == DEFAULT_TENANT_ID, "the open server's tenant"
     assert status[0]["counts"] == {"definitions": 1, "instances": 5}
 
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
-from tamma_sync.store import Store
+from tamma_sync.models import (
+    DEFAULT_TENANT_ID,
+    EngineEventWrite,
+    EngineReport,
+    InstanceWrite,
+    Scope,
+    SyncBatch,
+)
+from tamma_sync.store import MigrationRefused, Store
 from tamma_sync.store.migrations import alembic_config, head_revision
 from tamma_sync.store.tables import metadata
+from tests.support.process import run_cli
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -24,6 +35,18 @@ def _schema_differences(connection: Connection) -> list[object]:
 
 def _downgrade_to_base(connection: Connection) -> None:
     command.downgrade(alembic_config(connection), "base")
+
+
+#: The tenant the sync wrote into before migration 0010 named it `default`.
+UNNAMED_TENANT = "00000000-0000-0000-0000-000000000000"
+
+
+async def _at_revision(store: Store, target: str) -> None:
+    """Move the schema to `target`, up or down."""
+    current = await store.schema_revision()
+    move = command.upgrade if current is None or current < target else command.downgrade
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda c: move(alembic_config(c), target))
 
 
 async def test_migrate_from_empty_to_head_matches_the_tables(database_url: str) -> None:
@@ -78,5 +101,76 @@ async def test_totals_added_by_0007_start_from_the_instances_present(database_ur
         await store.migrate()
         assert (await store.catalog_totals(DEFAULT_TENANT_ID)).instances == kept
         assert kept == {"Executing": 2, "Finished": 1, "Faulted": 1, None: 1}
+    finally:
+        await store.close()
+
+
+async def test_0010_moves_the_unnamed_tenant_to_default(database_url: str) -> None:
+    """What the sync wrote before 0010, under an id no page named, is tenant `default`'s
+    afterwards; a key made for the old id reads it, and one already made for `default`
+    (no row of it can collide) stays."""
+    store = Store.from_url(database_url)
+    try:
+        await _at_revision(store, "0009")
+        batch = {
+            "sourceId": "elsa",
+            "definitions": [{"id": "wf", "name": "Flow"}],
+            "instances": [
+                {"id": f"i{n}", "definitionId": "wf", "status": status}
+                for n, status in enumerate(["Running", "Running", "Finished"])
+            ],
+            "state": {"sourceId": "elsa", "phase": "idle"},
+        }
+        await store.apply_sync_batch(UNNAMED_TENANT, SyncBatch.model_validate(batch))
+        await store.put_engine(UNNAMED_TENANT, "engine", EngineReport(state="IDLE"))
+        event = EngineEventWrite(id="e1", type="PR_MERGED")
+        await store.add_engine_events(UNNAMED_TENANT, "engine", [event], keep=10, max_age_ms=10**9)
+        _, old_token = await store.create_api_key(UNNAMED_TENANT, [Scope.WORKFLOWS_VIEW])
+        _, default_token = await store.create_api_key(DEFAULT_TENANT_ID, [Scope.WORKFLOWS_VIEW])
+        totals = await store.catalog_totals(UNNAMED_TENANT)
+
+        await store.migrate()
+
+        for token in (old_token, default_token):
+            key = await store.verify_api_key(token)
+            assert key is not None and key.tenant_id == DEFAULT_TENANT_ID
+        assert await store.catalog_totals(DEFAULT_TENANT_ID) == totals
+        assert totals.instances == {"Executing": 2, "Finished": 1}
+        assert [d.id for d in await store.list_definitions(DEFAULT_TENANT_ID)] == ["wf"]
+        assert [s.source_id for s in await store.source_states(DEFAULT_TENANT_ID)] == ["elsa"]
+        engines = await store.list_engines(DEFAULT_TENANT_ID)
+        assert sorted(e.id for e in engines) == ["elsa", "engine"], "the source's, and one"
+        events, _ = await store.engine_events_page(DEFAULT_TENANT_ID, "engine", limit=10)
+        assert [e.id for e in events] == ["e1"]
+        assert not await store.tenant_has_data(UNNAMED_TENANT)
+        logged = await store.changes_after(0)
+        assert len(logged) == 4
+        assert {(c.tenant_id, c.data["tenantId"]) for c in logged} == {(DEFAULT_TENANT_ID,) * 2}
+
+        await _at_revision(store, "0009")
+        assert await store.catalog_totals(UNNAMED_TENANT) == totals, "downgrade moves it back"
+    finally:
+        await store.close()
+
+
+async def test_0010_refuses_to_merge_rows_that_could_collide(database_url: str) -> None:
+    """Both tenants holding instances: which one wins is not the migration's to decide, so
+    it stops, names the tables, and leaves the database at 0009 as it was."""
+    store = Store.from_url(database_url)
+    try:
+        await _at_revision(store, "0009")
+        for tenant in (UNNAMED_TENANT, DEFAULT_TENANT_ID):
+            await store.put_instances(
+                tenant, [InstanceWrite.model_validate({"id": "i", "definition_id": "wf"})]
+            )
+        with pytest.raises(MigrationRefused, match="both hold rows in instances, instance_counts"):
+            await store.migrate()
+        assert await store.schema_revision() == "0009"
+        refused = await asyncio.to_thread(run_cli, "migrate", "--database-url", database_url)
+        assert refused.returncode != 0
+        [line] = refused.stderr.strip().splitlines()[-1:]
+        assert line.startswith("Error: cannot rename tenant"), refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert (await store.catalog_totals(UNNAMED_TENANT)).instances == {None: 1}
     finally:
         await store.close()

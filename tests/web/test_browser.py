@@ -10,13 +10,24 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Locator, Page, Request, Response, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Locator,
+    Page,
+    Request,
+    Response,
+    Route,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from tamma_sync.api import create_app
 from tamma_sync.api.kept import KeptBodies
@@ -43,6 +54,10 @@ LIVE_MS = 10_000
 #: dashboard.js polls every 5 s; a poll may have just happened, so allow one more.
 POLL_MS = 5_000 + LIVE_MS
 #: The sections the script re-renders from the API, and what the server rendered.
+#: What the panels say while the page waits for an API key (dashboard.js).
+KEY_NEEDED = "Needs an API key (see above)."
+#: The phone the layout is measured on.
+PHONE = ViewportSize(width=390, height=844)
 SECTIONS = ["tiles", "sync-banners", "instances", "workflows", "sources", "engines", "events"]
 #: Each element as [tag, classes, other attributes, children]; <time>s vary with the clock.
 SHAPE_JS = """([html, ids]) => {
@@ -139,7 +154,7 @@ def test_changes_arrive_live_and_engines_after_a_poll(
     expect(late).to_contain_text("online")
     assert page.evaluate("window.notReloaded") is True, "no reload happened"
 
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size(PHONE)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scroll"
 
 
@@ -209,7 +224,7 @@ def test_with_api_keys_the_page_asks_for_one_and_draws_what_the_server_would(
         expect(page.locator("#key-message")).to_be_visible()
         expect(page.locator("#key-form")).to_have_class("keyform alert")
         expect(page.locator("#live")).to_have_attribute("data-state", "key")
-        expect(page.locator("#engines")).to_have_text("Loading…")
+        expect(page.locator("#engines")).to_have_text(KEY_NEEDED)
 
         page.fill("#key-input", keyed.view_only)
         page.click("#key-form button[type=submit]")
@@ -315,3 +330,103 @@ def test_status_colours_are_tammas_and_case_insensitive(server_url: str, page: P
     )
     assert all(len(found) == 1 for found in colours.values()), colours
     assert len({found[0] for found in colours.values()}) == len(groups), "five distinct tones"
+
+
+def test_without_a_key_every_panel_asks_for_one(keyed: Keyed, page: Page) -> None:
+    """The server sends the shell; the first 401 brings up the key form, and no panel is
+    left saying "Loading…"."""
+    page.goto(keyed.url)
+    expect(page.locator("#key-message")).to_be_visible()
+    expect(page.locator("#key-input")).to_be_focused()
+    expect(page.locator("body")).not_to_contain_text("Loading…")
+    placeholders = page.locator(".placeholder")
+    expect(placeholders).to_have_count(len(["tiles", *SECTIONS[2:]]))
+    for n in range(placeholders.count()):
+        expect(placeholders.nth(n)).to_have_text(KEY_NEEDED)
+
+
+def test_on_a_phone_the_sync_and_the_engines_are_within_two_screens(
+    seeded: Seeded, server_url: str, page: Page
+) -> None:
+    """A full list of changes (50 rows) must not push the health of the sync and of the
+    engines down the page."""
+    page.set_viewport_size(PHONE)
+    page.goto(server_url)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    batch = {
+        "sourceId": "elsa-prod",
+        "instances": [{"id": f"many-{n}", "definitionId": "mentorship"} for n in range(60)],
+    }
+    assert seeded.client.post("/api/sync/batch", json=batch).status_code == 200
+    expect(page.locator("#instances > li")).to_have_count(50)
+    for panel in ("#sources", "#engines"):
+        bottom = page.evaluate(
+            "(id) => { const r = document.querySelector(id).getBoundingClientRect();"
+            " return r.bottom + window.scrollY; }",
+            panel,
+        )
+        assert bottom <= 2 * PHONE["height"], f"{panel} ends {bottom} px down"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_the_api_docs_render_without_the_internet(
+    sqlite_database_url: str, tmp_path: Path, page: Page
+) -> None:
+    """Swagger UI comes from the package: with every other host unreachable, /docs still
+    shows the operations, and asks nothing of any other server."""
+    settings = Settings(database_url=sqlite_database_url, data_dir=tmp_path)
+    with serve_in_thread(create_app(settings)) as url:
+        elsewhere: list[str] = []
+
+        def only_this_server(route: Route, request: Request) -> None:
+            if request.url.startswith(f"{url}/") or request.url.startswith("data:"):
+                route.continue_()
+            else:
+                elsewhere.append(request.url)
+                route.abort()
+
+        page.route("**/*", only_this_server)
+        page.goto(f"{url}/docs")
+        expect(page.locator(".opblock").first).to_be_visible()
+        assert page.locator(".opblock").count() > 10
+        assert elsewhere == []
+        assert httpx.get(f"{url}/redoc").status_code == 404, "no ReDoc: it needs a CDN"
+
+
+def test_an_unreachable_elsa_source_is_not_shown_online(
+    sqlite_database_url: str, tmp_path: Path, page: Page
+) -> None:
+    """The sync goes on reporting a source whose ELSA does not answer: its engine is
+    failing, not "online, last seen just now", and counts as offline."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        elsa_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    settings = Settings(
+        database_url=sqlite_database_url, data_dir=tmp_path, elsa_url=elsa_url, poll_interval=0.2
+    )
+    with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as client:
+        deadline = time.monotonic() + 30  # the first cycle retries its first request 5 times
+        while (engine := client.get("/api/engines/elsa")).status_code == 404:
+            assert time.monotonic() < deadline, "the sync reported no failed cycle"
+            time.sleep(0.2)
+        assert (engine.json()["state"], engine.json()["online"]) == ("error", False)
+        page.goto(url)
+        card = page.locator('#engines > li[data-id="elsa"]')
+
+        def shown_failing() -> None:
+            expect(card.locator(".liveness")).to_have_text("failing")
+            expect(card.locator(".liveness")).to_have_attribute("data-online", "false")
+            expect(card).to_contain_text("never synced")
+            expect(card).not_to_contain_text("last seen")
+            expect(card.locator(".error-text")).not_to_be_empty()
+            online = page.locator(".tile", has_text="Engines online").locator(".value")
+            expect(online).to_have_text("0 / 1")
+
+        shown_failing()  # as the server drew it
+        # Poll now (as when the tab comes back into view) and wait until the script drew it.
+        drawn = page.get_attribute("#updated", "data-ms")
+        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        page.wait_for_function(
+            "drawn => document.getElementById('updated').dataset.ms !== drawn", arg=drawn
+        )
+        shown_failing()

@@ -25,7 +25,7 @@ from tamma_sync.feed import ChangeFeed, broker_for
 from tamma_sync.metrics import Metrics
 from tamma_sync.retention import RetentionService
 from tamma_sync.settings import Settings
-from tamma_sync.store import Store
+from tamma_sync.store import MigrationRefused, Store, describe_unreachable_database
 from tamma_sync.sync import SyncRunner
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,7 @@ def create_app(
         feed: ChangeFeed | None = None
         retention: asyncio.Task[None] | None = None
         try:
-            if settings.migrate_on_start:
-                await store.migrate()
-            log.info("database: %s", make_url(url).render_as_string(hide_password=True))
-            await _check_exposure(store, host, keys_required)
+            await _open(store, settings, host, keys_required)
             app.state.store = store
             app.state.kept_bodies = KeptBodies()
             app.state.authenticator = Authenticator(
@@ -85,6 +82,10 @@ def create_app(
         summary="Mirror of ELSA 3 workflows with a Tamma-compatible API",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own pages load from a CDN: web.py serves /docs from the package instead,
+        # and there is no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = Metrics()
     app.state.settings = settings
@@ -129,12 +130,35 @@ def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+class StartupRefused(Exception):
+    """A reason not to start that says all there is to say: logged as its one line, without
+    a traceback (api/server.py)."""
+
+
+async def _open(store: Store, settings: Settings, host: str, keys_required: bool) -> None:
+    """Migrate if asked and check the exposure; a database that cannot be reached is
+    refused in one line."""
+    url = settings.resolved_database_url
+    try:
+        if settings.migrate_on_start:
+            await store.migrate()
+        log.info("database: %s", make_url(url).render_as_string(hide_password=True))
+        await _check_exposure(store, host, keys_required)
+    except MigrationRefused as exc:
+        raise StartupRefused(str(exc)) from exc
+    except Exception as exc:
+        reason = describe_unreachable_database(exc, url)
+        if reason is None:
+            raise
+        raise StartupRefused(reason) from exc
+
+
 async def _check_exposure(store: Store, host: str, keys_required: bool) -> None:
     """Say plainly who can reach this server; refuse an open server on a network interface."""
     if await store.has_active_api_keys():
         log.info("API keys are required (Authorization: Bearer <key>)")
     elif keys_required:
-        raise RuntimeError(refusal(host))
+        raise StartupRefused(refusal(host))
     elif is_loopback(host):
         log.warning("no API keys: the API is open to anyone on this machine (loopback only)")
     else:

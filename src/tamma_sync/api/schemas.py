@@ -89,7 +89,8 @@ class Readiness(WireModel):
     )
 
 
-#: Highest page number accepted: far beyond any real list, well within SQL's offsets.
+#: Highest page number served: far beyond any real list, well within SQL's offsets. The
+#: extensions refuse a higher one; the compatible instance list serves this one instead.
 MAX_PAGE = 1_000_000_000
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -110,6 +111,10 @@ class BatchResult(BaseModel):
 
 
 class SourceStatus(SourceState):
+    tenant_id: str = Field(
+        description='The tenant its rows are mirrored into: the source\'s "tenantId" in '
+        "TAMMA_SYNC_SOURCES (`default` without one), or a pushing sync's key's tenant."
+    )
     counts: dict[str, int] = Field(description="Live definitions and instances from the source.")
 
 

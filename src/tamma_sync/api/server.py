@@ -10,11 +10,14 @@ from __future__ import annotations
 import gc
 import signal
 import socket
+import sys
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.lifespan.on import LifespanOn, LifespanSendMessage
 
+from tamma_sync.api.app import StartupRefused
 from tamma_sync.feed import ChangeFeed
 
 #: Seconds uvicorn waits for open requests after SIGTERM before it cancels them.
@@ -49,6 +52,7 @@ class Server(uvicorn.Server):
         self._app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.lifespan = _Lifespan(self.config)
         await super().startup(sockets)
         # What exists once the app has started (modules, schemas, compiled statements)
         # lives as long as the process: freezing it keeps the collector's full passes,
@@ -64,3 +68,15 @@ class Server(uvicorn.Server):
             # A requested stop that went well exits 0: uvicorn would re-raise SIGTERM
             # after shutting down, and the process would end "killed by SIGTERM".
             self._captured_signals.remove(sig)
+
+
+class _Lifespan(LifespanOn):
+    """uvicorn's lifespan protocol, but a start-up refused for a known reason (a database
+    that cannot be reached, an open server on a network) is logged as that reason's line,
+    not as a traceback."""
+
+    async def send(self, message: LifespanSendMessage) -> None:
+        refused = sys.exception()  # Starlette reports the failure from its `except` block
+        if message["type"] == "lifespan.startup.failed" and isinstance(refused, StartupRefused):
+            message = {"type": "lifespan.startup.failed", "message": str(refused)}
+        await super().send(message)

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -33,7 +34,10 @@ ISSUE_TITLES = (
 
 
 class SimulatedTammaEngine:
-    """One engine walking issue after issue, reporting each step to a tamma-sync server."""
+    """One engine walking issue after issue, reporting each step to a tamma-sync server.
+
+    `new_key`, if given, makes a key for the engine when the server answers 401 (API keys
+    have come into use); the report is then sent again with it."""
 
     def __init__(
         self,
@@ -41,12 +45,14 @@ class SimulatedTammaEngine:
         engine_id: str = "tamma-demo",
         *,
         api_key: str | None = None,
+        new_key: Callable[[], Awaitable[str]] | None = None,
         step_seconds: float = 3.0,
         seed: int = 1,
         repository: str = "meywd/tamma",
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10)
+        self._new_key = new_key
         self._engine_id = engine_id
         self._step_seconds = step_seconds
         self._random = random.Random(seed)
@@ -103,10 +109,16 @@ class SimulatedTammaEngine:
             "stats": self._stats,
             "heartbeatIntervalSeconds": self._step_seconds,
         }
-        (await self._http.put(f"/api/engines/{self._engine_id}", json=heartbeat)).raise_for_status()
-        (
-            await self._http.post(f"/api/engines/{self._engine_id}/events", json=events)
-        ).raise_for_status()
+        await self._send("PUT", f"/api/engines/{self._engine_id}", heartbeat)
+        await self._send("POST", f"/api/engines/{self._engine_id}/events", events)
+
+    async def _send(self, method: str, path: str, body: object) -> None:
+        response = await self._http.request(method, path, json=body)
+        if response.status_code == 401 and self._new_key is not None:
+            self._http.headers["Authorization"] = f"Bearer {await self._new_key()}"
+            log.info("simulated engine: API keys are in use; reporting with a key of its own")
+            response = await self._http.request(method, path, json=body)
+        response.raise_for_status()
 
     def _events_entering(self, state: str) -> list[dict[str, Any]]:
         url = f"https://github.com/{self._repository}"

@@ -1,7 +1,9 @@
 """Durable storage: the only package that speaks SQL."""
 
 from tamma_sync.store.errors import (
+    MigrationRefused,
     describe_database_error,
+    describe_unreachable_database,
     is_database_error,
     is_database_unavailable,
     refusal_reason,
@@ -20,10 +22,12 @@ __all__ = [
     "InstancePage",
     "InstanceQuery",
     "Leadership",
+    "MigrationRefused",
     "PurgeCutoffs",
     "Store",
     "WriteResult",
     "describe_database_error",
+    "describe_unreachable_database",
     "is_database_error",
     "is_database_unavailable",
     "refusal_reason",

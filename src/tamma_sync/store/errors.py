@@ -3,10 +3,14 @@ content is refused."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import socket
 import sqlite3
 from typing import Final
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -26,8 +30,16 @@ _REFUSED_SQLSTATE_CLASSES: Final = ("22", "23")
 #: PostgreSQL's disk_full, and its class: insufficient resources (memory, connections...).
 _DISK_FULL_SQLSTATE: Final = "53100"
 _INSUFFICIENT_RESOURCES_CLASS: Final = "53"
+#: PostgreSQL's invalid_catalog_name (no such database), and the class of a refused login.
+_NO_DATABASE_SQLSTATE: Final = "3D000"
+_LOGIN_REFUSED_CLASS: Final = "28"
 #: asyncpg names the value it could not encode: `invalid input for query argument $1: 'x'`.
 _ARGUMENT_VALUE: Final = re.compile(r"(query argument \$\d+):.*")
+
+
+class MigrationRefused(Exception):
+    """A migration that will not run on this data, with what to do about it: the schema
+    stays where it was."""
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -77,6 +89,43 @@ def refusal_reason(exc: BaseException) -> str | None:
     ):
         return describe_database_error(exc)
     return None
+
+
+def describe_unreachable_database(exc: BaseException, url: str) -> str | None:
+    """Why the PostgreSQL database at `url` cannot be opened at all, in one line naming its
+    host, port and database (never the password) and what to do; None for any other error.
+    For start-up: retrying such an error would fail the same way."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    host, port = parsed.host or "localhost", parsed.port or 5432
+    where = f"{host}:{port}"
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) == _NO_DATABASE_SQLSTATE:
+        name = parsed.database or ""
+        user = f" -U {shlex.quote(parsed.username)}" if parsed.username else ""
+        return (
+            f'PostgreSQL database "{name}" does not exist on {where}; create it with: '
+            f"createdb -h {shlex.quote(host)} -p {port}{user} {shlex.quote(name)}"
+        )
+    if isinstance(exc, DBAPIError) and _sqlstate(exc)[:2] == _LOGIN_REFUSED_CLASS:
+        return (
+            f"PostgreSQL on {where} refused the login ({describe_database_error(exc)}); "
+            "fix the user or password in TAMMA_SYNC_DATABASE_URL"
+        )
+    if isinstance(exc, OSError):  # asyncpg's own: refused, unknown host, timed out
+        return (
+            f"cannot connect to PostgreSQL on {where}: {_socket_reason(exc)}; start "
+            "PostgreSQL there, or fix TAMMA_SYNC_DATABASE_URL"
+        )
+    return None
+
+
+def _socket_reason(exc: OSError) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
 
 
 def _sqlstate(exc: DBAPIError) -> str:

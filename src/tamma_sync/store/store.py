@@ -253,13 +253,21 @@ class _Tx:
     )
     inserted: collections.Counter[str] = field(default_factory=collections.Counter)
     """Rows added per table, for planner statistics."""
+    refreshed_definitions: bool = False
+    """A definition's `syncedAt` moved without a change record (a POST that changed
+    nothing else)."""
 
     @property
     def changes_catalog(self) -> bool:
         """Whether this transaction changes a definition or moves an instance count
-        (retention's purge of ended instances moves counts without recording a change)."""
-        return any(self.count_deltas.values()) or any(
-            change["entity"] == EntityKind.DEFINITION.value for change in self.pending_changes
+        (retention's purge of ended instances moves counts, and a refreshed `syncedAt`
+        changes a definition, without recording a change)."""
+        return (
+            self.refreshed_definitions
+            or any(self.count_deltas.values())
+            or any(
+                change["entity"] == EntityKind.DEFINITION.value for change in self.pending_changes
+            )
         )
 
     def count(self, tenant_id: str, row: Mapping[str, Any], delta: int) -> None:
@@ -368,6 +376,9 @@ class Store:
                 await conn.commit()
             finally:
                 if not self.is_sqlite:
+                    # A failed migration aborted the transaction: the unlock in it would
+                    # fail too, and hide the migration's own error.
+                    await conn.rollback()
                     await conn.execute(
                         sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
                     )
@@ -526,21 +537,34 @@ class Store:
     # -- definitions -----------------------------------------------------------------------
 
     async def upsert_definitions(
-        self, tenant_id: str, writes: Sequence[DefinitionWrite]
+        self,
+        tenant_id: str,
+        writes: Sequence[DefinitionWrite],
+        *,
+        refresh_synced_at: bool = False,
     ) -> list[tuple[Definition, bool]]:
         """Create or update definitions; returns each stored definition and whether it is new.
 
         Fields a write leaves as None keep their stored values (the original API's shallow
-        merge). A write that changes nothing stores nothing.
+        merge). A write that changes nothing stores nothing, or with `refresh_synced_at`
+        only moves its `syncedAt` to now: no change record, the same revision.
         """
         async with self._writing() as tx:
-            stored, _ = await self._upsert_definitions(tx, tenant_id, writes)
+            stored, _ = await self._upsert_definitions(
+                tx, tenant_id, writes, refresh_synced_at=refresh_synced_at
+            )
         return stored
 
     async def _upsert_definitions(
-        self, tx: _Tx, tenant_id: str, writes: Sequence[DefinitionWrite]
+        self,
+        tx: _Tx,
+        tenant_id: str,
+        writes: Sequence[DefinitionWrite],
+        *,
+        refresh_synced_at: bool = False,
     ) -> tuple[list[tuple[Definition, bool]], WriteResult]:
         result = WriteResult()
+        refreshed: set[str] = set()
         existing = await self._select_by_ids(
             tx.conn, definitions, definitions.c.definition_id, tenant_id, [w.id for w in writes]
         )
@@ -552,6 +576,9 @@ class Store:
             row = merge_definition(tenant_id, write, old if live else None)
             row["content_hash"] = content_hash({k: row[k] for k in DEFINITION_CONTENT})
             if live and old is not None and old["content_hash"] == row["content_hash"]:
+                if refresh_synced_at:
+                    old = existing[write.id] = {**old, "synced_at": tx.now}
+                    refreshed.add(write.id)
                 stored.append((definition_of(old), False))
                 result.unchanged += 1
                 continue
@@ -577,6 +604,14 @@ class Store:
         await self._upsert_rows(
             tx.conn, definitions, ["tenant_id", "definition_id"], list(to_write.values())
         )
+        # Ids written whole later in the same batch have their new syncedAt already.
+        for chunk in chunks(sorted(refreshed.difference(to_write))):
+            await tx.conn.execute(
+                definitions.update()
+                .where(definitions.c.tenant_id == tenant_id, definitions.c.definition_id.in_(chunk))
+                .values(synced_at=tx.now)
+            )
+            tx.refreshed_definitions = True
         return stored, result
 
     async def get_definition(self, tenant_id: str, definition_id: str) -> Definition | None:
@@ -1086,7 +1121,7 @@ class Store:
         }
         await self._upsert_rows(tx.conn, engines, ["tenant_id", "id"], [row])
         engine = Engine.model_validate(row)
-        engine.online = True
+        engine.online = engine.is_online(tx.now)
         return engine, old is None
 
     async def get_engine(self, tenant_id: str, engine_id: str) -> Engine | None:
@@ -1244,6 +1279,16 @@ class Store:
             definitions=rows[0][0],
             instances={sub_status or None: int(count) for _, sub_status, count in rows if count},
         )
+
+    async def tenant_has_data(self, tenant_id: str) -> bool:
+        """Whether a tenant holds any definition, instance, source state or engine, deleted
+        ones too: a key made for a tenant holding none reads empty lists."""
+        held = [
+            sa.exists().where(table.c.tenant_id == tenant_id)
+            for table in (definitions, instances, sync_state, engines)
+        ]
+        async with self._reading() as conn:
+            return bool((await conn.execute(sa.select(sa.or_(*held)))).scalar())
 
     # -- API keys --------------------------------------------------------------------------
 

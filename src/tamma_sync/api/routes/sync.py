@@ -42,12 +42,14 @@ async def apply_batch(batch: SyncBatch, store: StoreDep, tenant: WriteSync) -> B
 
 @router.get("/status", response_model_exclude_none=True)
 async def sync_status(store: StoreDep, tenant: ViewDashboard) -> SyncStatus:
-    """Per ELSA source: phase, cursor, last success, last error, counts, cycle duration."""
+    """Per ELSA source: tenant, phase, cursor, last success, last error, counts, cycle
+    duration."""
     counts = await store.source_counts(tenant)
     return SyncStatus(
         sources=[
             SourceStatus(
                 **state.model_dump(),
+                tenant_id=tenant,
                 counts=counts.get(state.source_id, {"definitions": 0, "instances": 0}),
             )
             for state in await store.source_states(tenant)

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 import jinja2
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -68,6 +69,22 @@ async def page(request: Request, store: StoreDep, kept: KeptBodiesDep) -> HTMLRe
     tenant = await _open_tenant(request)
     data = await page_data(store, kept, tenant) if tenant is not None else None
     return HTMLResponse(render_page(str(request.base_url), data), headers=PAGE_HEADERS)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def api_docs(request: Request) -> HTMLResponse:
+    """Swagger UI from this package's own copy (static/swagger-ui/README.md): FastAPI's
+    loads it from a CDN, so /docs was blank offline. Nothing is asked of another server:
+    no favicon, no online validator."""
+    root_path = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=root_path + request.app.openapi_url,
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=_SWAGGER_JS_URL,
+        swagger_css_url=_SWAGGER_CSS_URL,
+        swagger_favicon_url="data:,",
+        swagger_ui_parameters={"validatorUrl": None},
+    )
 
 
 async def _open_tenant(request: Request) -> str | None:
@@ -157,3 +174,5 @@ _templates.globals.update(
     css_url=_asset_url("dashboard.css"),
     js_url=_asset_url("dashboard.js"),
 )
+_SWAGGER_JS_URL = _asset_url("swagger-ui/swagger-ui-bundle.js")
+_SWAGGER_CSS_URL = _asset_url("swagger-ui/swagger-ui.css")

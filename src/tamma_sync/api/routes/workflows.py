@@ -7,6 +7,8 @@ Status codes, shapes and `{"error": …}` bodies follow the original Fastify rou
 from __future__ import annotations
 
 import logging
+import math
+import string
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -36,7 +38,6 @@ from tamma_sync.api.schemas import (
 from tamma_sync.elsa import ElsaError, ElsaNotFound, ElsaUnavailable
 from tamma_sync.models import (
     MAX_EPOCH_MS,
-    MAX_INT32,
     Definition,
     Instance,
     InstancePatch,
@@ -53,6 +54,33 @@ router = APIRouter(
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
+#: What JavaScript's parseInt skips before the number: WhiteSpace and LineTerminator.
+_JS_SPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def parse_int_like_js(value: str | int | None) -> float | None:
+    """`value` read as JavaScript's `parseInt(value)` reads it (None for NaN, and for an
+    absent value), which is how the original API read `page` and `pageSize`: leading
+    whitespace, a sign, then the longest run of digits (hexadecimal after `0x`); the rest
+    is ignored. A float, as JavaScript's numbers are: ±inf beyond the largest."""
+    text = ("" if value is None else str(value)).lstrip(_JS_SPACE)
+    sign = -1 if text.startswith("-") else 1
+    text = text.removeprefix("-") if sign < 0 else text.removeprefix("+")
+    hexadecimal = text[:2] in ("0x", "0X")
+    if hexadecimal:
+        text = text[2:]
+    digits = string.hexdigits if hexadecimal else string.digits
+    run = text[: len(text) - len(text.lstrip(digits))]
+    if not run:
+        return None
+    try:
+        return sign * (float(int(run, 16)) if hexadecimal else float(run))
+    except OverflowError:  # float() of a decimal string is inf instead
+        return sign * math.inf
+
 
 @router.post(
     "/definitions",
@@ -63,8 +91,12 @@ MAX_PAGE_SIZE = 200
 async def upsert_definition(
     body: DefinitionIn, store: StoreDep, tenant: ManageWorkflows, response: Response
 ) -> Definition:
-    """Create (201) or update (200) a definition. Fields not sent keep their stored value."""
-    [(definition, created)] = await store.upsert_definitions(tenant, [body])
+    """Create (201) or update (200) a definition. Fields not sent keep their stored value.
+
+    `syncedAt` moves to now on every POST, as the original's did: it says when the
+    definition was last received. A POST that changes nothing else records no change
+    and keeps the revision."""
+    [(definition, created)] = await store.upsert_definitions(tenant, [body], refresh_synced_at=True)
     if not created:
         response.status_code = status.HTTP_200_OK
     return definition
@@ -97,8 +129,23 @@ async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkf
 async def list_instances(
     store: StoreDep,
     tenant: ViewWorkflows,
-    page: Annotated[int | None, Query(le=MAX_PAGE)] = None,
-    page_size: Annotated[int | None, Query(alias="pageSize", le=MAX_INT32)] = None,
+    page: Annotated[
+        int | str | None,
+        Query(
+            description="From 1. Read like the original's `parseInt` (`2abc` is 2, `3.9` is "
+            "3), never refused: below 1 or not a number is 1, and above "
+            f"{MAX_PAGE:,} is read as {MAX_PAGE:,}, past the end of any list.",
+        ),
+    ] = None,
+    page_size: Annotated[
+        int | str | None,
+        Query(
+            alias="pageSize",
+            description=f"1 to {MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}. Read like "
+            f"`page`: 0 or not a number is {DEFAULT_PAGE_SIZE}, below 1 is 1, above "
+            f"{MAX_PAGE_SIZE} is {MAX_PAGE_SIZE}.",
+        ),
+    ] = None,
     definition_id: Annotated[str | None, Query(alias="definitionId")] = None,
     status_filter: Annotated[
         str | None,
@@ -132,11 +179,15 @@ async def list_instances(
 ) -> JsonBytes:
     """A page of instances, in a total order on (orderBy, id).
 
-    Compatible paging: `page` (from 1) and `pageSize` (default 50, at most 200). For deep
-    pages follow `nextCursor` instead: every page then costs what the first one does.
+    Compatible paging: `page` (from 1) and `pageSize` (default 50, at most 200), read as
+    leniently as the original read them, so a caller it served is never refused here;
+    the extensions' parameters are checked. For deep pages follow `nextCursor` instead:
+    every page then costs what the first one does.
     """
-    page = max(1, page or 1)
-    page_size = min(MAX_PAGE_SIZE, max(1, page_size or DEFAULT_PAGE_SIZE))
+    # The original's `Math.max(1, parseInt(page) || 1)` and `Math.min(200, Math.max(1,
+    # parseInt(pageSize) || 50))`, with the page capped at MAX_PAGE: an empty page already.
+    page_number = int(min(MAX_PAGE, max(1, parse_int_like_js(page) or 1)))
+    size = int(min(MAX_PAGE_SIZE, max(1, parse_int_like_js(page_size) or DEFAULT_PAGE_SIZE)))
     descending = (order_direction or ("asc" if order_by == "createdAt" else "desc")) == "desc"
     query = InstanceQuery(
         definition_id=definition_id or None,
@@ -145,13 +196,13 @@ async def list_instances(
         updated_since=updated_since,
         order_by=order_by,
         descending=descending,
-        limit=page_size,
-        offset=(page - 1) * page_size,
+        limit=size,
+        offset=(page_number - 1) * size,
         after=decode_cursor(cursor, order_by, descending) if cursor else None,
         with_total=include_total,
     )
     result = await store.list_instances(tenant, query)
-    body: dict[str, Any] = {"data": result.wire, "page": page, "pageSize": page_size}
+    body: dict[str, Any] = {"data": result.wire, "page": page_number, "pageSize": size}
     if result.total is not None:
         body["total"] = result.total
     if result.next_after is not None:

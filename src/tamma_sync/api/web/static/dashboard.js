@@ -13,6 +13,7 @@ const KEY_STORAGE = 'tamma-sync.apiKey';
 const RETRY_MS = 2000; // until the server sends its own `retry:`
 const MAX_RETRY_MS = 30000;
 const STALL_MS = 60000; // nothing, not even a heartbeat (every 15 s by default): reconnect
+const KEY_NEEDED = 'Needs an API key (see above).';
 const LIVE_TEXT = { live: 'live', connecting: 'connecting…', offline: 'offline, retrying', key: 'API key needed' };
 
 const $ = (id) => document.getElementById(id);
@@ -106,7 +107,10 @@ const syncBanner = (s) =>
 
 const source = (s) =>
   h('li', { class: 'card', 'data-id': s.sourceId },
-    h('div', { class: 'row' }, h('strong', { class: 'name' }, s.sourceId), badge(s.phase)),
+    h('div', { class: 'row' },
+      h('strong', { class: 'name' }, s.sourceId),
+      s.tenantId ? h('span', { class: 'muted' }, `tenant ${s.tenantId}`) : null,
+      badge(s.phase)),
     h('div', { class: 'meta' },
       s.url ? h('span', { class: 'mono' }, s.url) : null,
       s.elsaVersion ? h('span', {}, `ELSA ${s.elsaVersion}`) : null,
@@ -128,12 +132,20 @@ const rejections = (list) =>
     h('ul', {}, list.slice(-5).reverse().map((r) =>
       h('li', {}, h('span', { class: 'mono' }, r.id), ' ', h('span', { class: 'error-text' }, r.reason)))));
 
+// An ELSA source whose last cycle failed: the sync saw it just now, ELSA did not answer.
+const failing = (e) => e.kind === 'elsa' && e.state === 'error';
+
+function lastSeen(e) {
+  if (!failing(e)) return h('span', {}, 'last seen ', when(e.lastHeartbeatAt));
+  return e.stats.lastSuccessAt ? h('span', {}, 'synced ', when(e.stats.lastSuccessAt)) : h('span', {}, 'never synced');
+}
+
 const engine = (e) =>
   h('li', { class: 'card', 'data-id': e.id },
     h('div', { class: 'row' }, h('strong', { class: 'name' }, e.name || e.id), badge(e.state || 'unknown')),
     h('div', { class: 'meta' },
-      h('span', { class: 'liveness', 'data-online': e.online }, e.online ? 'online' : 'offline'),
-      h('span', {}, 'last seen ', when(e.lastHeartbeatAt))),
+      h('span', { class: 'liveness', 'data-online': e.online }, e.online ? 'online' : failing(e) ? 'failing' : 'offline'),
+      lastSeen(e)),
     h('div', { class: 'meta' },
       h('span', { class: 'mono' }, e.id),
       e.kind ? h('span', {}, e.kind) : null,
@@ -254,10 +266,16 @@ function authHeaders(headers) {
   return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
 }
 
+/** What the panels that never got data say: "Loading…", or that they wait for a key. */
+function placeholders(text) {
+  for (const placeholder of document.querySelectorAll('.placeholder')) placeholder.textContent = text;
+}
+
 function askForKey({ scope }) {
   needsKey = true;
   clearTimeout(pollTimer);
   setLive('key');
+  placeholders(KEY_NEEDED);
   const form = $('key-form');
   form.hidden = false;
   form.classList.add('alert');
@@ -269,6 +287,7 @@ function askForKey({ scope }) {
 
 function keyChanged() {
   needsKey = false;
+  placeholders('Loading…');
   const form = $('key-form');
   form.hidden = true;
   form.classList.remove('alert');
