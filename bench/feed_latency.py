@@ -7,11 +7,11 @@ server: A itself (one process), or server B on the same PostgreSQL (two processe
 LISTEN/NOTIFY). A write's latency runs from just before its HTTP request is sent to the
 arrival at the client of the `event: state` frame that carries it.
 
-Baseline, same writes, same run: the original stream's design (reference/tamma-contract.md
-§1.3) — per subscriber, a timer that reads the instance from the store every 1000 ms and
-emits when `updatedAt` grew — emulated by one polling task per instance reading the same
-database directly through tamma-sync's `Store`, each with a random phase. Its latency is
-measured the same way, to the poll that first sees the write.
+Baseline, same writes, same run: the original stream's design — per subscriber, a timer
+that reads the instance from the store every 1000 ms and emits when `updatedAt` grew —
+emulated by one polling task per instance reading the same database directly through
+tamma-sync's `Store`, each with a random phase. Its latency is measured the same way, to the
+poll that first sees the write.
 
 `python -m bench.feed_latency --help` for the options.
 """

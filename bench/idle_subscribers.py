@@ -9,7 +9,7 @@ included) over the window; on PostgreSQL the CPU of the backends serving its con
 is read the same way and shown apart.
 
 Baseline, same run, same database: the original stream's per-subscriber timer
-(reference/tamma-contract.md §1.3) — N asyncio tasks in a child process, each reading one
+— N asyncio tasks in a child process, each reading one
 instance from the store every second (random phase) and comparing `updatedAt` — once
 through tamma-sync's `Store.get_instance` (what this server would do), and once through
 the bare driver (one prepared `SELECT`; the cheapest a poller can be).

@@ -24,7 +24,7 @@ counted:
    then deep keyset pages of the busiest one) and by subStatus (each of the six, in the
    default `createdAt` order and in `orderBy=updatedAt`);
 2. `/api/dashboard/summary` and `/api/dashboard/workflows` at concurrency 16, against the
-   original one-`count(*)`-per-definition pattern (reference/tamma-contract.md §3.3) served
+   original one-`count(*)`-per-definition pattern served
    by the same app in a process of its own (`bench/_scale_server.py --old-routes`); the
    workflows list also as browsers ask for it (`Accept-Encoding: gzip`), as a poller that
    holds it revalidates it (`If-None-Match`: 304), and

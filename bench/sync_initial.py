@@ -6,7 +6,7 @@ instance delta walk from an empty cursor, and whatever else a first cycle does),
 process of its own, into a fresh SQLite file and a fresh PostgreSQL database.
 
 Baseline, same run, same database kind: the old .NET `WorkflowSyncService` protocol
-(reference/tamma-contract.md §4.4) replayed against a real `tamma-sync serve` child process:
+replayed against a real `tamma-sync serve` child process:
 read ELSA's instance list 100 at a time, then for each instance `PUT
 /api/workflows/instances/{id}` with the .NET body and `POST /api/workflows/instances` on 404,
 one request at a time, over a keep-alive HTTP/1.1 connection. Timed on a sample.

@@ -23,6 +23,7 @@ from tamma_sync.api import create_app
 from tamma_sync.settings import Settings, normalize_database_url
 from tamma_sync.store import Store
 from tests.support.server import serve_in_thread
+from tests.support.throwaway_postgres import PostgresUnavailable, ThrowawayPostgres
 
 POSTGRES_URL_ENV = "TAMMA_SYNC_TEST_POSTGRES_URL"
 DIALECTS = ["sqlite", "postgresql"]
@@ -63,6 +64,31 @@ def postgres_database_url() -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL cluster of this module's own, for tests that stop or restart the
+    database: the machine's shared server is never touched. Without the binaries it is
+    skipped, unless PostgreSQL tests are required (`TAMMA_SYNC_TEST_POSTGRES_URL` set):
+    then the test fails."""
+    try:
+        cluster = ThrowawayPostgres.create()
+    except PostgresUnavailable as error:
+        if postgres_admin_url() is not None:
+            pytest.fail(f"a throwaway PostgreSQL cluster could not be started: {error}")
+        pytest.skip(f"a throwaway PostgreSQL cluster could not be started: {error}")
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def throwaway_database_url(throwaway_postgres: ThrowawayPostgres) -> str:
+    """An empty database (async driver URL) in the throwaway cluster, started again if an
+    earlier test left it stopped."""
+    if not throwaway_postgres.is_running():
+        throwaway_postgres.start()
+    return normalize_database_url(throwaway_postgres.create_database())
 
 
 @pytest.fixture

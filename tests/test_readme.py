@@ -127,4 +127,5 @@ def test_mirroring_a_real_elsa_into_postgresql_runs_as_written(
             if process.poll() is None:
                 process.kill()
             reader.join(timeout=5)
-    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    with process:  # closes its pipes once read
+        assert process.returncode == 0, process.stderr.read() if process.stderr else ""

@@ -1,6 +1,6 @@
 """The Tamma-compatible workflow API over real HTTP, on SQLite and PostgreSQL.
 
-Mirrors the original route tests (reference/tamma-contract.md §6) and what the .NET sync
+Mirrors the original API's route tests and what the .NET sync
 service sends (§4.4), plus the defects fixed on the way.
 """
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tamma_sync.elsa import ElsaClient
 from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
@@ -17,20 +15,20 @@ from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import InstanceQuery, Store
 from tamma_sync.store.store import PING_AFTER_IDLE_SECONDS
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
-from tests.feed.test_replicas import restart_command
 from tests.support.mirror import assert_mirror_equals
 from tests.support.process import running_server
 from tests.support.server import serve_in_thread
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 T = DEFAULT_TENANT_ID
 
 
-async def test_postgres_restart_during_a_sync_converges(postgres_database_url: str) -> None:
-    restart = restart_command()
-    if restart is None:
-        pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster (the CI machine has both)")
+async def test_postgres_restart_during_a_sync_converges(
+    throwaway_postgres: ThrowawayPostgres, throwaway_database_url: str
+) -> None:
+    """The restart is of a cluster of the test's own: the machine's server has other users."""
     simulator = ElsaSimulator(SimulatorConfig(seed=8, definitions=5, instances=3_000))
-    store = Store.from_url(postgres_database_url)
+    store = Store.from_url(throwaway_database_url)
     await store.migrate()
     try:
         with serve_in_thread(simulator.app) as elsa_url:
@@ -43,7 +41,7 @@ async def test_postgres_restart_during_a_sync_converges(postgres_database_url: s
                 cycle = asyncio.create_task(service.run_cycle())
                 await asyncio.sleep(0.3)
                 assert not cycle.done()
-                await asyncio.to_thread(subprocess.run, restart, check=True, timeout=60)
+                await asyncio.to_thread(throwaway_postgres.restart)
                 # The cycle fails at its first statement while the database is away (or on
                 # the connection it closed), else it goes on with a renewed pool.
                 if cycle.done():
@@ -63,20 +61,20 @@ async def test_postgres_restart_during_a_sync_converges(postgres_database_url: s
         await store.close()
 
 
-async def test_reads_after_postgres_restarts_answer_at_once(postgres_database_url: str) -> None:
+async def test_reads_after_postgres_restarts_answer_at_once(
+    throwaway_postgres: ThrowawayPostgres, throwaway_database_url: str
+) -> None:
     """Pooled connections are pinged only once they sat idle (under load that round trip
     was a fifth of a page's server CPU): the pool's connections, all opened before the
-    restart, are replaced before the first reads after it, which answer."""
-    restart = restart_command()
-    if restart is None:
-        pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster (the CI machine has both)")
-    store = Store.from_url(postgres_database_url)
+    restart, are replaced before the first reads after it, which answer. The restart is of
+    a cluster of the test's own: the machine's server has other users."""
+    store = Store.from_url(throwaway_database_url)
     await store.migrate()
     try:
         await store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
         # Reads in parallel: several connections in the pool, all opened before the restart.
         assert all(await asyncio.gather(*(store.get_instance(T, "i1") for _ in range(6))))
-        await asyncio.to_thread(subprocess.run, restart, check=True, timeout=60)
+        await asyncio.to_thread(throwaway_postgres.restart)
         await asyncio.sleep(PING_AFTER_IDLE_SECONDS)
         # Pages run their SQL through the driver, not through SQLAlchemy's execution: the
         # pool renews connections for them just the same.

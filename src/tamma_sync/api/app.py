@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,7 +81,7 @@ def create_app(
     app = FastAPI(
         title="tamma-sync",
         summary="Mirror of ELSA 3 workflows with a Tamma-compatible API",
-        version="0.1.0",
+        version=importlib.metadata.version("tamma-sync"),  # pyproject.toml's
         lifespan=lifespan,
         # FastAPI's own pages load from a CDN: web.py serves /docs from the package instead,
         # and there is no ReDoc.

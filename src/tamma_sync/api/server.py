@@ -63,11 +63,15 @@ class Server(uvicorn.Server):
         feed: ChangeFeed | None = getattr(self._app.state, "feed", None)
         if feed is not None:
             feed.end_streams()
-        super().handle_exit(sig, frame)
         if sig == signal.SIGTERM:
-            # A requested stop that went well exits 0: uvicorn would re-raise SIGTERM
-            # after shutting down, and the process would end "killed by SIGTERM".
-            self._captured_signals.remove(sig)
+            # A requested stop that went well exits 0. uvicorn's own handler records the
+            # signal and raises it again once shut down, and the process would end "killed
+            # by SIGTERM"; for SIGTERM it does nothing else than set the public
+            # `should_exit`, so that is all done here. (SIGINT keeps uvicorn's handling: a
+            # second one forces the exit, and the process ends as interrupted.)
+            self.should_exit = True
+            return
+        super().handle_exit(sig, frame)
 
 
 class _Lifespan(LifespanOn):

@@ -1,7 +1,7 @@
 """Paged listings of a live ELSA: what a page means, and how a bound is sent.
 
 ELSA orders by one key with no tie-breaker and counts `totalCount` anew for every page
-(WorkflowInstanceStore, elsa-3-api §6), so on a busy server offset pages skip and repeat
+(elsa-core's WorkflowInstanceStore), so on a busy server offset pages skip and repeat
 rows. The walks here are keyset walks on a timestamp; rows that share one timestamp are
 fetched as a whole group in one request rather than paged by offset.
 """

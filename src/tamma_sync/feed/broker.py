@@ -77,9 +77,6 @@ class PostgresBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def wait_connected(self, within: float) -> None:
-        await asyncio.wait_for(self._connected.wait(), within)
-
     async def _listen(self, wake: Wake) -> None:
         failures = 0
         listened_before = False

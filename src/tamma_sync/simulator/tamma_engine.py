@@ -1,6 +1,7 @@
 """A simulated Tamma engine for the demo: it reports to tamma-sync over HTTP, as a real one.
 
-It walks Tamma's issue-to-PR loop (reference/tamma-contract.md §3.1-3.2): every step is a
+It walks Tamma's issue-to-PR loop (an issue selected, analysed, planned, implemented, its PR
+merged): every step is a
 heartbeat (`PUT /api/engines/{id}` with state and stats) and a batch of events in Tamma's
 shape (`POST /api/engines/{id}/events`), e.g. STATE_TRANSITION {from, to}, PR_CREATED
 {prNumber, url}.

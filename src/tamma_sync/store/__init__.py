@@ -1,5 +1,7 @@
 """Durable storage: the only package that speaks SQL."""
 
+from tamma_sync.store.catalog import CatalogTotals
+from tamma_sync.store.database import WriteResult
 from tamma_sync.store.errors import (
     MigrationRefused,
     describe_database_error,
@@ -10,12 +12,8 @@ from tamma_sync.store.errors import (
 )
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
-from tamma_sync.store.store import (
-    CatalogTotals,
-    PurgeCutoffs,
-    Store,
-    WriteResult,
-)
+from tamma_sync.store.retention import PurgeCutoffs
+from tamma_sync.store.store import Store
 
 __all__ = [
     "CatalogTotals",

@@ -1,4 +1,4 @@
-"""The sync of one ELSA source into a mirror (elsa-3-api §6-§7, §11; DESIGN.md).
+"""The sync of one ELSA source into a mirror.
 
 Each cycle:
 

@@ -1,6 +1,6 @@
 """The deletion sweep: find what ELSA deleted, on a busy server, without a wrong delete.
 
-ELSA deletes for good and tells nobody (elsa-3-api §7): the only way to learn of a
+ELSA deletes for good and tells nobody (no event, no tombstone): the only way to learn of a
 deletion is to list ELSA's instances and compare. On a live server the list never holds
 still — instances are created and deleted between any two pages, `totalCount` moves, and
 rows that share a timestamp change places between requests — so a sweep that waits for

@@ -1,7 +1,7 @@
 """`/api/workflows/...`: the Tamma-compatible workflow API and its extensions.
 
 Status codes, shapes and `{"error": …}` bodies follow the original Fastify routes
-(reference/tamma-contract.md §1); the extensions only add fields, filters and routes.
+(the original Tamma API's); the extensions only add fields, filters and routes.
 """
 
 from __future__ import annotations

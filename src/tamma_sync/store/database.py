@@ -1,0 +1,356 @@
+"""The store's core: one database, its serialized write transactions and its reads.
+
+Every write runs in one transaction that also appends to the change log, and only when the
+content really changed (compared by content hash). Writes are serialized — an asyncio lock
+in the process, `BEGIN IMMEDIATE` on SQLite, a transaction-scoped advisory lock on
+PostgreSQL — so change sequence numbers are handed out in commit order and a reader that
+follows the log by `seq` can never skip a change that commits late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tamma_sync.models import ChangeOp, EntityKind, now_ms
+from tamma_sync.store import migrations
+from tamma_sync.store.bulk import TableStats
+from tamma_sync.store.connect import WRITE_OPTION
+from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.errors import is_disk_full
+from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
+from tamma_sync.store.rows import chunks
+from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
+
+#: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
+CHANGES_CHANNEL = "tamma_sync_changes"
+#: Key of the PostgreSQL advisory lock that serializes writers across processes.
+WRITE_LOCK_KEY = 0x7A11A5C0
+#: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
+#: together do not race.
+MIGRATION_LOCK_KEY = 0x7A11A5C1
+#: Change-log columns a write supplies (`seq` is the database's).
+_CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
+
+CommitListener = Callable[[int], None]
+
+
+@dataclass
+class WriteResult:
+    """What a bulk write did, counted by outcome."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def add(self, other: WriteResult) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+
+
+@dataclass
+class Transaction:
+    """One write transaction: its connection and the change rows it will append."""
+
+    conn: AsyncConnection
+    dialect: Dialect
+    now: int
+    pending_changes: list[dict[str, Any]] = field(default_factory=list)
+    count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
+        default_factory=collections.Counter
+    )
+    inserted: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Rows added per table, for planner statistics."""
+    refreshed_definitions: bool = False
+    """A definition's `syncedAt` moved without a change record (a POST that changed
+    nothing else)."""
+
+    @property
+    def changes_catalog(self) -> bool:
+        """Whether this transaction changes a definition or moves an instance count
+        (retention's purge of ended instances moves counts, and a refreshed `syncedAt`
+        changes a definition, without recording a change)."""
+        return (
+            self.refreshed_definitions
+            or any(self.count_deltas.values())
+            or any(
+                change["entity"] == EntityKind.DEFINITION.value for change in self.pending_changes
+            )
+        )
+
+    def count(self, tenant_id: str, row: Mapping[str, Any], delta: int) -> None:
+        """Move the live-instance count of `row`'s (source, definition, sub-status)."""
+        key = (tenant_id, row["source_id"] or "", row["definition_id"], row["sub_status"] or "")
+        self.count_deltas[key] += delta
+
+    def record(
+        self,
+        tenant_id: str,
+        entity: EntityKind,
+        entity_id: str,
+        op: ChangeOp,
+        revision: int,
+        data: dict[str, Any],
+        definition_id: str | None = None,
+        sub_status: str | None = None,
+    ) -> None:
+        self.pending_changes.append(
+            {
+                "tenant_id": tenant_id,
+                "entity": entity.value,
+                "entity_id": entity_id,
+                "op": op.value,
+                "revision": revision,
+                "at": self.now,
+                "definition_id": definition_id,
+                "sub_status": sub_status,
+                "data": data,
+            }
+        )
+
+    async def select_by_ids(
+        self, table: sa.Table, id_column: sa.Column[str], tenant_id: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Stored rows (live or tombstoned) by id, for the ids that exist."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(dict.fromkeys(ids))):
+            rows = await self.conn.execute(
+                sa.select(table).where(
+                    table.c.tenant_id == tenant_id, self.dialect.ids_match(id_column, chunk)
+                )
+            )
+            for row in rows.mappings():
+                found[row[id_column.name]] = dict(row)
+        return found
+
+    async def upsert_rows(
+        self, table: sa.Table, key: list[str], rows: list[dict[str, Any]]
+    ) -> None:
+        """Insert rows, overwriting every column of those whose key already exists."""
+        columns = [column.name for column in table.columns]
+        await self.dialect.bulk_statement(table, columns, key).run(self.conn, rows)
+
+    async def finish(self) -> int | None:
+        """What every write does last, just before commit: move the kept counts, move the
+        catalog revision on, append the change rows. The newest change seq, if any."""
+        await self._move_counts()
+        if self.changes_catalog:
+            await self.conn.execute(
+                catalog_revision.update().values(revision=catalog_revision.c.revision + 1)
+            )
+        if not self.pending_changes:
+            return None
+        await self.dialect.bulk_statement(changes, _CHANGE_COLUMNS).run(
+            self.conn, self.pending_changes
+        )
+        self.inserted["changes"] += len(self.pending_changes)
+        # Writers are serialized: the newest seq is this transaction's.
+        last_seq: int = (
+            await self.conn.execute(sa.select(sa.func.max(changes.c.seq)))
+        ).scalar_one()
+        if not self.dialect.is_sqlite:  # delivered to every listener at commit
+            await self.conn.execute(sa.select(sa.func.pg_notify(CHANGES_CHANNEL, str(last_seq))))
+        return last_seq
+
+    async def _move_counts(self) -> None:
+        """Move the kept counts, and their per-sub-status totals, by this transaction's
+        deltas."""
+        totals: collections.Counter[tuple[str, str]] = collections.Counter()
+        rows = []
+        for (tenant_id, source_id, definition_id, sub_status), delta in self.count_deltas.items():
+            if delta:
+                totals[tenant_id, sub_status] += delta
+                rows.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "source_id": source_id,
+                        "definition_id": definition_id,
+                        "sub_status": sub_status,
+                        "count": delta,
+                    }
+                )
+        await self._add_counts(instance_counts, rows)
+        await self._add_counts(
+            instance_totals,
+            [
+                {"tenant_id": tenant_id, "sub_status": sub_status, "count": delta}
+                for (tenant_id, sub_status), delta in totals.items()
+                if delta
+            ],
+        )
+
+    async def _add_counts(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Add each row's `count` to the row with its key (inserting it if new)."""
+        for chunk in chunks(rows):
+            statement = self.dialect.insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=[column.name for column in table.primary_key.columns],
+                set_={"count": table.c.count + statement.excluded["count"]},
+            )
+            await self.conn.execute(statement, chunk)
+
+
+class Database:
+    """One database: serialized write transactions, reads, schema and leadership."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = Dialect(engine.dialect)
+        self.is_sqlite = self.dialect.is_sqlite
+        self._write_lock = asyncio.Lock()
+        self._commit_listeners: list[CommitListener] = []
+        self._stats = TableStats()
+        self._shared_read: ContextVar[AsyncConnection | None] = ContextVar(
+            f"tamma_sync_shared_read_{id(self)}", default=None
+        )
+        self.disk_full = False
+        """Whether a write failed for want of room (a full disk) and none committed since."""
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call `listener(last_seq)` after every commit that appended to the change log."""
+        self._commit_listeners.append(listener)
+
+    # -- schema ----------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent, safe across replicas)."""
+        async with self.engine.connect() as plain_conn:
+            conn = await plain_conn.execution_options(**self._write_options)
+            if not self.is_sqlite:
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            try:
+                await conn.run_sync(migrations.upgrade_to_head)
+                await conn.commit()
+            finally:
+                if not self.is_sqlite:
+                    # A failed migration aborted the transaction: the unlock in it would
+                    # fail too, and hide the migration's own error.
+                    await conn.rollback()
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                    await conn.commit()
+
+    async def schema_revision(self) -> str | None:
+        """The migration the database is at (None before the first one)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(migrations.current_revision)
+
+    async def lead(self, name: str) -> Leadership | None:
+        """Try to become the one process doing `name` (e.g. syncing a source).
+
+        PostgreSQL: a session advisory lock on a connection kept for the purpose, released
+        when the process or its connection dies. SQLite: an exclusive lock on a file beside
+        the database. Returns None when another process leads.
+        """
+        if self.is_sqlite:
+            return FileLeadership.acquire(self.engine.url.database, name)
+        return await AdvisoryLeadership.acquire(self.engine, name)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @property
+    def _write_options(self) -> dict[str, Any]:
+        """Execution options of a write transaction: BEGIN IMMEDIATE on SQLite (see
+        `connect`), a real transaction on PostgreSQL (whose reads autocommit)."""
+        if self.is_sqlite:
+            return {WRITE_OPTION: True}
+        return {WRITE_OPTION: True, "isolation_level": "READ COMMITTED"}
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[Transaction]:
+        """A write transaction (`_transaction`): one that fails for want of room marks the
+        database `disk_full`, and the next that commits clears it."""
+        try:
+            async with self._transaction() as tx:
+                yield tx
+        except Exception as exc:
+            if is_disk_full(exc):
+                self.disk_full = True
+            raise
+        self.disk_full = False
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Transaction]:
+        """One serialized write transaction; change rows are appended just before commit."""
+        async with self._write_lock, self.engine.connect() as conn:
+            write_conn = await conn.execution_options(**self._write_options)
+            async with write_conn.begin():
+                if not self.is_sqlite:
+                    await write_conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                    )
+                tx = Transaction(write_conn, self.dialect, now=now_ms())
+                yield tx
+                last_seq = await tx.finish()
+        if last_seq is not None:
+            for listener in self._commit_listeners:
+                listener(last_seq)
+        if not self.is_sqlite:
+            await self._refresh_stats(tx.inserted)
+
+    async def _refresh_stats(self, inserted: collections.Counter[str]) -> None:
+        """ANALYZE tables that grew a lot since this process last did: during an initial
+        sync the planner's row estimates go stale fast (and autovacuum may be off or slow),
+        and a stale estimate turns the key lookups of every batch into table scans."""
+        for table in self._stats.grown_enough(inserted):
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text(f"ANALYZE {table}"))
+                await conn.commit()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection. Each statement sees one consistent snapshot (READ
+        COMMITTED on PostgreSQL, an autocommit read on SQLite), so what must agree — a page
+        and its total — is read by one statement."""
+        shared = self._shared_read.get()
+        if shared is not None:
+            yield shared
+            return
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def reading_together(self) -> AsyncIterator[None]:
+        """Let the reads awaited inside share one connection: one pool checkout for a
+        response made of several small reads, instead of one each.
+        The reads must be awaited one after another, not gathered."""
+        if self._shared_read.get() is not None:
+            yield
+            return
+        async with self.engine.connect() as conn:
+            token = self._shared_read.set(conn)
+            try:
+                yield
+            finally:
+                self._shared_read.reset(token)
+
+    async def read_rows(
+        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of a statement compiled once and run through the driver."""
+        async with self.reading() as conn:
+            return await self.dialect.driver_form(statement).rows(conn, parameters)
+
+    async def read_mappings(
+        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """`read_rows` as dicts by column name, JSON columns decoded."""
+        async with self.reading() as conn:
+            return await self.dialect.driver_form(statement).mappings(conn, parameters)

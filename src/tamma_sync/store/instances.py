@@ -1,0 +1,222 @@
+"""Workflow instances: whole writes, partial updates and tombstones (each moving the kept
+counts and recording a change), single reads, pages, and a source's positions for the
+sync to compare."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tamma_sync.models import (
+    ENDED_SUB_STATUSES,
+    ChangeOp,
+    EntityKind,
+    Instance,
+    InstancePatch,
+    InstancePosition,
+    InstanceWrite,
+)
+from tamma_sync.store.database import Database, Transaction, WriteResult
+from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.pages import (
+    InstancePage,
+    InstanceQuery,
+    PageShape,
+    count_statement,
+    page_of,
+    page_parameters,
+    page_statement,
+)
+from tamma_sync.store.rows import chunks, instance_of, instance_wire, merge_instance
+from tamma_sync.store.tables import instances
+
+#: Built once: the read behind every single-instance request.
+_live_instance = sa.select(instances).where(
+    instances.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
+    instances.c.id == sa.bindparam("instance_id", type_=sa.String),
+    instances.c.deleted_at.is_(None),
+)
+
+
+async def put_instances(
+    tx: Transaction,
+    tenant_id: str,
+    writes: Sequence[InstanceWrite],
+    source_id: str | None = None,
+) -> tuple[list[dict[str, Any]], WriteResult]:
+    """Write what changed in `tx`; returns every instance's stored row (changed or not).
+    `source_id`, when given, tags every row with it (a sync batch's source)."""
+    result = WriteResult()
+    existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, [w.id for w in writes])
+    stored: list[dict[str, Any]] = []
+    to_write: dict[str, dict[str, Any]] = {}
+    for write in writes:
+        old = existing.get(write.id)
+        live = old if old is not None and old["deleted_at"] is None else None
+        row = merge_instance(tenant_id, write, live, tx.now, source_id)
+        if live is not None and live["content_hash"] == row["content_hash"]:
+            stored.append(live)
+            result.unchanged += 1
+            continue
+        row["revision"] = (old["revision"] + 1) if old is not None else 1
+        if live is not None:
+            tx.count(tenant_id, live, -1)
+        elif old is None:
+            tx.inserted["instances"] += 1
+        tx.count(tenant_id, row, +1)
+        existing[write.id] = to_write[write.id] = row
+        stored.append(row)
+        op = ChangeOp.UPDATE if live is not None else ChangeOp.CREATE
+        if live is not None:
+            result.updated += 1
+        else:
+            result.created += 1
+        tx.record(
+            tenant_id,
+            EntityKind.INSTANCE,
+            write.id,
+            op,
+            row["revision"],
+            instance_wire(row),
+            definition_id=row["definition_id"],
+            sub_status=row["sub_status"],
+        )
+    await tx.upsert_rows(instances, ["tenant_id", "id"], list(to_write.values()))
+    return stored, result
+
+
+async def update_instance(
+    tx: Transaction, tenant_id: str, instance_id: str, patch: InstancePatch
+) -> Instance | None:
+    """Apply a partial update to a live instance in `tx`; None when there is no such
+    instance."""
+    row = await _live_instance_row(tx.conn, tx.dialect, tenant_id, instance_id)
+    if row is None:
+        return None
+    current = instance_of(row)
+    write = patch.apply_to(current)
+    # A PUT that only moves updatedAt (the .NET sync's every cycle) is no change.
+    probe = write.model_copy(update={"updated_at": current.updated_at})
+    if merge_instance(tenant_id, probe, dict(row), tx.now)["content_hash"] == row["content_hash"]:
+        return current
+    [stored], _ = await put_instances(tx, tenant_id, [write])
+    return instance_of(stored)
+
+
+async def delete_instances(
+    tx: Transaction,
+    tenant_id: str,
+    instance_ids: Iterable[str],
+    source_id: str | None = None,
+) -> WriteResult:
+    """Tombstone live instances in `tx` (only `source_id`'s, when given)."""
+    result = WriteResult()
+    existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, list(instance_ids))
+    live = [
+        row
+        for row in existing.values()
+        if row["deleted_at"] is None and source_id in (None, row["source_id"])
+    ]
+    for row in live:
+        tx.count(tenant_id, row, -1)
+        tx.record(
+            tenant_id,
+            EntityKind.INSTANCE,
+            row["id"],
+            ChangeOp.DELETE,
+            row["revision"] + 1,
+            instance_wire(row),
+            definition_id=row["definition_id"],
+            sub_status=row["sub_status"],
+        )
+    for chunk in chunks([row["id"] for row in live]):
+        await tx.conn.execute(
+            instances.update()
+            .where(instances.c.tenant_id == tenant_id, instances.c.id.in_(chunk))
+            .values(deleted_at=tx.now, revision=instances.c.revision + 1)
+        )
+    result.deleted = len(live)
+    return result
+
+
+async def get_instance(db: Database, tenant_id: str, instance_id: str) -> Instance | None:
+    async with db.reading() as conn:
+        row = await _live_instance_row(conn, db.dialect, tenant_id, instance_id)
+    return instance_of(row) if row is not None else None
+
+
+async def _live_instance_row(
+    conn: AsyncConnection, dialect: Dialect, tenant_id: str, instance_id: str
+) -> dict[str, Any] | None:
+    parameters = {"tenant_id": tenant_id, "instance_id": instance_id}
+    found = await dialect.driver_form(_live_instance).mappings(conn, parameters)
+    return found[0] if found else None
+
+
+async def list_instances(db: Database, tenant_id: str, query: InstanceQuery) -> InstancePage:
+    """One page of instances in a total order on (order column, id).
+
+    Offset pages are stable under updates when ordered by `createdAt`, which never
+    changes; keyset pages (`after`) cost the same at any depth.
+    """
+    shape = PageShape.of(query)
+    parameters = page_parameters(tenant_id, query)
+    page = db.dialect.driver_form(page_statement(shape))
+    async with db.reading() as conn:
+        rows = await page.rows(conn, parameters)
+        total: int | None = None  # counted as bigint: an int from both drivers
+        if query.with_total:
+            # A page past the end has no row to carry the total.
+            if rows:
+                total = rows[0][-1]
+            else:
+                count = db.dialect.driver_form(count_statement(shape))
+                [(total,)] = await count.rows(conn, parameters)
+    wire, next_after = page_of(rows, query)
+    return InstancePage(wire=wire, total=total, next_after=next_after)
+
+
+async def source_instance_positions(
+    db: Database,
+    tenant_id: str,
+    source_id: str,
+    *,
+    created_from: int | None,
+    created_before: int | None,
+    active: bool,
+    after_id: str | None,
+    limit: int,
+) -> list[InstancePosition]:
+    """A source's live instances in id order after `after_id`: those created in
+    [created_from, created_before), or only those that have not ended (`active`). What
+    the sync compares with ELSA's listing."""
+    conditions = [
+        instances.c.tenant_id == tenant_id,
+        instances.c.source_id == source_id,
+        instances.c.deleted_at.is_(None),
+    ]
+    if created_from is not None:
+        conditions.append(instances.c.created_at >= created_from)
+    if created_before is not None:
+        conditions.append(instances.c.created_at < created_before)
+    if active:
+        ended = [sub_status.value for sub_status in ENDED_SUB_STATUSES]
+        conditions.append(
+            sa.or_(instances.c.sub_status.is_(None), instances.c.sub_status.not_in(ended))
+        )
+    if after_id is not None:
+        conditions.append(instances.c.id > after_id)
+    columns = [instances.c[name] for name in ("id", "created_at", "updated_at", "sub_status")]
+    async with db.reading() as conn:
+        rows = await conn.execute(
+            sa.select(*columns).where(*conditions).order_by(instances.c.id).limit(limit)
+        )
+        return [
+            InstancePosition(
+                id=row_id, created_at=created, updated_at=updated, sub_status=sub_status
+            )
+            for row_id, created, updated, sub_status in rows
+        ]
