@@ -22,7 +22,16 @@ from pydantic import (
     StringConstraints,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+
+from tamma_sync.fields import (
+    PATH_SAFE,
+    EngineKind,
+    EngineLabel,
+    EntityId,
+    ShortText,
+    SourceId,
+    Text,
+)
 
 #: The tenant of the sync's sources that name none, of the open (keyless) server, and of
 #: keys created without one: a name an operator can read and type (migration 0010 moved the
@@ -33,12 +42,6 @@ DEFAULT_TENANT_ID: Final = "default"
 MAX_EPOCH_MS: Final = 253_402_300_799_999
 #: Largest value of the 32-bit integer columns (version, incident count).
 MAX_INT32: Final = 2**31 - 1
-#: Longest identifier accepted (ids, definition ids, tenant ids, correlation ids).
-MAX_ID_LENGTH: Final = 255
-#: The narrower text columns: a source id, and what an engine says of its kind and state.
-MAX_SOURCE_ID_LENGTH: Final = 100
-MAX_ENGINE_KIND_LENGTH: Final = 50
-MAX_ENGINE_LABEL_LENGTH: Final = 100
 #: Most rows of each kind one sync batch may carry.
 MAX_BATCH_INSTANCES: Final = 5_000
 MAX_BATCH_DEFINITIONS: Final = 5_000
@@ -118,20 +121,6 @@ def _parse_sub_status(value: Any) -> Any:
     return SubStatus.parse(value) if isinstance(value, str) else value
 
 
-def _storable(value: str) -> str:
-    """PostgreSQL's text cannot hold NUL, so neither database is given one."""
-    if "\x00" in value:
-        raise PydanticCustomError("nul_character", "the NUL character (\\u0000) is not allowed")
-    return value
-
-
-def _path_safe(value: str) -> str:
-    """An id must fit in one URL path segment, or it could never be read or deleted."""
-    if "/" in value:
-        raise PydanticCustomError("slash_in_id", "an id may not contain '/'")
-    return value
-
-
 #: Longest error kept in a source's `lastError`: a pushed state may not carry more.
 MAX_ERROR_LENGTH: Final = 500
 
@@ -141,31 +130,6 @@ def clip_error(text: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
-#: Text bound for a column: no NUL; the bounded kinds also no longer than their column.
-Text = Annotated[str, AfterValidator(_storable)]
-EntityId = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
-    AfterValidator(_storable),
-    AfterValidator(_path_safe),
-]
-#: An id the writer may leave empty, for the server to make one.
-IdOrEmpty = Annotated[
-    str,
-    StringConstraints(max_length=MAX_ID_LENGTH),
-    AfterValidator(_storable),
-    AfterValidator(_path_safe),
-]
-ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH), AfterValidator(_storable)]
-SourceId = Annotated[
-    str, StringConstraints(max_length=MAX_SOURCE_ID_LENGTH), AfterValidator(_storable)
-]
-EngineKind = Annotated[
-    str, StringConstraints(max_length=MAX_ENGINE_KIND_LENGTH), AfterValidator(_storable)
-]
-EngineLabel = Annotated[
-    str, StringConstraints(max_length=MAX_ENGINE_LABEL_LENGTH), AfterValidator(_storable)
-]
 EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 Int32 = Annotated[int, Field(ge=0, le=MAX_INT32)]
 Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -486,7 +450,7 @@ class SyncBatch(WriteModel):
     no-op, and the state is overwritten with the same values.
     """
 
-    source_id: Annotated[SourceId, StringConstraints(min_length=1), AfterValidator(_path_safe)]
+    source_id: Annotated[SourceId, StringConstraints(min_length=1), PATH_SAFE]
     definitions: list[DefinitionWrite] = Field(
         default_factory=list, max_length=MAX_BATCH_DEFINITIONS
     )

@@ -11,7 +11,8 @@ import pytest
 from tamma_sync.api import create_app
 from tamma_sync.api.limits import MAX_JSON_VALUES
 from tamma_sync.api.schemas import MAX_PAGE
-from tamma_sync.models import DEFAULT_TENANT_ID, MAX_ENGINE_LABEL_LENGTH, InstanceWrite
+from tamma_sync.fields import MAX_ENGINE_LABEL_LENGTH
+from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 from tests.support.server import serve_in_thread

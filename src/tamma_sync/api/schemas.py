@@ -12,17 +12,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from tamma_sync.fields import IdOrEmpty, Text
 from tamma_sync.models import (
     Definition,
     DefinitionWrite,
     EngineEvent,
-    IdOrEmpty,
     Instance,
     InstancePosition,
     InstanceWrite,
     SourceState,
     SubStatus,
-    Text,
     WireModel,
     WorkflowStatus,
 )

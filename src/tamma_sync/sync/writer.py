@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from tamma_sync.fields import MAX_ID_LENGTH
 from tamma_sync.models import (
-    MAX_ID_LENGTH,
     MAX_LISTED_REJECTIONS,
     MAX_REJECTION_REASON,
     EntityKind,
