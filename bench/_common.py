@@ -1,5 +1,5 @@
 """What every benchmark shares: the machine's description, CPU and memory readings from
-/proc, throwaway PostgreSQL databases, percentiles, and the report in docs/benchmarks.md."""
+/proc, throwaway PostgreSQL databases, percentiles, and the report of a run."""
 
 from __future__ import annotations
 
@@ -30,22 +30,12 @@ import asyncpg
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS_FILE = REPO / "docs" / "benchmarks.md"
 RESULTS_DIR = REPO / "bench" / "results"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_ENV = "TAMMA_BENCH_POSTGRES_URL"
 _T = TypeVar("_T")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-DOCS_INTRO = """# Benchmarks
-
-Figures measured by the scripts in `bench/` (see `bench/README.md`). Every section below was
-appended by one run of one benchmark: the machine it ran on, the exact command, the absolute
-numbers, and each target figure as a ratio against a baseline measured in the same run.
-Traffic is loopback only. Newest sections are at the end.
-"""
-
 
 # -- processes and the machine ---------------------------------------------------------------
 
@@ -541,80 +531,138 @@ def command_line(module: str) -> str:
     return " ".join([".venv/bin/python", "-m", module, *map(shlex.quote, sys.argv[1:])])
 
 
+def head_commit() -> str | None:
+    """The short hash of the checked-out commit, if git can tell."""
+    try:
+        return _git("rev-parse", "--short", "HEAD") or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def plain(markdown: str) -> str:
+    """Text without its bold markers: what a record keeps of a cell or a verdict."""
+    return markdown.replace("**", "")
+
+
 @dataclass
-class Report:
-    """One dated section of docs/benchmarks.md."""
+class Table:
+    """One table of a report: printed under its title (if any), recorded as data."""
 
     title: str
-    command: str
-    machine: dict[str, str]
-    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    parts: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, markdown: str) -> None:
-        self.parts.append(markdown.strip())
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
 
     def markdown(self) -> str:
-        stamp = self.started.strftime("%Y-%m-%d %H:%M UTC")
-        machine = "\n".join(f"- **{key}:** {value}" for key, value in self.machine.items())
-        parts = list(self.parts)
+        heading = f"### {self.title}\n\n" if self.title else ""
+        return heading + table(self.header, self.rows)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "header": [plain(cell) for cell in self.header],
+            "rows": [[plain(cell) for cell in row] for row in self.rows],
+        }
+
+
+@dataclass
+class Report:
+    """One run of one benchmark. Printed as markdown; with `--record`, appended as one JSON
+    line to its history, bench/results/<benchmark>.jsonl. docs/benchmarks.md, the page of
+    current figures, is updated by hand from what a run printed."""
+
+    title: str
+    module: str
+    machine: dict[str, str]
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    commit: str | None = field(default_factory=head_commit)
+    blocks: list[str | Table] = field(default_factory=list)
+    """Prose (markdown) and tables, in the order they print."""
+    verdicts: list[str] = field(default_factory=list)
+    """Lines that say whether a target was met, printed last."""
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The figures behind the tables, unformatted."""
+
+    @property
+    def benchmark(self) -> str:
+        return self.module.rpartition(".")[2]
+
+    @property
+    def command(self) -> str:
+        return command_line(self.module)
+
+    def add(self, block: str | Table) -> None:
+        self.blocks.append(block.strip() if isinstance(block, str) else block)
+
+    def verdict(self, line: str) -> None:
+        self.verdicts.append(line)
+
+    def _run_notes(self) -> list[str]:
+        """What the run itself noticed: code that changed under it, repeated measurements."""
+        notes = []
         if len({digest for _, digest in CODE_VERSIONS}) > 1:
-            parts.append(
+            notes.append(
                 "**src/ changed during this run** (other people edit it), so these figures mix "
                 "code versions — measurement: digest of src/**/*.py at its start:\n\n"
                 + "\n".join(f"- {label}: {digest}" for label, digest in CODE_VERSIONS)
             )
         if FAILURES:
-            parts.append(
+            notes.append(
                 "Repeated measurements (the machine is shared):\n\n"
                 + "\n".join(f"- {line}" for line in FAILURES)
             )
-        body = "\n\n".join(parts)
+        return notes
+
+    def markdown(self) -> str:
+        stamp = self.started.strftime("%Y-%m-%d %H:%M UTC")
+        machine = "\n".join(f"- **{key}:** {value}" for key, value in self.machine.items())
+        parts = [block if isinstance(block, str) else block.markdown() for block in self.blocks]
+        body = "\n\n".join([*parts, *self.verdicts, *self._run_notes()])
         return (
             f"## {self.title} — {stamp}\n\n"
             f"Command (from the repository root):\n\n```bash\n{self.command}\n```\n\n"
             f"Machine:\n\n{machine}\n\n{body}\n"
         )
 
-    def publish(self, *, write_docs: bool = True) -> Path | None:
-        """Print the section, append it to docs/benchmarks.md, keep the raw figures."""
-        text = self.markdown()
+    def record(self) -> dict[str, Any]:
+        """The run as one record of its history (NaN and infinite figures become null)."""
+        figures = json.loads(json.dumps(self.raw, default=str), parse_constant=lambda _: None)
+        return {
+            "benchmark": self.benchmark,
+            "title": self.title,
+            "time": self.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "commit": self.commit,
+            "machine": self.machine,
+            "command": self.command,
+            "notes": [b for b in self.blocks if isinstance(b, str)] + self._run_notes(),
+            "tables": [b.as_json() for b in self.blocks if isinstance(b, Table)],
+            "verdicts": [plain(line) for line in self.verdicts],
+            "figures": figures,
+        }
+
+    def publish(self, *, record: bool) -> None:
+        """Print the report; with `record`, append it to the benchmark's history."""
         print()
-        print(text)
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        slug = self.title.lower().split(":")[0].replace(" ", "_")
-        raw_file = RESULTS_DIR / f"{slug}-{self.started.strftime('%Y%m%dT%H%M%S')}.json"
-        raw_file.write_text(
-            json.dumps(
-                {
-                    "title": self.title,
-                    "machine": self.machine,
-                    "failures": FAILURES,
-                    "code_versions": CODE_VERSIONS,
-                    **self.raw,
-                },
-                indent=2,
-            )
+        print(self.markdown())
+        if record:
+            history = RESULTS_DIR / f"{self.benchmark}.jsonl"
+            history.parent.mkdir(parents=True, exist_ok=True)
+            with history.open("a") as out:
+                out.write(json.dumps(self.record(), ensure_ascii=False) + "\n")
+            print(f"recorded in {history.relative_to(REPO)}")
+
+
+def common_arguments(parser: argparse.ArgumentParser, *, postgres: bool = True) -> None:
+    if postgres:
+        parser.add_argument(
+            "--postgres-url",
+            default=None,
+            help=f"admin URL of the PostgreSQL server (env {POSTGRES_URL_ENV}; "
+            f"default {DEFAULT_POSTGRES_URL}); a fresh database is created and dropped per run",
         )
-        if not write_docs:
-            return None
-        DOCS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        existing = DOCS_FILE.read_text() if DOCS_FILE.exists() else DOCS_INTRO
-        DOCS_FILE.write_text(existing.rstrip("\n") + "\n\n" + text)
-        print(f"appended to {DOCS_FILE.relative_to(REPO)}; raw figures in {raw_file}")
-        return DOCS_FILE
-
-
-def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--postgres-url",
-        default=None,
-        help=f"admin URL of the PostgreSQL server (env {POSTGRES_URL_ENV}; "
-        f"default {DEFAULT_POSTGRES_URL}); a fresh database is created and dropped per run",
-    )
-    parser.add_argument(
-        "--no-docs", action="store_true", help="print the figures but do not touch docs/"
+        "--record",
+        action="store_true",
+        help="append the run to its history, bench/results/<benchmark>.jsonl",
     )
     parser.add_argument(
         "--quiet-wait",
@@ -631,7 +679,7 @@ def start_run(
     PostgreSQL admin URL, and the busy cores measured once the machine was quiet."""
     admin_url = postgres_admin_url(args.postgres_url)
     machine = machine_description(admin_url if "postgresql" in databases else None)
-    report = Report(title, command_line(module), machine)
+    report = Report(title, module, machine)
     busy = wait_for_quiet(args.quiet_wait)
     print(f"machine busy before start: {busy:.2f} cores", file=sys.stderr)
     return report, admin_url, busy

@@ -92,7 +92,7 @@ class Mirror:
         ).where(instances.c.deleted_at.is_(None))
         if running_only:
             query = query.where(instances.c.sub_status.in_(RUNNING))
-        async with self._store.engine.connect() as conn:
+        async with self._store.sql_engine.connect() as conn:
             result = await conn.execute(query)
             return {row[0]: MirrorRow(*row[1:]) for row in result}
 
@@ -104,7 +104,7 @@ class Mirror:
             .order_by(changes.c.seq)
         )
         found: dict[str, list[Change]] = {}
-        async with self._store.engine.connect() as conn:
+        async with self._store.sql_engine.connect() as conn:
             for entity_id, at, op, data in await conn.execute(query):
                 updated = data.get("updatedAt") if isinstance(data, dict) else None
                 status = data.get("subStatus") if isinstance(data, dict) else None
@@ -115,7 +115,7 @@ class Mirror:
         """The source's sync state (camelCase JSON); empty before the first cycle, and
         before the sync created the schema."""
         try:
-            async with self._store.engine.connect() as conn:
+            async with self._store.sql_engine.connect() as conn:
                 value = (await conn.execute(sa.select(sync_state.c.state))).scalar()
         except sa.exc.DBAPIError:
             return {}

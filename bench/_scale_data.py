@@ -237,7 +237,7 @@ async def load(
         await _engines(store, seed)
         started = time.perf_counter()
         if not store.is_sqlite:
-            async with store.engine.connect() as conn:
+            async with store.sql_engine.connect() as conn:
                 autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 for table in ("instances", "instance_counts", "definitions", "changes"):
                     await autocommit.execute(sa.text(f"VACUUM (ANALYZE) {table}"))
@@ -256,7 +256,7 @@ async def _checkpoint(store: Store) -> None:
     """Write the load out of the log into the data files now: otherwise PostgreSQL's
     checkpointer (spread over minutes) or SQLite's first checkpoint would do it during the
     first measured reads, which then measure the load's aftermath, not the reads."""
-    async with store.engine.connect() as conn:
+    async with store.sql_engine.connect() as conn:
         autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
         if store.is_sqlite:
             await autocommit.execute(sa.text("PRAGMA wal_checkpoint(TRUNCATE)"))

@@ -42,7 +42,7 @@ old_router = APIRouter(prefix="/bench/old", tags=["benchmark baselines"])
 
 async def count_one_definition(store: Store, tenant_id: str, definition_id: str) -> int:
     """One `SELECT count(*) … WHERE definition_id = ?`, as its own store call."""
-    async with store.engine.connect() as conn:
+    async with store.sql_engine.connect() as conn:
         count = (
             await conn.execute(
                 sa.select(sa.func.count())

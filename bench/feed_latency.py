@@ -41,8 +41,8 @@ from bench._common import (
     CpuMeter,
     MachineLoad,
     Report,
+    Table,
     code_checkpoint,
-    command_line,
     common_arguments,
     distribution_ms,
     fmt,
@@ -50,7 +50,6 @@ from bench._common import (
     machine_description,
     postgres_admin_url,
     retrying_async,
-    table,
     wait_for_quiet,
 )
 from bench._servers import Child, tamma_sync_server
@@ -324,8 +323,8 @@ def _write_report(report: Report, args: argparse.Namespace, results: list[dict[s
             ]
         )
     report.add(
-        "### Latency (ms)\n\n"
-        + table(
+        Table(
+            "Latency (ms)",
             [
                 "scenario",
                 "SSE frames",
@@ -345,7 +344,9 @@ def _write_report(report: Report, args: argparse.Namespace, results: list[dict[s
             ],
             rows,
         )
-        + "\n\n`PUT`: the write's own round trip (the store write and its commit are part of "
+    )
+    report.add(
+        "`PUT`: the write's own round trip (the store write and its commit are part of "
         "the SSE latency). `frame after PUT response`: SSE arrival minus the PUT response's "
         "arrival, i.e. what the feed adds once the write is acknowledged (negative: the frame "
         "came first). `other load`: CPU the rest of the machine used during the measured "
@@ -374,8 +375,8 @@ def _write_report(report: Report, args: argparse.Namespace, results: list[dict[s
             ]
         )
     report.add(
-        "### Target: p99 ≤ 50 ms across processes (pg-2proc)\n\n"
-        + table(
+        Table(
+            "Target: p99 ≤ 50 ms across processes (pg-2proc)",
             [
                 "scenario",
                 "SSE p99",
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     uses_postgres = any(SCENARIOS[name][0] == "postgresql" for name in scenarios)
     report = Report(
         "Feed latency: store write → SSE frame",
-        command_line(MODULE),
+        MODULE,
         machine_description(admin_url if uses_postgres else None),
     )
     busy = wait_for_quiet(args.quiet_wait)
@@ -446,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
     results = uvloop.run(_main_async(args, admin_url, scenarios))
     report.raw = {"args": vars(args), "busy_before": busy, "results": results}
     _write_report(report, args, results)
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ from bench._common import (
     CpuMeter,
     MachineLoad,
     Report,
+    Table,
     child_env,
     code_checkpoint,
-    command_line,
     common_arguments,
     fmt,
     fresh_database,
@@ -51,7 +51,6 @@ from bench._common import (
     postgres_admin_url,
     raise_fd_limit,
     retrying_async,
-    table,
     wait_for_quiet,
 )
 from bench._servers import Child, tamma_sync_server
@@ -485,8 +484,8 @@ def _write_report(report: Report, args: argparse.Namespace, results: list[dict[s
             )
         targets.append(target_row)
     report.add(
-        "### CPU, as % of one core\n\n"
-        + table(
+        Table(
+            "CPU, as % of one core",
             [
                 "database",
                 "what",
@@ -500,8 +499,8 @@ def _write_report(report: Report, args: argparse.Namespace, results: list[dict[s
         )
     )
     report.add(
-        f"### Target: ≤ 2 % of one core for {args.subscribers:,} idle subscribers\n\n"
-        + table(
+        Table(
+            f"Target: ≤ 2 % of one core for {args.subscribers:,} idle subscribers",
             [
                 "database",
                 "server CPU",
@@ -565,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     admin_url = postgres_admin_url(args.postgres_url)
     report = Report(
         f"Idle subscribers: {args.subscribers:,} SSE streams on one server",
-        command_line(MODULE),
+        MODULE,
         machine_description(admin_url if "postgresql" in databases else None),
     )
     busy = wait_for_quiet(args.quiet_wait)
@@ -574,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
     results = uvloop.run(_main_async(args, admin_url, databases))
     report.raw = {"args": vars(args), "busy_before": busy, "fd_limit": limit, "results": results}
     _write_report(report, args, results)
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 if __name__ == "__main__":

@@ -29,14 +29,13 @@ import httpx
 
 from bench._common import (
     Report,
-    command_line,
+    Table,
     common_arguments,
     distribution_ms,
     fmt,
     machine_description,
     postgres_admin_url,
     raise_fd_limit,
-    table,
     temp_postgres_database,
     wait_for_quiet,
 )
@@ -273,7 +272,8 @@ async def _run(args: argparse.Namespace, report: Report) -> None:
         f"database share the machine's 2 cores."
     )
     report.add(
-        table(
+        Table(
+            "",
             ["what", "count", "per second", "p50 ms", "p99 ms", "5xx"],
             [
                 [
@@ -303,10 +303,11 @@ async def _run(args: argparse.Namespace, report: Report) -> None:
             ],
         )
     )
-    report.add(
+    if problems:
+        report.add("Problems:\n\n" + "\n".join(f"- {p}" for p in problems[:20]))
+    report.verdict(
         f"**Subscribers that received every change for their filter, in order, once: "
         f"{complete} of {len(subscribers)}**; 5xx answers: **{five_xx}**."
-        + ("" if not problems else "\n\nProblems:\n\n" + "\n".join(f"- {p}" for p in problems[:20]))
     )
 
 
@@ -326,11 +327,11 @@ def main() -> None:
     wait_for_quiet(args.quiet_wait)
     report = Report(
         "Load: concurrent writers and SSE subscribers on PostgreSQL",
-        command_line("bench.load_mixed"),
+        "bench.load_mixed",
         machine_description(postgres_admin_url(args.postgres_url)),
     )
     asyncio.run(_run(args, report))
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Usage (from the repository root; ≈ 10 min with the defaults on 2 cores):
 
     .venv/bin/python -m bench.scale_memory
     .venv/bin/python -m bench.scale_memory --databases postgresql --instances 200000
-    .venv/bin/python -m bench.scale_memory --instances 1000000 --no-docs
+    .venv/bin/python -m bench.scale_memory --instances 1000000 --record
 
 The project's ELSA simulator (`SimulatorConfig(instances=N, definitions=1000)`, seed 1)
 runs in a process of its own (`bench/_elsa_server.py`). Per database (a fresh SQLite file
@@ -24,8 +24,8 @@ under /tmp and a fresh `tamma_bench_<random>` PostgreSQL database, dropped after
    loads of `bench.scale_reads`: the instance list and the dashboard summary at concurrency
    64, `/api/dashboard/workflows` and deep keyset pages at concurrency 16.
 
-Target: every peak ≤ 300 MB. Results go to docs/benchmarks.md (unless --no-docs) and
-bench/results/scale_memory-*.json.
+Target: every peak ≤ 300 MB. The report is printed; `--record` appends it to
+bench/results/scale_memory.jsonl.
 """
 
 from __future__ import annotations
@@ -54,14 +54,13 @@ from bench._common import (
     CpuMeter,
     MachineLoad,
     Report,
+    Table,
     child_env,
-    command_line,
     common_arguments,
     fmt,
     machine_description,
     memory_kib,
     postgres_admin_url,
-    table,
     temp_postgres_database,
     wait_for_quiet,
 )
@@ -126,15 +125,15 @@ def _curve(samples: list[tuple[float, int]], points: int = 11) -> list[int]:
 
 
 async def _live_instances(database_url: str) -> int:
-    engine = create_async_engine(normalize_database_url(database_url))
+    sql_engine = create_async_engine(normalize_database_url(database_url))
     try:
-        async with engine.connect() as conn:
+        async with sql_engine.connect() as conn:
             count = await conn.execute(
                 sa.text("SELECT count(*) FROM instances WHERE deleted_at IS NULL")
             )
             return int(count.scalar_one())
     finally:
-        await engine.dispose()
+        await sql_engine.dispose()
 
 
 def sync_once(
@@ -285,9 +284,9 @@ def build_report(
     servers: dict[str, ServerRun],
 ) -> Report:
     report = Report(
-        title=f"Scale memory: initial mirror of {args.instances:,} instances, then reads",
-        command=command_line(MODULE),
-        machine=machine,
+        f"Scale memory: initial mirror of {args.instances:,} instances, then reads",
+        MODULE,
+        machine,
     )
     report.add(
         f"""
@@ -325,8 +324,8 @@ machine; near 0 = undisturbed; peak RSS does not depend on it). Machine busy bef
                 ]
             )
     report.add(
-        "### Sync worker (`tamma-sync sync --once`, details `none`)\n\n"
-        + table(
+        Table(
+            "Sync worker (`tamma-sync sync --once`, details `none`)",
             [
                 "database",
                 "instances",
@@ -342,13 +341,18 @@ machine; near 0 = undisturbed; peak RSS does not depend on it). Machine busy bef
             ],
             rows,
         )
-        + "\n\nSummary lines printed by the CLI: "
+    )
+    report.add(
+        "Summary lines printed by the CLI: "
         + "; ".join(f"{name}: `{full.summary_line}`" for name, (_, full) in syncs.items())
     )
     for name, server in servers.items():
         report.add(
-            f"### Server on the mirror, {name} (RSS after start: {mib(server.idle_rss_kib)})\n\n"
-            + table(MEASUREMENT_HEADER, [measurement_row(m) for m in server.measurements])
+            Table(
+                f"Server on the mirror, {name} (RSS after start: {mib(server.idle_rss_kib)})",
+                MEASUREMENT_HEADER,
+                [measurement_row(m) for m in server.measurements],
+            )
         )
     target_rows = []
     for name, (baseline, full) in syncs.items():
@@ -378,8 +382,7 @@ machine; near 0 = undisturbed; peak RSS does not depend on it). Machine busy bef
                 ]
             )
     report.add(
-        "### Targets\n\n"
-        + table(["database", "target", "measured", "ratio", "verdict"], target_rows)
+        Table("Targets", ["database", "target", "measured", "ratio", "verdict"], target_rows)
     )
     report.raw = {
         "args": vars(args),
@@ -471,7 +474,7 @@ def main() -> None:
             )
             servers[name] = serve_loads(url, workdir, args, pg_admin, full.live_instances)
     report = build_report(args, machine, quiet, syncs, servers)
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 if __name__ == "__main__":

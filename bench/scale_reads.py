@@ -4,7 +4,7 @@ Usage (from the repository root; ≈ 12 min with the defaults on 2 cores):
 
     .venv/bin/python -m bench.scale_reads
     .venv/bin/python -m bench.scale_reads --databases postgresql --duration 5
-    .venv/bin/python -m bench.scale_reads --instances 100000 --no-docs
+    .venv/bin/python -m bench.scale_reads --instances 100000 --record
     .venv/bin/python -m bench.scale_reads --profile --py-spy /tmp/pyspy/bin/py-spy
 
 Per database (a fresh SQLite file under /tmp and a fresh `tamma_bench_<random>` PostgreSQL
@@ -37,10 +37,10 @@ counted:
 The server's CPU (all threads), the PostgreSQL backends' CPU, the client's CPU and the CPU
 of everything else are measured apart over each window (the server's: the supervisor and
 every worker, their peak RSS summed). The client and the server share
-the machine's cores. Results go to docs/benchmarks.md (unless --no-docs) and
-bench/results/scale_reads-*.json. `--profile` then samples the same server with py-spy
+the machine's cores. The report is printed; `--record` appends it to
+bench/results/scale_reads.jsonl. `--profile` then samples the same server with py-spy
 under six of the loads (not measured; py-spy is no project dependency, see
-bench/_scale_profile.py) and writes summaries to bench/results/scale_reads-<db>-<key>.md.
+bench/_scale_profile.py) and writes summaries to bench/results/profiles/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -67,17 +67,17 @@ from bench._common import (
     ATTEMPTS,
     FAILURES,
     NONE,
+    REPO,
     RESULTS_DIR,
     TIMES,
     Report,
+    Table,
     child_env,
-    command_line,
     common_arguments,
     fmt,
     machine_description,
     memory_kib,
     postgres_admin_url,
-    table,
     temp_postgres_database,
     wait_for_quiet,
 )
@@ -463,6 +463,8 @@ def measure_database(
 
 
 PROFILED = ("first", "deep_offset", "definition_first", "summary", "workflows", "tp_list")
+#: py-spy's stacks and their summaries: kept beside the history, but not in git.
+PROFILES_DIR = RESULTS_DIR / "profiles"
 
 
 def profile_scenarios(
@@ -480,13 +482,13 @@ def profile_scenarios(
         + dashboard_scenarios(args, False, plan.workflows_etag)
         + throughput_scenarios(args)
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    PROFILES_DIR.mkdir(parents=True, exist_ok=True)
     digests = []
     seconds = min(args.duration, 8.0)
     for key in PROFILED:
         scenario = chosen[key]
         print(f"[{name}] profiling {key}", file=sys.stderr)
-        raw = RESULTS_DIR / f"scale_reads-{name}-{key}.collapsed"
+        raw = PROFILES_DIR / f"scale_reads-{name}-{key}.collapsed"
         short = Scenario(
             scenario.key, scenario.label, scenario.paths, scenario.concurrency, seconds, 1.0
         )
@@ -495,7 +497,7 @@ def profile_scenarios(
         summary = summarize(raw, f"{name}: {scenario.label}")
         target = raw.with_suffix(".md")
         target.write_text(summary)
-        digests.append(f"- {scenario.label}: `{target.relative_to(RESULTS_DIR.parent.parent)}`")
+        digests.append(f"- {scenario.label}: `{target.relative_to(REPO)}`")
     return digests
 
 
@@ -510,7 +512,7 @@ def x(value: float, baseline: float) -> str:
     return f"{value / baseline:,.2f}{TIMES}" if baseline and value == value else "n/a"
 
 
-def targets_table(runs: Sequence[DatabaseRun]) -> str:
+def targets_table(runs: Sequence[DatabaseRun]) -> Table:
     rows: list[list[str]] = []
     for run in runs:
         m = run.measurements
@@ -600,7 +602,7 @@ def targets_table(runs: Sequence[DatabaseRun]) -> str:
                 verdict(peak / 1024 <= TARGET_RSS_MIB),
             ]
         )
-    return table(["database", "target", "measured", "ratio", "verdict"], rows)
+    return Table("Targets", ["database", "target", "measured", "ratio", "verdict"], rows)
 
 
 def _processes(workers: int) -> str:
@@ -613,7 +615,7 @@ def _workers_text(workers: int) -> str:
     return f"`--workers {workers}`: {workers} uvicorn processes on one socket, plus the supervisor"
 
 
-def throughput_table(runs: Sequence[DatabaseRun], concurrency: int, workers: int) -> str:
+def throughput_table(runs: Sequence[DatabaseRun], concurrency: int, workers: int) -> Table:
     rows = []
     for run in runs:
         m = run.measurements
@@ -640,7 +642,8 @@ def throughput_table(runs: Sequence[DatabaseRun], concurrency: int, workers: int
                     mib(item.peak_rss_kib),
                 ]
             )
-    return table(
+    return Table(
+        "Read throughput",
         [
             "database",
             f"endpoint (concurrency {concurrency}, {_processes(workers)})",
@@ -668,9 +671,9 @@ def build_report(
     quiet: float,
 ) -> Report:
     report = Report(
-        title=f"Scale reads: {args.instances:,} instances {TIMES} {args.definitions:,} definitions",
-        command=command_line(MODULE),
-        machine=machine,
+        f"Scale reads: {args.instances:,} instances {TIMES} {args.definitions:,} definitions",
+        MODULE,
+        machine,
     )
     load_lines = "\n".join(
         f"- {name}: {int(load['instances']):,} instances written in {load['write_s']:.0f} s "
@@ -726,8 +729,11 @@ than {args.max_foreign:g} cores is measured again). Machine busy before start: {
             )
         ]
         report.add(
-            f"### Listing, {run.name} (concurrency {args.concurrency})\n\n"
-            + table(MEASUREMENT_HEADER, [measurement_row(item) for item in listing])
+            Table(
+                f"Listing, {run.name} (concurrency {args.concurrency})",
+                MEASUREMENT_HEADER,
+                [measurement_row(item) for item in listing],
+            )
         )
         dash = [
             m[key]
@@ -736,17 +742,16 @@ than {args.max_foreign:g} cores is measured again). Machine busy before start: {
             if key in m
         ]
         report.add(
-            f"### Dashboard, {run.name} (concurrency {args.concurrency})\n\n"
-            + table(MEASUREMENT_HEADER, [measurement_row(item) for item in dash])
+            Table(
+                f"Dashboard, {run.name} (concurrency {args.concurrency})",
+                MEASUREMENT_HEADER,
+                [measurement_row(item) for item in dash],
+            )
         )
+    report.add(throughput_table(runs, args.throughput_concurrency, args.workers))
+    report.add(targets_table(runs))
     report.add(
-        "### Read throughput\n\n"
-        + throughput_table(runs, args.throughput_concurrency, args.workers)
-    )
-    report.add(
-        "### Targets\n\n"
-        + targets_table(runs)
-        + "\n\nLatencies are closed-loop at the stated concurrency against "
+        "Latencies are closed-loop at the stated concurrency against "
         f"{_processes(args.workers)}. By Little's law the mean latency is concurrency / "
         "throughput: once the server is saturated, a request waits for the ones queued before it. "
         f"A p99 of {TARGET_LIST_P99_MS:.0f} ms at concurrency {args.concurrency} needs "
@@ -844,7 +849,7 @@ def main() -> None:
             wait_for_quiet(args.quiet_wait)
             runs.append(measure_database(name, url, args, admin_url, workdir))
     report = build_report(args, machine, loads, sizes, runs, quiet)
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ from bench._common import (
     CpuMeter,
     MachineLoad,
     Report,
+    Table,
     child_env,
     code_checkpoint,
-    command_line,
     common_arguments,
     fmt,
     machine_description,
@@ -53,7 +53,6 @@ from bench._common import (
     postgres_admin_url,
     ratio,
     retrying,
-    table,
     temp_postgres_database,
     wait_for_quiet,
 )
@@ -97,7 +96,7 @@ async def _sync_once(
             report = await service.run_cycle()
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu_before
-        async with store.engine.connect() as conn:
+        async with store.sql_engine.connect() as conn:
             live = (
                 await conn.execute(
                     sa.text("SELECT count(*) FROM instances WHERE deleted_at IS NULL")
@@ -456,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     uses_postgres = "postgresql" in databases
     report = Report(
         f"Initial sync: {args.instances:,} instances",
-        command_line(MODULE),
+        MODULE,
         machine_description(admin_url if uses_postgres else None),
     )
     busy_before = wait_for_quiet(args.quiet_wait)
@@ -504,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
     report.raw = raw
     _write_report(report, args, databases, policies, busy_before)
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 def _write_report(
@@ -569,8 +568,8 @@ def _write_report(
             ]
         )
     report.add(
-        "### Throughput\n\n"
-        + table(
+        Table(
+            "Throughput",
             [
                 "database",
                 "run",
@@ -598,8 +597,8 @@ def _write_report(
         "start-up): near 0 means the figures were not disturbed."
     )
     report.add(
-        f"### Targets (≥ 20,000 instances/s; ≥ 20{TIMES} the old protocol, same database kind)\n\n"
-        + table(
+        Table(
+            f"Targets (≥ 20,000 instances/s; ≥ 20{TIMES} the old protocol, same database kind)",
             [
                 "database",
                 "run",
@@ -609,7 +608,9 @@ def _write_report(
             ],
             targets,
         )
-        + "\n\nThe last column compares the CPU spent per instance by every process involved "
+    )
+    report.add(
+        "The last column compares the CPU spent per instance by every process involved "
         "(sync or client and server, simulator, PostgreSQL backends): it is what the speed-up "
         "would be on a machine with a free core per process, and it is much less disturbed by "
         "other load than wall-clock rates."

@@ -47,13 +47,13 @@ from bench._common import (
     CpuMeter,
     MachineLoad,
     Report,
+    Table,
     code_checkpoint,
     common_arguments,
     fmt,
     fresh_database,
     retrying,
     start_run,
-    table,
 )
 from bench._live_elsa import (
     ERRORS,
@@ -360,13 +360,13 @@ def _column(sync: dict[str, Any], result: dict[str, Any]) -> list[tuple[str, str
     return cells
 
 
-def _figures_table(result: dict[str, Any], labels: list[str]) -> str:
+def _figures_table(result: dict[str, Any], labels: list[str]) -> Table:
     columns = [_column(result["syncs"][label], result) for label in labels]
     rows = [
         [measure, *(column[index][1] for column in columns)]
         for index, (measure, _) in enumerate(columns[0])
     ]
-    return table(["measure", *(NAMES[label] for label in labels)], rows)
+    return Table(result["kind"], ["measure", *(NAMES[label] for label in labels)], rows)
 
 
 def _write_report(
@@ -402,11 +402,12 @@ def _write_report(
     )
     for result in results:
         churn = result["churn"]
+        report.add(_figures_table(result, labels))
         report.add(
-            f"### {result['kind']}\n\n"
-            f"Churn: {churn['steps']:,} steps ({churn.get('created', 0):,} created, "
-            f"{churn.get('updated', 0):,} status changes, {churn.get('silent', 0):,} "
-            f"status-free commits, {churn.get('deleted', 0):,} deleted; at most "
+            f"Churn ({result['kind']}): {churn['steps']:,} steps "
+            f"({churn.get('created', 0):,} created, {churn.get('updated', 0):,} status "
+            f"changes, {churn.get('silent', 0):,} status-free commits, "
+            f"{churn.get('deleted', 0):,} deleted; at most "
             f"{churn['max_late_s'] * 1000:.0f} ms behind schedule); {result['commits']:,} "
             "commits with a stamp became visible (system workflows left out), "
             f"{churn['flushed']:,} of them flushed at the end. Measured over "
@@ -415,7 +416,7 @@ def _write_report(
             "included). Sampling ELSA's running instances took "
             f"{result['snapshot_s'].get('mean', 0) * 1000:.0f} ms of the simulator "
             f"(max {result['snapshot_s'].get('max', 0) * 1000:.0f} ms) every "
-            f"{SAMPLE_INTERVAL:g} s.\n\n" + _figures_table(result, labels)
+            f"{SAMPLE_INTERVAL:g} s."
         )
         notes = []
         for label in labels:
@@ -433,7 +434,7 @@ def _write_report(
                 f"instances it never held (left out); {deletion['resurrected']:,} deleted "
                 f"and then written again; exit code {sync['exit']}"
             )
-        report.add("Notes:\n\n" + "\n".join(f"- {line}" for line in notes))
+        report.add(f"Notes ({result['kind']}):\n\n" + "\n".join(f"- {line}" for line in notes))
     report.add(
         "How to read it. Lag: from the moment a commit became visible in ELSA (the "
         "simulator's `commit_observer`) to the first row of the mirror's change log holding "
@@ -507,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     report.raw = {"args": vars(args), "imports": imports, "results": results}
     _write_report(report, args, results, imports, busy_before)
-    report.publish(write_docs=not args.no_docs)
+    report.publish(record=args.record)
 
 
 if __name__ == "__main__":

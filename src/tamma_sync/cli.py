@@ -17,12 +17,8 @@ from pydantic_settings import SettingsError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
-from tamma_sync.api import create_app
-from tamma_sync.api.app import refusal
-from tamma_sync.api.auth import is_loopback
-from tamma_sync.api.server import Server
-from tamma_sync.api.workers import STARTUP_FAILED, ServeOptions, run_server, run_workers
 from tamma_sync.elsa import ElsaClient, ElsaError
+from tamma_sync.exit_codes import STARTUP_FAILED, USAGE
 from tamma_sync.logs import configure_logging
 from tamma_sync.models import DEFAULT_TENANT_ID, ApiKey, Scope
 from tamma_sync.settings import (
@@ -105,7 +101,7 @@ def _check_sqlite_directory(settings: Settings) -> None:
         )
 
 
-def _refuse(reason: str, code: int = 2) -> NoReturn:
+def _refuse(reason: str, code: int = USAGE) -> NoReturn:
     """Stop before starting anything: one line on stderr, exit code 2 (a usage error) or
     `code`."""
     typer.echo(f"Error: {reason}", err=True)
@@ -149,6 +145,12 @@ def serve(
 
     Migrates the database first. Without API keys it serves on loopback only, unless
     --insecure."""
+    # The API (FastAPI and every model, a third of the CLI's imports) is imported by the
+    # commands that serve it only, so that `keys`, `migrate` and `sync` start without it.
+    from tamma_sync.api.app import refusal
+    from tamma_sync.api.auth import is_loopback
+    from tamma_sync.api.workers import ServeOptions, run_server, run_workers
+
     settings = _settings(database_url)
     configure_logging(settings.log_format)
     if not is_loopback(host) and not insecure and not _with_store(database_url, _has_keys):
@@ -507,6 +509,9 @@ def demo(
     ] = 2_000,
 ) -> None:
     """Simulated ELSA → sync → SQLite → API and dashboard, moving live. Ctrl-C stops it."""
+    from tamma_sync.api import create_app  # as in `serve`
+    from tamma_sync.api.server import Server
+
     configure_logging()
     settings = _settings()
     database = settings.data_dir / "demo.db"

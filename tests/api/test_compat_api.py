@@ -58,7 +58,7 @@ def test_repeated_post_refreshes_synced_at_without_a_change(
 ) -> None:
     """The original set syncedAt on every POST: it says when the definition was last
     received. An identical POST moves only it — no change event, the same revision — and
-    every list shows it, the dashboard's kept one too."""
+    every list shows it, the dashboard's cached one too."""
     first = client.post("/api/workflows/definitions", json=DOTNET_DEFINITION).json()
     assert client.get("/api/dashboard/workflows").json()[0]["syncedAt"] == first["syncedAt"]
     time.sleep(0.005)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tamma_sync.models import DEFAULT_TENANT_ID, DefinitionWrite, InstanceWrite
+from tamma_sync.api import create_app
+from tamma_sync.models import DEFAULT_TENANT_ID, DefinitionWrite, InstanceWrite, now_ms
 from tamma_sync.settings import Settings
 from tamma_sync.store import PurgeCutoffs, Store
+from tests.support.server import serve_in_thread
 
 TAMMA_ENGINE = {
     "name": "tamma engine (meywd/tamma)",
@@ -24,7 +25,7 @@ TAMMA_ENGINE = {
 }
 
 
-NOW_MS = int(time.time() * 1000)
+NOW_MS = now_ms()
 
 
 def _event(n: int, **fields: object) -> dict[str, object]:
@@ -38,24 +39,63 @@ def _event(n: int, **fields: object) -> dict[str, object]:
     }
 
 
-def test_register_heartbeat_and_liveness(client: httpx.Client) -> None:
+class ManualClock:
+    """The store's now, moved on by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.now = now_ms()
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += round(seconds * 1000)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def clocked_client(settings: Settings, clock: ManualClock) -> Iterator[httpx.Client]:
+    """A client of the app served with `clock` as its store's now."""
+    with (
+        serve_in_thread(create_app(settings, clock=clock)) as url,
+        httpx.Client(base_url=url, timeout=10) as http,
+    ):
+        yield http
+
+
+def test_register_heartbeat_and_liveness(clocked_client: httpx.Client, clock: ManualClock) -> None:
+    client = clocked_client
     first = client.put("/api/engines/default", json=TAMMA_ENGINE)
     assert first.status_code == 201
     engine = first.json()
     assert (engine["id"], engine["state"], engine["online"]) == ("default", "IMPLEMENTING", True)
     assert engine["stats"]["issuesProcessed"] == 3
 
+    clock.advance(1)
     beat = client.put("/api/engines/default", json={"state": "MONITORING"})
     assert beat.status_code == 200
     assert beat.json()["name"] == TAMMA_ENGINE["name"], "fields not sent keep their value"
-    assert beat.json()["lastHeartbeatAt"] >= engine["lastHeartbeatAt"]
+    assert beat.json()["lastHeartbeatAt"] == engine["lastHeartbeatAt"] + 1_000
+    assert beat.json()["registeredAt"] == engine["registeredAt"]
+
+    def online() -> dict[str, bool]:
+        return {e["id"]: e["online"] for e in client.get("/api/engines").json()}
 
     # An engine that promised a heartbeat every 0.1 s is offline after 3 missed ones.
     client.put("/api/engines/flaky", json={"heartbeatIntervalSeconds": 0.1})
-    time.sleep(0.4)
-    listed = {e["id"]: e["online"] for e in client.get("/api/engines").json()}
-    assert listed == {"default": True, "flaky": False}
+    clock.advance(0.25)
+    assert online() == {"default": True, "flaky": True}, "two missed heartbeats: still online"
+    clock.advance(0.1)
+    assert online() == {"default": True, "flaky": False}
     assert client.get("/api/engines/flaky").json()["online"] is False
+    assert client.get("/api/dashboard/summary").json()["engines"] == {"online": 1, "offline": 1}
+
+    assert client.put("/api/engines/flaky", json={}).json()["online"] is True
+    assert online() == {"default": True, "flaky": True}, "a heartbeat brings it back"
 
 
 @pytest.mark.parametrize(
@@ -158,7 +198,7 @@ def test_dashboard_engines_and_workflows(client: httpx.Client) -> None:
 def test_dashboard_workflows_show_every_write_at_once_even_from_another_process(
     client: httpx.Client, settings: Settings
 ) -> None:
-    """The list is kept between writes: writes through another store on the same database
+    """The list is cached between writes: writes through another store on the same database
     (another replica), a renamed definition and a retention purge all show on the next
     request."""
     client.post("/api/workflows/definitions", json={"id": "wf", "name": "Flow"})

@@ -139,7 +139,7 @@ def test_readyz_reports_a_schema_behind_head(client: httpx.Client, database_url:
     async def stamp_old_revision() -> None:
         store = Store.from_url(database_url)
         try:
-            async with store.engine.begin() as conn:
+            async with store.sql_engine.begin() as conn:
                 from sqlalchemy import text
 
                 await conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tamma_sync.feed import ChangeFeed, ChangeFilter, EndReason, MemoryBroker
-from tamma_sync.models import DEFAULT_TENANT_ID, EntityKind, InstanceWrite
+from tamma_sync.feed import ChangeFeed, ChangeFilter, EndReason, MemoryBroker, Subscription
+from tamma_sync.models import DEFAULT_TENANT_ID, Change, EntityKind, InstanceWrite
 from tamma_sync.store import Store
 
 T = DEFAULT_TENANT_ID
@@ -13,6 +13,17 @@ T = DEFAULT_TENANT_ID
 
 def _write(n: int) -> InstanceWrite:
     return InstanceWrite(id=f"i{n}", definition_id="wf", status="running")
+
+
+async def _receive(subscription: Subscription, count: int, within: float = 5.0) -> list[Change]:
+    """The first `count` changes the subscription is handed (fewer if `within` seconds
+    pass first)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    received: list[Change] = []
+    while len(received) < count and (left := deadline - loop.time()) > 0:
+        received += await subscription.next_batch(left)
+    return received
 
 
 async def test_slow_subscriber_is_ended_without_holding_back_others(store: Store) -> None:
@@ -58,11 +69,14 @@ async def test_filters_by_tenant_and_definition(store: Store) -> None:
         with (
             feed.subscribe(ChangeFilter(T, definition_id="wf")) as mine,
             feed.subscribe(ChangeFilter("other-tenant")) as theirs,
+            feed.subscribe(ChangeFilter(T)) as everything,
         ):
             await store.create_instance(T, _write(1))
             await store.create_instance(T, InstanceWrite(id="x", definition_id="else"))
-            await asyncio.sleep(0.2)
-            assert [c.entity_id for c in await mine.next_batch(0.1)] == ["i1"]
-            assert await theirs.next_batch(0.1) == []
+            # Each change is offered to every subscription at once: once the unfiltered
+            # one holds both, the others have been offered both too.
+            assert [c.entity_id for c in await _receive(everything, 2)] == ["i1", "x"]
+            assert [c.entity_id for c in await mine.next_batch(0)] == ["i1"]
+            assert await theirs.next_batch(0) == []
     finally:
         await feed.stop()

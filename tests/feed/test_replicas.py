@@ -9,7 +9,7 @@ import httpx
 
 from tests.support.process import running_server
 from tests.support.sse import open_stream
-from tests.support.throwaway_postgres import ThrowawayPostgres
+from tests.support.throwaway_postgres import THROWAWAY_POSTGRES, ThrowawayPostgres
 
 INSTANCE = "/api/workflows/instances"
 
@@ -41,6 +41,7 @@ async def test_change_written_through_a_reaches_subscriber_of_b(
     assert change.json()["data"]["currentActivity"] == "from-a"
 
 
+@THROWAWAY_POSTGRES
 async def test_subscribers_receive_every_change_after_postgres_restarts(
     throwaway_postgres: ThrowawayPostgres, throwaway_database_url: str, tmp_path: Path
 ) -> None:

@@ -73,7 +73,7 @@ def test_sqlite_full_is_507_and_not_ready_until_a_write_succeeds(
         cursor.close()
 
     with _serving(sqlite_database_url, tmp_path) as (http, store):
-        event.listen(store.engine.sync_engine.pool, "checkout", set_cap)
+        event.listen(store.sql_engine.sync_engine.pool, "checkout", set_cap)
         _writes_refused_until_freed(
             http,
             fill=lambda: cap.update(pages=1),
@@ -87,7 +87,7 @@ def _run(database_url: str, statement: str) -> None:
     async def execute() -> None:
         store = Store.from_url(database_url)
         try:
-            async with store.engine.begin() as conn:
+            async with store.sql_engine.begin() as conn:
                 await conn.execute(text(statement))
         finally:
             await store.close()

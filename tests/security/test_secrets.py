@@ -238,13 +238,13 @@ def test_a_pushed_last_error_is_cut_to_its_limit(client: httpx.Client) -> None:
 async def test_a_driver_error_is_described_without_the_value(postgres_database_url: str) -> None:
     """asyncpg puts the value it could not send into its message; that value may be a
     tenant's data, and the description reaches logs, `lastError` and rejections."""
-    engine = create_async_engine(postgres_database_url)
+    sql_engine = create_async_engine(postgres_database_url)
     try:
-        async with engine.connect() as connection:
+        async with sql_engine.connect() as connection:
             with pytest.raises(DBAPIError) as raised:
                 await connection.execute(sa.text("SELECT :n + 1"), {"n": "secret-value-xyz"})
     finally:
-        await engine.dispose()
+        await sql_engine.dispose()
     assert "secret-value-xyz" in str(raised.value)
     description = describe_database_error(raised.value)
     assert "query argument $1" in description

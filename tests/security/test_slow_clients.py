@@ -56,13 +56,15 @@ async def _until_closed(reader: asyncio.StreamReader) -> bytes:
 async def _slow_client(port: int, first: bytes, piece: bytes | None) -> tuple[bytes, float]:
     """Send `first`, then `piece` again and again (or nothing): what the server answered,
     and how long it kept the connection."""
+    started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    return await _slowly(reader, writer, first, piece)
+    return await _slowly(reader, writer, first, piece, started)
 
 
 async def _keep_alive_then_slow(port: int) -> tuple[bytes, float]:
     """One whole request and its answer, then the next request's head a piece at a time
     on the same connection."""
+    started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(HEAD + b"\r\n")
     head = await reader.readuntil(b"\r\n\r\n")
@@ -73,14 +75,19 @@ async def _keep_alive_then_slow(port: int) -> tuple[bytes, float]:
         if line.lower().startswith(b"content-length:")
     )
     await reader.readexactly(length)
-    return await _slowly(reader, writer, HEAD, b"X-Slow: 1\r\n")
+    return await _slowly(reader, writer, HEAD, b"X-Slow: 1\r\n", started)
 
 
 async def _slowly(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes, piece: bytes | None
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    first: bytes,
+    piece: bytes | None,
+    started: float,
 ) -> tuple[bytes, float]:
-    """A connection still open after CUT_WITHIN fails."""
-    started = time.monotonic()
+    """A connection still open after CUT_WITHIN fails. `started` is taken before the
+    connection opened: the server's clock for it cannot have started earlier, however
+    late this client gets to run."""
     writer.write(first)
     trickle = asyncio.create_task(_trickle(writer, piece)) if piece else None
     try:

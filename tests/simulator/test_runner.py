@@ -30,8 +30,12 @@ async def test_serves_and_mutates_until_cancelled() -> None:
                 first = (await client.get(url)).json()
                 break
             await asyncio.sleep(0.025)
-        await asyncio.sleep(0.4)
-        later = (await client.get(url)).json()
+        # The mutator ticks every 0.05 s: read until a tick shows (400 reads at most).
+        for _ in range(400):
+            later = (await client.get(url)).json()
+            if later != first:
+                break
+            await asyncio.sleep(0.025)
         assert later != first, "instances moved on between the two reads"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from tamma_sync.models import (
@@ -45,17 +46,17 @@ async def _at_revision(store: Store, target: str) -> None:
     """Move the schema to `target`, up or down."""
     current = await store.schema_revision()
     move = command.upgrade if current is None or current < target else command.downgrade
-    async with store.engine.begin() as conn:
+    async with store.sql_engine.begin() as conn:
         await conn.run_sync(lambda c: move(alembic_config(c), target))
 
 
-async def test_migrate_from_empty_to_head_matches_the_tables(database_url: str) -> None:
-    store = Store.from_url(database_url)
+async def test_migrate_from_empty_to_head_matches_the_tables(empty_database_url: str) -> None:
+    store = Store.from_url(empty_database_url)
     try:
         assert await store.schema_revision() is None
         await store.migrate()
         assert await store.schema_revision() == head_revision()
-        async with store.engine.connect() as conn:
+        async with store.sql_engine.connect() as conn:
             assert {"definitions", "instances", "changes"} <= await conn.run_sync(_tables)
             assert await conn.run_sync(_schema_differences) == []
         await store.migrate()  # idempotent
@@ -64,13 +65,18 @@ async def test_migrate_from_empty_to_head_matches_the_tables(database_url: str) 
         await store.close()
 
 
-async def test_downgrade_to_empty_and_up_again(database_url: str) -> None:
-    store = Store.from_url(database_url)
+def test_the_head_read_from_file_names_is_the_one_alembic_finds() -> None:
+    """Start-up reads the head from the versions' file names, so as not to load alembic."""
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def test_downgrade_to_empty_and_up_again(empty_database_url: str) -> None:
+    store = Store.from_url(empty_database_url)
     try:
         await store.migrate()
-        async with store.engine.begin() as conn:
+        async with store.sql_engine.begin() as conn:
             await conn.run_sync(_downgrade_to_base)
-        async with store.engine.connect() as conn:
+        async with store.sql_engine.connect() as conn:
             assert await conn.run_sync(_tables) == {"alembic_version"}
         await store.migrate()
         assert await store.schema_revision() == head_revision()
@@ -78,10 +84,12 @@ async def test_downgrade_to_empty_and_up_again(database_url: str) -> None:
         await store.close()
 
 
-async def test_totals_added_by_0007_start_from_the_instances_present(database_url: str) -> None:
+async def test_totals_added_by_0007_start_from_the_instances_present(
+    empty_database_url: str,
+) -> None:
     """A database upgraded with instances in it lists the same totals as one that kept
     them from the start."""
-    store = Store.from_url(database_url)
+    store = Store.from_url(empty_database_url)
     try:
         await store.migrate()
         await store.put_instances(
@@ -94,9 +102,9 @@ async def test_totals_added_by_0007_start_from_the_instances_present(database_ur
             ],
         )
         kept = (await store.catalog_totals(DEFAULT_TENANT_ID)).instances
-        async with store.engine.begin() as conn:
+        async with store.sql_engine.begin() as conn:
             await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0006"))
-        async with store.engine.connect() as conn:
+        async with store.sql_engine.connect() as conn:
             assert "instance_totals" not in await conn.run_sync(_tables)
         await store.migrate()
         assert (await store.catalog_totals(DEFAULT_TENANT_ID)).instances == kept
@@ -105,11 +113,11 @@ async def test_totals_added_by_0007_start_from_the_instances_present(database_ur
         await store.close()
 
 
-async def test_0010_moves_the_unnamed_tenant_to_default(database_url: str) -> None:
+async def test_0010_moves_the_unnamed_tenant_to_default(empty_database_url: str) -> None:
     """What the sync wrote before 0010, under an id no page named, is tenant `default`'s
     afterwards; a key made for the old id reads it, and one already made for `default`
     (no row of it can collide) stays."""
-    store = Store.from_url(database_url)
+    store = Store.from_url(empty_database_url)
     try:
         await _at_revision(store, "0009")
         batch = {
@@ -153,10 +161,10 @@ async def test_0010_moves_the_unnamed_tenant_to_default(database_url: str) -> No
         await store.close()
 
 
-async def test_0010_refuses_to_merge_rows_that_could_collide(database_url: str) -> None:
+async def test_0010_refuses_to_merge_rows_that_could_collide(empty_database_url: str) -> None:
     """Both tenants holding instances: which one wins is not the migration's to decide, so
     it stops, names the tables, and leaves the database at 0009 as it was."""
-    store = Store.from_url(database_url)
+    store = Store.from_url(empty_database_url)
     try:
         await _at_revision(store, "0009")
         for tenant in (UNNAMED_TENANT, DEFAULT_TENANT_ID):
@@ -166,7 +174,7 @@ async def test_0010_refuses_to_merge_rows_that_could_collide(database_url: str) 
         with pytest.raises(MigrationRefused, match="both hold rows in instances, instance_counts"):
             await store.migrate()
         assert await store.schema_revision() == "0009"
-        refused = await asyncio.to_thread(run_cli, "migrate", "--database-url", database_url)
+        refused = await asyncio.to_thread(run_cli, "migrate", "--database-url", empty_database_url)
         assert refused.returncode != 0
         [line] = refused.stderr.strip().splitlines()[-1:]
         assert line.startswith("Error: cannot rename tenant"), refused.stderr

@@ -478,7 +478,7 @@ async def test_a_page_read_that_fails_raises_as_every_other_read(store: Store) -
     """Pages run through the driver, past SQLAlchemy: a database error must still come as
     SQLAlchemy's, which the API answers with 503 or a logged 500, never a raw driver error."""
     await store.put_instances(T, [instance("a")])
-    async with store.engine.begin() as conn:
+    async with store.sql_engine.begin() as conn:
         await conn.execute(sa.text("ALTER TABLE instances RENAME TO instances_elsewhere"))
     with pytest.raises(sa.exc.DBAPIError) as caught:
         await store.list_instances(T, InstanceQuery())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,22 +38,47 @@ def run_cli(
     )
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections (Linux's default when unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nobody listens on, for a server a test starts by port number.
+
+    It is drawn below the ephemeral range: a port in it (what binding port 0 gives) can be
+    taken by any outgoing connection between this check and the server's start, which with
+    the suite's workers in parallel happened."""
+    ephemeral = _ephemeral_ports()
+    while True:
+        port = random.randrange(10_000, ephemeral.start)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
-def wait_until_ready(base_url: str, timeout: float = 30.0) -> None:
+def wait_until_ready(
+    base_url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until `base_url` answers /readyz with 200; fails at once if `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"the server exited with {process.returncode}: {stderr[-2000:]}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise TimeoutError(f"{base_url} did not become ready in {timeout}s")
 
 
@@ -78,7 +104,7 @@ def running_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base_url)
+        wait_until_ready(base_url, process=process)
         yield base_url, process
     finally:
         if process.poll() is None:

@@ -21,12 +21,18 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+import pytest
+
 from tests.support.process import free_port
 
 COMMAND_TIMEOUT_SECONDS = 60
 START_ATTEMPTS = 3
 SUPERUSER = "postgres"
 OS_ACCOUNT_WHEN_ROOT = "postgres"
+
+#: Marks a test that uses the `throwaway_postgres` fixture: with the suite in parallel, all
+#: of them run in one worker, which starts one cluster for them.
+THROWAWAY_POSTGRES = pytest.mark.xdist_group("throwaway-postgres")
 
 
 class PostgresUnavailable(RuntimeError):

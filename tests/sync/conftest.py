@@ -14,15 +14,17 @@ from tamma_sync.sync import StoreSink, SyncOptions, SyncService
 from tests.support.server import serve_in_thread
 
 SOURCE_ID = "elsa"
-#: Small pages so that a few hundred instances already span many pages.
-PAGE_SIZE = 50
+#: Small pages so that a couple of hundred instances already span many pages.
+PAGE_SIZE = 25
+#: Instances in the simulated ELSA of most sync tests: eight pages.
+INSTANCES = 200
 #: Fail fast in tests: three attempts, little waiting.
 FAST_RETRY = RetryPolicy(attempts=3, total_seconds=2.0, wait_initial=0.01, wait_max=0.05)
 
 
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
-    return SimulatorConfig(seed=5, definitions=8, instances=400)
+    return SimulatorConfig(seed=5, definitions=8, instances=INSTANCES)
 
 
 @pytest.fixture

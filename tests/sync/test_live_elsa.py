@@ -313,7 +313,8 @@ async def test_an_instance_whose_details_fail_for_good_is_set_aside(store: Store
     )
     [poisoned] = sim.poisoned_ids()
     options = _options(details=DetailsPolicy.ALL)
-    async with syncing(sim, store, options) as (service, recorder):
+    clock = Clock()
+    async with syncing(sim, store, options, clock) as (service, recorder):
         report = await service.run_cycle()
         assert report.error is None
         await assert_mirror_equals(store, sim)
@@ -329,7 +330,7 @@ async def test_an_instance_whose_details_fail_for_good_is_set_aside(store: Store
         tried = recorder.paths("GET").count(detail_path)
         await service.run_cycle()
         assert recorder.paths("GET").count(detail_path) == tried
-        await asyncio.sleep(1.1)  # the first retry comes after 10 poll intervals (1 s min)
+        clock.now += 1.1  # the first retry comes after 10 poll intervals (1 s min)
         await service.run_cycle()
         assert recorder.paths("GET").count(detail_path) == tried + 1, "one attempt, once due"
 
@@ -377,13 +378,13 @@ async def _sync_with_one_correlation_id(store: Store, correlation_id: str) -> st
 
 
 async def test_a_row_the_database_refuses_is_set_aside(store: Store, database_url: str) -> None:
-    engine = create_async_engine(database_url)
+    sql_engine = create_async_engine(database_url)
     try:
-        async with engine.begin() as connection:
+        async with sql_engine.begin() as connection:
             for statement in REFUSING_TRIGGER[make_url(database_url).get_backend_name()]:
                 await connection.execute(sa.text(statement))
     finally:
-        await engine.dispose()
+        await sql_engine.dispose()
     bad = await _sync_with_one_correlation_id(store, REFUSED_CORRELATION_ID)
     state = await store.source_state(T, "elsa")
     assert state is not None

@@ -18,7 +18,7 @@ from tamma_sync.sync import StoreSink, SyncOptions, SyncService
 from tests.elsa.harness import Recorder
 from tests.support.mirror import assert_mirror_equals
 from tests.support.server import serve_in_thread
-from tests.sync.conftest import PAGE_SIZE
+from tests.sync.conftest import INSTANCES, PAGE_SIZE
 
 T = DEFAULT_TENANT_ID
 
@@ -28,14 +28,14 @@ async def test_initial_sync_of_many_pages(
 ) -> None:
     report = await service.run_cycle()
     assert report.error is None
-    assert report.written.created == 400 + 8
+    assert report.written.created == INSTANCES + 8
     await assert_mirror_equals(store, simulator)
     state = await store.source_state(T, "elsa")
     assert state is not None
     assert state.phase is SyncPhase.IDLE
     assert state.cursor is not None
     assert state.elsa_version == "3.7.1"
-    assert state.counters.instances_written == 400
+    assert state.counters.instances_written == INSTANCES
 
 
 async def test_idle_cycle_writes_nothing_and_fetches_no_details(
@@ -154,13 +154,13 @@ async def test_resume_after_a_worker_dies_mid_sync(
     state = await store.source_state(T, "elsa")
     assert state is not None and state.cursor is not None, "progress of committed pages kept"
     partial = (await store.source_counts(T))["elsa"]["instances"]
-    assert 0 < partial < 400
+    assert 0 < partial < INSTANCES
 
     simulator.step(40)
     restarted = SyncService(service.source, service._client, service._sink, service._options)
     report = await restarted.run_cycle()
     assert report.error is None
-    assert report.written.created < 400 + 40, "resumed from the cursor, not from scratch"
+    assert report.written.created < INSTANCES + 40, "resumed from the cursor, not from scratch"
     await assert_mirror_equals(store, simulator)
     creates = [
         change.entity_id
@@ -193,4 +193,4 @@ async def test_a_row_breaking_our_limits_is_skipped_not_blocking(
     assert report.error is None
     rejected = service.state.counters.rejected
     assert rejected >= 1, "the bad row is counted"
-    assert report.written.created == 8 + 400 - rejected, "and every other row is stored"
+    assert report.written.created == 8 + INSTANCES - rejected, "and every other row is stored"

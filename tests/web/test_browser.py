@@ -30,7 +30,7 @@ from playwright.sync_api import (
 )
 
 from tamma_sync.api import create_app
-from tamma_sync.api.kept import KeptBodies
+from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.api.routes.web import page_data, render_page
 from tamma_sync.models import DEFAULT_TENANT_ID
 from tamma_sync.settings import Settings
@@ -298,7 +298,7 @@ def _render_with_data(settings: Settings, base_url: str) -> str:
     async def render() -> str:
         store = Store.from_url(settings.resolved_database_url)
         try:
-            return render_page(base_url, await page_data(store, KeptBodies(), DEFAULT_TENANT_ID))
+            return render_page(base_url, await page_data(store, BodyCache(), DEFAULT_TENANT_ID))
         finally:
             await store.close()
 

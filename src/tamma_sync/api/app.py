@@ -6,8 +6,8 @@ import asyncio
 import functools
 import importlib.metadata
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,13 +17,14 @@ from sqlalchemy.engine import make_url
 
 from tamma_sync.api import observability
 from tamma_sync.api.auth import Authenticator, is_loopback
+from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.api.errors import install_error_handlers
-from tamma_sync.api.kept import KeptBodies
 from tamma_sync.api.limits import RequestLimits
 from tamma_sync.api.observability import RequestMetrics, watch_state
 from tamma_sync.api.routes import dashboard, engines, events, health, sync, web, workflows
 from tamma_sync.feed import ChangeFeed, broker_for
 from tamma_sync.metrics import Metrics
+from tamma_sync.models import now_ms
 from tamma_sync.retention import RetentionService
 from tamma_sync.settings import Settings
 from tamma_sync.store import MigrationRefused, Store, describe_unreachable_database
@@ -33,25 +34,29 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, *, host: str = "127.0.0.1", insecure: bool = False
+    settings: Settings | None = None,
+    *,
+    host: str = "127.0.0.1",
+    insecure: bool = False,
+    clock: Callable[[], int] = now_ms,
 ) -> FastAPI:
     """Build the app to serve on `host`. The database is opened (and migrated) when the app
     starts; then, on any interface but loopback, it refuses to start without an API key
-    unless `insecure`."""
+    unless `insecure`. `clock`: the store's now (tests move it, see `Store`)."""
     settings = settings or Settings()
     keys_required = not is_loopback(host) and not insecure
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
-        store = Store.from_url(url, pool_size=settings.database_pool_size)
+        store = Store.from_url(url, pool_size=settings.database_pool_size, clock=clock)
         runner: SyncRunner | None = None
         feed: ChangeFeed | None = None
         retention: asyncio.Task[None] | None = None
         try:
             await _open(store, settings, host, keys_required)
             app.state.store = store
-            app.state.kept_bodies = KeptBodies()
+            app.state.body_cache = BodyCache()
             app.state.authenticator = Authenticator(
                 store, keys_required=keys_required, cache_seconds=settings.auth_cache_seconds
             )
@@ -72,6 +77,9 @@ def create_app(
         finally:
             if retention is not None:
                 retention.cancel()
+                # Ended before the store closes: a purge must not run on a closed store.
+                with suppress(asyncio.CancelledError):
+                    await retention
             if runner is not None:
                 await runner.stop()
             if feed is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tamma_sync.api.auth import tenant_for
-from tamma_sync.api.kept import KeptBodies
+from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
@@ -21,9 +21,9 @@ async def get_store(request: Request) -> Store:
     return store
 
 
-async def get_kept_bodies(request: Request) -> KeptBodies:
-    kept: KeptBodies = request.app.state.kept_bodies
-    return kept
+async def get_body_cache(request: Request) -> BodyCache:
+    cache: BodyCache = request.app.state.body_cache
+    return cache
 
 
 async def get_settings(request: Request) -> Settings:
@@ -39,7 +39,7 @@ async def get_sync_runner(request: Request) -> SyncRunner | None:
 StoreDep = Annotated[Store, Depends(get_store)]
 SyncRunnerDep = Annotated[SyncRunner | None, Depends(get_sync_runner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-KeptBodiesDep = Annotated[KeptBodies, Depends(get_kept_bodies)]
+BodyCacheDep = Annotated[BodyCache, Depends(get_body_cache)]
 
 # The caller's tenant, for a caller holding the named scope: every query is scoped by it.
 ViewWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_VIEW))]

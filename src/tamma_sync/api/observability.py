@@ -101,7 +101,7 @@ class RequestMetrics:
 
 def watch_state(metrics: Metrics, store: Store, feed: ChangeFeed, runner: SyncRunner) -> None:
     """Gauges of what the app is doing right now, read at each scrape."""
-    pool = store.engine.sync_engine.pool
+    pool = store.sql_engine.sync_engine.pool
     metrics.state.add(
         (
             "tamma_sync_sse_subscribers",

@@ -30,14 +30,11 @@ from types import FrameType
 from tamma_sync.api.app import create_app
 from tamma_sync.api.server import GRACEFUL_SHUTDOWN_SECONDS, Server
 from tamma_sync.api.timeouts import request_deadlines
+from tamma_sync.exit_codes import STARTUP_FAILED
 from tamma_sync.logs import configure_logging
 from tamma_sync.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Exit code of a worker whose server never started (bad database URL, refused exposure):
-#: starting another would fail the same way, so the supervisor stops instead.
-STARTUP_FAILED = 3
 
 
 @dataclass(frozen=True)

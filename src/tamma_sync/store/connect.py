@@ -1,5 +1,5 @@
-"""Opening the database: engine options per dialect, SQLite's tuning, and pinging
-PostgreSQL connections that sat idle."""
+"""Opening the database: SQLAlchemy engine options per dialect, SQLite's tuning, and
+pinging PostgreSQL connections that sat idle."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ PING_AFTER_IDLE_SECONDS = 1.0
 WRITE_OPTION = "tamma_write"
 
 
-def open_engine(url: str, *, pool_size: int) -> AsyncEngine:
-    """An engine (connecting lazily) for an async SQLAlchemy URL, tuned for its database."""
+def open_sql_engine(url: str, *, pool_size: int) -> AsyncEngine:
+    """A SQLAlchemy engine (connecting lazily) for an async SQLAlchemy URL, tuned for its
+    database."""
     parsed = make_url(url)
     options: dict[str, Any] = {
         "json_serializer": json_text,
@@ -38,23 +39,23 @@ def open_engine(url: str, *, pool_size: int) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             options.update(pool_size=SQLITE_CONNECTIONS, max_overflow=0)
-        engine = create_async_engine(url, **options)
-        _tune_sqlite(engine)
-        return engine
+        sql_engine = create_async_engine(url, **options)
+        _tune_sqlite(sql_engine)
+        return sql_engine
     # Reads run in autocommit: one round trip per statement instead of BEGIN,
     # statement, ROLLBACK. Writes ask for a transaction.
-    engine = create_async_engine(
+    sql_engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
         isolation_level="AUTOCOMMIT",
         **options,
     )
-    _ping_when_idle(engine)
-    return engine
+    _ping_when_idle(sql_engine)
+    return sql_engine
 
 
-def _ping_when_idle(engine: AsyncEngine) -> None:
+def _ping_when_idle(sql_engine: AsyncEngine) -> None:
     """SQLAlchemy's `pool_pre_ping`, for connections that sat idle only.
 
     A connection handed out is pinged first if it was back in the pool for longer than
@@ -64,23 +65,23 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     about a fifth of a page's server CPU. A restart under load fails the statements in
     flight either way, and the first disconnect seen renews the pool the same way."""
 
-    @event.listens_for(engine.sync_engine.pool, "checkin")
+    @event.listens_for(sql_engine.sync_engine.pool, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
-    @event.listens_for(engine.sync_engine.pool, "checkout")
+    @event.listens_for(sql_engine.sync_engine.pool, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
             return
         try:
-            engine.dialect.do_ping(dbapi_connection)
+            sql_engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:
             # The pool renews every connection opened before now and hands out a new one.
             raise InvalidatePoolError(str(exc)) from exc
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+def _tune_sqlite(sql_engine: AsyncEngine) -> None:
     """WAL, relaxed fsync, a busy timeout, foreign keys; BEGIN IMMEDIATE for writes.
 
     pysqlite's own transaction handling is switched off so that SQLAlchemy's `begin`
@@ -90,7 +91,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     a BEGIN would cost one more trip to aiosqlite's thread per request.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(sql_engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -103,7 +104,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sql_engine.sync_engine, "begin")
     def _on_begin(conn: SyncConnection) -> None:
         if conn.get_execution_options().get(WRITE_OPTION, False):
             conn.exec_driver_sql("BEGIN IMMEDIATE")

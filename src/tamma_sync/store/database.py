@@ -204,9 +204,12 @@ class Transaction:
 class Database:
     """One database: serialized write transactions, reads, schema and leadership."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.dialect = Dialect(engine.dialect)
+    def __init__(self, sql_engine: AsyncEngine, clock: Callable[[], int] = now_ms) -> None:
+        self.sql_engine = sql_engine
+        self.clock = clock
+        """Now, in epoch ms: what writes are stamped with (`Transaction.now`) and engines'
+        liveness is judged by; a test moves it instead of waiting on the wall clock."""
+        self.dialect = Dialect(sql_engine.dialect)
         self.is_sqlite = self.dialect.is_sqlite
         self._write_lock = asyncio.Lock()
         self._commit_listeners: list[CommitListener] = []
@@ -218,7 +221,7 @@ class Database:
         """Whether a write failed for want of room (a full disk) and none committed since."""
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.sql_engine.dispose()
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(last_seq)` after every commit that appended to the change log."""
@@ -228,7 +231,9 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent, safe across replicas)."""
-        async with self.engine.connect() as plain_conn:
+        if await self.schema_revision() == migrations.head_revision():
+            return
+        async with self.sql_engine.connect() as plain_conn:
             conn = await plain_conn.execution_options(**self._write_options)
             if not self.is_sqlite:
                 await conn.execute(
@@ -249,7 +254,7 @@ class Database:
 
     async def schema_revision(self) -> str | None:
         """The migration the database is at (None before the first one)."""
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             return await conn.run_sync(migrations.current_revision)
 
     async def lead(self, name: str) -> Leadership | None:
@@ -260,8 +265,8 @@ class Database:
         the database. Returns None when another process leads.
         """
         if self.is_sqlite:
-            return FileLeadership.acquire(self.engine.url.database, name)
-        return await AdvisoryLeadership.acquire(self.engine, name)
+            return FileLeadership.acquire(self.sql_engine.url.database, name)
+        return await AdvisoryLeadership.acquire(self.sql_engine, name)
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -289,14 +294,14 @@ class Database:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Transaction]:
         """One serialized write transaction; change rows are appended just before commit."""
-        async with self._write_lock, self.engine.connect() as conn:
+        async with self._write_lock, self.sql_engine.connect() as conn:
             write_conn = await conn.execution_options(**self._write_options)
             async with write_conn.begin():
                 if not self.is_sqlite:
                     await write_conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
                     )
-                tx = Transaction(write_conn, self.dialect, now=now_ms())
+                tx = Transaction(write_conn, self.dialect, now=self.clock())
                 yield tx
                 last_seq = await tx.finish()
         if last_seq is not None:
@@ -310,7 +315,7 @@ class Database:
         sync the planner's row estimates go stale fast (and autovacuum may be off or slow),
         and a stale estimate turns the key lookups of every batch into table scans."""
         for table in self._stats.grown_enough(inserted):
-            async with self.engine.connect() as conn:
+            async with self.sql_engine.connect() as conn:
                 await conn.execute(sa.text(f"ANALYZE {table}"))
                 await conn.commit()
 
@@ -323,7 +328,7 @@ class Database:
         if shared is not None:
             yield shared
             return
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
@@ -334,7 +339,7 @@ class Database:
         if self._shared_read.get() is not None:
             yield
             return
-        async with self.engine.connect() as conn:
+        async with self.sql_engine.connect() as conn:
             token = self._shared_read.set(conn)
             try:
                 yield

@@ -15,7 +15,6 @@ from tamma_sync.models import (
     EngineEvent,
     EngineEventWrite,
     EngineReport,
-    now_ms,
 )
 from tamma_sync.store.database import Database, Transaction
 from tamma_sync.store.rows import chunks
@@ -88,7 +87,7 @@ async def list_engines(db: Database, tenant_id: str) -> list[Engine]:
 async def _engines(
     db: Database, statement: sa.Select[Any], parameters: Mapping[str, Any]
 ) -> list[Engine]:
-    now = now_ms()
+    now = db.clock()
     found = [Engine.model_validate(row) for row in await db.read_mappings(statement, parameters)]
     for engine in found:
         engine.online = engine.is_online(now)

@@ -42,9 +42,9 @@ class AdvisoryLeadership:
         self._held = True
 
     @classmethod
-    async def acquire(cls, engine: AsyncEngine, name: str) -> AdvisoryLeadership | None:
+    async def acquire(cls, sql_engine: AsyncEngine, name: str) -> AdvisoryLeadership | None:
         key = _lock_key(name)
-        conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
+        conn = await (await sql_engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
         try:
             got = (
                 await conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key})

@@ -7,7 +7,7 @@ A facade: each method is one operation, and one write transaction when it writes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +29,7 @@ from tamma_sync.models import (
     Scope,
     SourceState,
     SyncBatch,
+    now_ms,
 )
 from tamma_sync.store import (
     api_keys,
@@ -40,7 +41,7 @@ from tamma_sync.store import (
     sync_state,
 )
 from tamma_sync.store.catalog import CatalogTotals
-from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_engine
+from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
 from tamma_sync.store.database import CHANGES_CHANNEL, CommitListener, Database, WriteResult
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
@@ -54,20 +55,21 @@ __all__ = ["CHANGES_CHANNEL", "PING_AFTER_IDLE_SECONDS", "Store"]
 class Store:
     """Async access to definitions, instances, engines, API keys and the change log."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._db = Database(engine)
+    def __init__(self, sql_engine: AsyncEngine, *, clock: Callable[[], int] = now_ms) -> None:
+        self._db = Database(sql_engine, clock)
         self._definition_listing = catalog.DefinitionListing()
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 20) -> Store:
-        """Open (lazily) the database at an async SQLAlchemy URL."""
-        return cls(open_engine(url, pool_size=pool_size))
+    def from_url(cls, url: str, *, pool_size: int = 20, clock: Callable[[], int] = now_ms) -> Store:
+        """Open (lazily) the database at an async SQLAlchemy URL. `clock`: now in epoch ms,
+        which writes are stamped with and engines' liveness is judged by."""
+        return cls(open_sql_engine(url, pool_size=pool_size), clock=clock)
 
     # -- the database ----------------------------------------------------------------------
 
     @property
-    def engine(self) -> AsyncEngine:
-        return self._db.engine
+    def sql_engine(self) -> AsyncEngine:
+        return self._db.sql_engine
 
     @property
     def is_sqlite(self) -> bool:

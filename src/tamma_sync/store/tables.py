@@ -197,7 +197,7 @@ instance_totals = sa.Table(
 
 #: One row: bumped by every write transaction that changes a definition or moves an
 #: instance count, so a response built from the catalog — definitions and their counts —
-#: can be kept until the revision moves on.
+#: can be cached until the revision moves on.
 catalog_revision = sa.Table(
     "catalog_revision",
     metadata,

@@ -4,7 +4,8 @@ One instance's details failing must not fail the source: ELSA answers 500 for go
 instance whose state it cannot load, while every other instance reads fine. So a failure
 with an answer from ELSA (a 500, a body this client cannot read) is that instance's,
 reported back for the caller to set aside; a failure to reach ELSA at all, or its saying
-it is overloaded (502 to 504, 429) or that the credentials are wrong, is the cycle's.
+it is overloaded (502 to 504, 429) or that the credentials are wrong, is the cycle's: it
+cancels the reads still under way, and the cycle ends once they have.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tamma_sync.elsa import (
     InstanceDetail,
     VariableValue,
 )
+from tamma_sync.sync.together import run_together
 
 #: Statuses that say ELSA failed on this one instance (not that it is down or overloaded).
 INSTANCE_FAULTS: Final = frozenset({500})
@@ -83,5 +85,5 @@ class DetailReader:
                     return
             details.found[instance_id] = (detail, variables)
 
-        await asyncio.gather(*(one(instance_id) for instance_id in dict.fromkeys(ids)))
+        await run_together(one(instance_id) for instance_id in dict.fromkeys(ids))
         return details

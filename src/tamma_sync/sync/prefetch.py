@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def prefetched(pages: AsyncGenerator[T], depth: int) -> AsyncIterator[T]:
+async def prefetched(pages: AsyncGenerator[T], depth: int) -> AsyncGenerator[T]:
     """Yield `pages` in order while up to `depth` more are fetched behind them; an error
     while fetching is raised where the page it stopped would have been."""
     queue: asyncio.Queue[tuple[T] | Exception | None] = asyncio.Queue(depth)

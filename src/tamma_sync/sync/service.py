@@ -344,22 +344,24 @@ class SyncService:
         lookback = round(self._options.lookback * _TICKS_PER_SECOND)
         since = cursor.shifted(-lookback) if cursor is not None else None
         changes = self._client.iter_instance_changes(since)
-        async for page in prefetched(changes, PREFETCH_PAGES):
-            rows = [row for row in page.items if not self._recent.is_known(row)]
-            # The cursor moves only once the page it covers is stored.
-            advanced = self._state.model_copy(deep=True)
-            if page.cursor is not None and (cursor is None or page.cursor > cursor):
-                cursor = page.cursor
-                advanced.cursor = cursor.to_iso()
-            await self._write_rows(rows, report, state=advanced)
-            self._state = advanced
-            self._recent.add(rows)
-            if cursor is not None:
-                self._recent.prune(cursor.shifted(-lookback))
-            if self.on_progress is not None:
-                self.on_progress(len(rows))
-            if self._stopping:
-                return
+        # Closed on the way out, not when collected: the read-ahead ends with the cycle.
+        async with contextlib.aclosing(prefetched(changes, PREFETCH_PAGES)) as pages:
+            async for page in pages:
+                rows = [row for row in page.items if not self._recent.is_known(row)]
+                # The cursor moves only once the page it covers is stored.
+                advanced = self._state.model_copy(deep=True)
+                if page.cursor is not None and (cursor is None or page.cursor > cursor):
+                    cursor = page.cursor
+                    advanced.cursor = cursor.to_iso()
+                await self._write_rows(rows, report, state=advanced)
+                self._state = advanced
+                self._recent.add(rows)
+                if cursor is not None:
+                    self._recent.prune(cursor.shifted(-lookback))
+                if self.on_progress is not None:
+                    self.on_progress(len(rows))
+                if self._stopping:
+                    return
 
     async def _retry_rejections(self, report: CycleReport) -> None:
         """Read rejected instances whose retry has come again, and write what ELSA holds."""

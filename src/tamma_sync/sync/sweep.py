@@ -41,6 +41,7 @@ from tamma_sync.elsa import (
     InstanceSummary,
     require_ascending,
 )
+from tamma_sync.sync.together import run_together
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class Sweep:
             else:
                 found.append(detail)
 
-        await asyncio.gather(*(one(instance_id) for instance_id in candidates))
+        await run_together(one(instance_id) for instance_id in candidates)
         return Confirmation(gone, found)
 
     async def _control_answers(self) -> bool:

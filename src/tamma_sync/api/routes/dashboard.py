@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tamma_sync.api.deps import KeptBodiesDep, StoreDep, ViewDashboard
-from tamma_sync.api.kept import KeptBodies, KeptBody
+from tamma_sync.api.body_cache import BodyCache, CachedBody
+from tamma_sync.api.deps import BodyCacheDep, StoreDep, ViewDashboard
 from tamma_sync.api.responses import json_array, with_fields
 from tamma_sync.api.schemas import (
     ERROR_RESPONSES,
@@ -65,7 +65,7 @@ async def engines(store: StoreDep, tenant: ViewDashboard) -> list[Engine]:
 async def workflows(
     request: Request,
     store: StoreDep,
-    kept: KeptBodiesDep,
+    cache: BodyCacheDep,
     tenant: ViewDashboard,
     compact: Annotated[
         bool, Query(description="Leave out each definition's activities and variables.")
@@ -73,14 +73,14 @@ async def workflows(
 ) -> Response:
     """Every definition with its `instanceCount`, and counts by status and subStatus.
     Sent with an `ETag` (`If-None-Match` gets `304`), gzipped for callers that accept it."""
-    body = await workflows_body(store, kept, tenant, compact)
+    body = await workflows_body(store, cache, tenant, compact)
     return await body.response(request)
 
 
-async def workflows_body(store: Store, kept: KeptBodies, tenant: str, compact: bool) -> KeptBody:
-    """The list as kept at the current catalog revision, built if it is not."""
+async def workflows_body(store: Store, cache: BodyCache, tenant: str, compact: bool) -> CachedBody:
+    """The list as cached at the current catalog revision, built if it is not."""
     revision = await store.catalog_revision()
-    return await kept.get(
+    return await cache.get(
         ("workflows", tenant, compact), revision, lambda: _workflows(store, tenant, compact)
     )
 

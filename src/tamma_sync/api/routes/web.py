@@ -24,9 +24,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from tamma_sync.api.auth import Authenticator
-from tamma_sync.api.deps import KeptBodiesDep, StoreDep
+from tamma_sync.api.body_cache import BodyCache
+from tamma_sync.api.deps import BodyCacheDep, StoreDep
 from tamma_sync.api.errors import ApiError
-from tamma_sync.api.kept import KeptBodies
 from tamma_sync.api.routes import dashboard, engines, sync, workflows
 from tamma_sync.models import Scope, now_ms
 from tamma_sync.store import Store
@@ -64,10 +64,10 @@ class PageData(TypedDict):
 
 
 @router.get("/", response_class=HTMLResponse)
-async def page(request: Request, store: StoreDep, kept: KeptBodiesDep) -> HTMLResponse:
+async def page(request: Request, store: StoreDep, cache: BodyCacheDep) -> HTMLResponse:
     """The dashboard: with its data while the server is open, else the shell."""
     tenant = await _open_tenant(request)
-    data = await page_data(store, kept, tenant) if tenant is not None else None
+    data = await page_data(store, cache, tenant) if tenant is not None else None
     return HTMLResponse(render_page(str(request.base_url), data), headers=PAGE_HEADERS)
 
 
@@ -98,7 +98,7 @@ async def _open_tenant(request: Request) -> str | None:
     return principal.tenant_id if Scope.DASHBOARD_VIEW in principal.scopes else None
 
 
-async def page_data(store: Store, kept: KeptBodies, tenant: str) -> PageData:
+async def page_data(store: Store, cache: BodyCache, tenant: str) -> PageData:
     """Read by the API's own handlers, so that the page and the API cannot disagree."""
     seq = await store.last_seq()
     recent = await workflows.list_instances(
@@ -110,7 +110,7 @@ async def page_data(store: Store, kept: KeptBodies, tenant: str) -> PageData:
         summary=_wire(await dashboard.summary(store, tenant)),
         engines=[_wire(engine) for engine in await engines.list_engines(store, tenant)],
         workflows=orjson.loads(
-            (await dashboard.workflows_body(store, kept, tenant, compact=True)).body
+            (await dashboard.workflows_body(store, cache, tenant, compact=True)).body
         ),
         sources=_wire(await sync.sync_status(store, tenant))["sources"],
         instances=_decode(recent)["data"],
