@@ -68,7 +68,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 @contextmanager
-def _postgres_database(template: str | None = None) -> Iterator[str]:
+def new_postgres_database(template: str | None = None) -> Iterator[str]:
     """A PostgreSQL database of its own (async driver URL), empty or a copy of `template`,
     dropped at the end."""
     admin_url = postgres_admin_url()
@@ -95,7 +95,7 @@ async def _migrate(url: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """The name of a PostgreSQL database migrated to head, once per test process."""
-    with _postgres_database() as url:
+    with new_postgres_database() as url:
         asyncio.run(_migrate(url))
         name = make_url(url).database
         assert name is not None
@@ -111,19 +111,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def postgres_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def postgres_database_url(postgres_template: str) -> Iterator[str]:
     """A PostgreSQL database of this test's own, migrated to head (async driver URL)."""
-    if postgres_admin_url() is None:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV}")
-    template: str = request.getfixturevalue("postgres_template")
-    with _postgres_database(template) as url:
+    with new_postgres_database(postgres_template) as url:
         yield url
 
 
 @pytest.fixture
 def empty_postgres_database_url() -> Iterator[str]:
     """An empty PostgreSQL database made for this test (async driver URL)."""
-    with _postgres_database() as url:
+    with new_postgres_database() as url:
         yield url
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,13 +36,12 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from sqlalchemy.engine import make_url
 
 from tamma_sync.api import create_app
 from tamma_sync.models import Scope
-from tamma_sync.settings import Settings, normalize_database_url
+from tamma_sync.settings import Settings
 from tamma_sync.store import Store
-from tests.conftest import POSTGRES_URL_ENV, _admin, postgres_admin_url
+from tests.conftest import new_postgres_database
 from tests.support.server import serve_in_thread
 
 DIALECTS = ["sqlite", "postgresql"]
@@ -89,16 +87,8 @@ def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     if dialect == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('schemathesis') / 'db.sqlite'}"
         return
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV}")
-    name = f"tamma_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(normalize_database_url(admin_url)).set(database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_postgres_database() as url:
+        yield url
 
 
 async def _create_key(database_url: str) -> str:
