@@ -21,9 +21,11 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -33,11 +35,13 @@ from sqlalchemy.engine import make_url
 from tamma_sync.api import create_app
 from tamma_sync.settings import Settings, normalize_database_url
 from tamma_sync.store import Store
+from tests.support.http import TLS
 from tests.support.server import serve_in_thread
 from tests.support.throwaway_postgres import PostgresUnavailable, ThrowawayPostgres
 
 POSTGRES_URL_ENV = "TAMMA_SYNC_TEST_POSTGRES_URL"
 DIALECTS = ["sqlite", "postgresql"]
+T = TypeVar("T")
 
 
 def postgres_admin_url() -> str | None:
@@ -50,6 +54,13 @@ def _asyncpg_dsn(url: str) -> str:
         .set(drivername="postgresql")
         .render_as_string(hide_password=False)
     )
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(coroutine)` on a thread of its own, so that it works where this thread
+    runs an event loop already (Playwright's sync API keeps one on it for a module's tests)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 async def _admin(statement: str) -> None:
@@ -76,12 +87,12 @@ def new_postgres_database(template: str | None = None) -> Iterator[str]:
         pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV}")
     name = f"tamma_test_{uuid.uuid4().hex[:12]}"
     copied = f' TEMPLATE "{template}"' if template else ""
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"{copied}'))
+    run_async(_admin(f'CREATE DATABASE "{name}"{copied}'))
     url = make_url(normalize_database_url(admin_url)).set(database=name)
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_async(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _migrate(url: str) -> None:
@@ -96,7 +107,7 @@ async def _migrate(url: str) -> None:
 def postgres_template() -> Iterator[str]:
     """The name of a PostgreSQL database migrated to head, once per test process."""
     with new_postgres_database() as url:
-        asyncio.run(_migrate(url))
+        run_async(_migrate(url))
         name = make_url(url).database
         assert name is not None
         yield name
@@ -106,7 +117,7 @@ def postgres_template() -> Iterator[str]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head, once per test process."""
     path = tmp_path_factory.mktemp("template") / "tamma-sync.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    run_async(_migrate(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -204,5 +215,5 @@ def server_url(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def client(server_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server_url, timeout=10) as http:
+    with httpx.Client(base_url=server_url, timeout=10, verify=TLS) as http:
         yield http

@@ -24,7 +24,7 @@ import pytest
 
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tests.conftest import _admin, postgres_admin_url
-from tests.support.process import free_port
+from tests.support.process import free_port, wait_until_ready
 from tests.support.server import serve_in_thread
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -38,21 +38,6 @@ def readme_block(heading: str) -> str:
     after = text[text.index(f"\n{heading}\n") :]
     start = after.index("```bash\n") + len("```bash\n")
     return after[start : after.index("```", start)]
-
-
-def _wait_until_serving(process: subprocess.Popen[str], base_url: str) -> None:
-    """Until the script's last command serves, or the script stops short of it."""
-    for _ in range(600):
-        if process.poll() is not None:
-            stderr = process.stderr.read() if process.stderr else ""
-            pytest.fail(f"the section stopped with {process.returncode}:\n{stderr}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"{base_url} did not become ready")
 
 
 @pytest.fixture
@@ -108,7 +93,7 @@ def test_mirroring_a_real_elsa_into_postgresql_runs_as_written(
     reader.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(process, base_url)
+        wait_until_ready(base_url, timeout=60, process=process)
         [key] = [line for line in printed if KEY_LINE.match(line)]
         with httpx.Client(base_url=base_url, timeout=10) as http:
             assert http.get("/api/workflows/instances").status_code == 401

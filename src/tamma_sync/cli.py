@@ -1,4 +1,7 @@
-"""`tamma-sync` command line: serve, migrate, and the tools around them."""
+"""`tamma-sync` command line: serve, migrate, and the tools around them.
+
+Each command imports what only it needs (the API, the sync, the simulator) when it runs,
+so that `keys`, `migrate` and `--help` start in a fraction of `serve`'s time."""
 
 from __future__ import annotations
 
@@ -9,15 +12,13 @@ import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
-from tamma_sync.elsa import ElsaClient, ElsaError
 from tamma_sync.exit_codes import STARTUP_FAILED, USAGE
 from tamma_sync.logs import configure_logging
 from tamma_sync.models import DEFAULT_TENANT_ID, ApiKey, Scope
@@ -28,16 +29,12 @@ from tamma_sync.settings import (
     has_credentials,
     settings_table,
 )
-from tamma_sync.simulator import (
-    ADMIN_API_KEY,
-    ElsaSimulator,
-    RealismProfile,
-    SimulatedTammaEngine,
-    SimulatorConfig,
-    serve_simulator,
-)
 from tamma_sync.store import MigrationRefused, Store, describe_unreachable_database
-from tamma_sync.sync import CycleReport, HttpSink, Sink, StoreSink, SyncOptions, SyncService
+
+if TYPE_CHECKING:
+    from tamma_sync.elsa import ElsaClient
+    from tamma_sync.simulator import ElsaSimulator
+    from tamma_sync.sync import CycleReport
 
 _T = TypeVar("_T")
 
@@ -62,6 +59,9 @@ def _port_option(envvar: str | None = None) -> Any:
 # The simulator's commands take no environment variables: TAMMA_SYNC_HOST/PORT are the server's.
 HostOption = Annotated[str, _host_option()]
 PortOption = Annotated[int, _port_option()]
+#: The simulator's realism profiles: `RealismProfile`'s values, named here so that the
+#: simulator is imported by its commands only.
+RealismName = Literal["quiet", "live"]
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
@@ -145,8 +145,6 @@ def serve(
 
     Migrates the database first. Without API keys it serves on loopback only, unless
     --insecure."""
-    # The API (FastAPI and every model, a third of the CLI's imports) is imported by the
-    # commands that serve it only, so that `keys`, `migrate` and `sync` start without it.
     from tamma_sync.api.app import refusal
     from tamma_sync.api.auth import is_loopback
     from tamma_sync.api.workers import ServeOptions, run_server, run_workers
@@ -326,6 +324,16 @@ def _check_push_url(push_url: str, push_key: str | None) -> None:
 
 async def _sync(settings: Settings, once: bool, push_url: str | None, push_key: str | None) -> bool:
     """Run the sync; with `once`, one cycle per source with progress. True if one failed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from tamma_sync.sync import HttpSink, Sink, StoreSink, SyncOptions, SyncService
+
     options = SyncOptions.from_settings(settings)
     store: Store | None = None
     http_sink: HttpSink | None = None
@@ -373,6 +381,7 @@ async def _demo_world(
     simulator: ElsaSimulator, elsa_port: int, port: int, database_url: str
 ) -> None:
     """What the demo's tamma-sync watches: a moving ELSA, and a Tamma engine reporting."""
+    from tamma_sync.simulator import SimulatedTammaEngine, serve_simulator
 
     async def engine_key() -> str:
         """A key for the demo's engine, made once keys are in use (someone created one in
@@ -396,6 +405,8 @@ async def _demo_world(
 async def _instance_count(client: ElsaClient) -> int | None:
     """ELSA's instance count for the progress bar; unknown if ELSA will not say (the cycle
     then reports why)."""
+    from tamma_sync.elsa import ElsaError
+
     try:
         return await client.count_instances()
     except ElsaError:
@@ -437,9 +448,9 @@ def simulate_elsa(
     ] = False,
     wall_clock: Annotated[bool, typer.Option(help="Timestamps from the real clock.")] = True,
     realism: Annotated[
-        RealismProfile,
+        RealismName,
         typer.Option(help="quiet: every change visible at once; live: a busy production ELSA."),
-    ] = RealismProfile.quiet,
+    ] = "quiet",
     commit_lag: Annotated[
         float | None,
         typer.Option(min=0.0, help="Seconds a commit may take to become visible."),
@@ -468,8 +479,17 @@ def simulate_elsa(
     ] = "3.7.1",
 ) -> None:
     """Serve the ELSA 3 API simulator (see src/tamma_sync/simulator/README.md)."""
+    from tamma_sync.simulator import (
+        ADMIN_API_KEY,
+        ElsaSimulator,
+        RealismProfile,
+        SimulatorConfig,
+        serve_simulator,
+    )
+
     configure_logging()
-    if mutate_interval is None and realism is RealismProfile.live:
+    profile = RealismProfile(realism)
+    if mutate_interval is None and profile is RealismProfile.live:
         mutate_interval = steps_per_tick / 5.0
     try:
         config = SimulatorConfig(
@@ -479,7 +499,7 @@ def simulate_elsa(
             require_auth=require_auth,
             wall_clock=wall_clock,
             package_version=package_version,
-            realism=realism.realism.tuned(
+            realism=profile.realism.tuned(
                 commit_lag=None if commit_lag is None else timedelta(seconds=commit_lag),
                 silent_share=silent_share,
                 delete_share=delete_share,
@@ -492,7 +512,7 @@ def simulate_elsa(
         raise typer.BadParameter(str(error)) from error
     simulator = ElsaSimulator(config)
     typer.echo(
-        f"ELSA {package_version} simulator ({realism.value}) on http://{host}:{port}/elsa/api "
+        f"ELSA {package_version} simulator ({profile.value}) on http://{host}:{port}/elsa/api "
         f"(API key {ADMIN_API_KEY})"
     )
     asyncio.run(serve_simulator(simulator, host, port, mutate_interval, steps_per_tick))
@@ -509,8 +529,9 @@ def demo(
     ] = 2_000,
 ) -> None:
     """Simulated ELSA → sync → SQLite → API and dashboard, moving live. Ctrl-C stops it."""
-    from tamma_sync.api import create_app  # as in `serve`
+    from tamma_sync.api import create_app
     from tamma_sync.api.server import Server
+    from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 
     configure_logging()
     settings = _settings()

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from tamma_sync.store.migrations import head_revision
+from tests.support.http import TLS
 from tests.support.process import run_cli, running_server
 
 
@@ -24,6 +25,7 @@ def test_data_survives_a_killed_server(database_url: str, tmp_path: Path) -> Non
         for n in range(20):
             response = httpx.post(
                 f"{url}/api/workflows/instances",
+                verify=TLS,
                 json={
                     "id": f"i{n}",
                     "definitionId": "wf",

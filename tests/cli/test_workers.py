@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.http import TLS
 from tests.support.process import free_port, run_cli, running_server
 
 
@@ -52,7 +53,8 @@ def test_workers_serve_one_port_and_a_killed_worker_is_replaced(
         assert created.status_code == 201
 
         def total(_: int) -> int:
-            with httpx.Client() as client:  # a connection of its own: any worker may take it
+            # A connection of its own: any worker may take it.
+            with httpx.Client(verify=TLS) as client:
                 response = client.get(f"{url}/api/workflows/instances")
                 assert response.status_code == 200
                 return int(response.json()["total"])

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tamma_sync.settings import Settings
+from tests.support.http import TLS
 
 HEARTBEAT_SECONDS = 0.3
 
@@ -22,5 +23,5 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def http(server_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=server_url, timeout=10, verify=TLS) as client:
         yield client

@@ -15,6 +15,7 @@ from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import InstanceQuery, Store
 from tamma_sync.store.store import PING_AFTER_IDLE_SECONDS
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
+from tests.support.http import TLS
 from tests.support.mirror import assert_mirror_equals
 from tests.support.process import running_server
 from tests.support.server import serve_in_thread
@@ -115,12 +116,12 @@ def test_server_killed_mid_initial_sync_resumes(database_url: str, tmp_path: Pat
 
 
 def _mirrored(url: str) -> int:
-    sources = httpx.get(f"{url}/api/sync/status").json()["sources"]
+    sources = httpx.get(f"{url}/api/sync/status", verify=TLS).json()["sources"]
     return int(sources[0]["counts"]["instances"]) if sources else 0
 
 
 def _phase(url: str) -> str | None:
-    sources = httpx.get(f"{url}/api/sync/status").json()["sources"]
+    sources = httpx.get(f"{url}/api/sync/status", verify=TLS).json()["sources"]
     return sources[0]["phase"] if sources else None
 
 

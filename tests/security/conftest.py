@@ -14,6 +14,7 @@ from tamma_sync.api import create_app
 from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
+from tests.support.http import TLS
 from tests.support.server import serve_in_thread
 
 TENANT_A = "tenant-a"
@@ -70,4 +71,4 @@ def keyed_url(keys: Keys, database_url: str, tmp_path: Path) -> Iterator[str]:
 
 def client_for(url: str, key: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=10)
+    return httpx.Client(base_url=url, headers=headers, timeout=10, verify=TLS)

@@ -42,6 +42,7 @@ from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 from tests.conftest import new_postgres_database
+from tests.support.http import TLS
 from tests.support.server import serve_in_thread
 
 DIALECTS = ["sqlite", "postgresql"]
@@ -278,7 +279,7 @@ async def _read_head_and_window(kwargs: dict[str, Any]) -> tuple[httpx.Response,
     assert content is None or isinstance(content, bytes)
     body = bytearray()
     ended = False
-    async with httpx.AsyncClient(timeout=STREAM_HEAD_SECONDS) as client:
+    async with httpx.AsyncClient(timeout=STREAM_HEAD_SECONDS, verify=TLS) as client:
         request = client.build_request(
             prepared.method, prepared.url, headers=headers, content=content
         )

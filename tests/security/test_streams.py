@@ -20,6 +20,7 @@ from tamma_sync.models import Scope, now_ms
 from tamma_sync.settings import Settings
 from tamma_sync.store import PurgeCutoffs, Store
 from tests.security.conftest import TENANT_A, Keys
+from tests.support.http import TLS
 from tests.support.server import serve_in_thread
 from tests.support.sse import Frame, SseReader, open_stream
 
@@ -38,7 +39,7 @@ MALFORMED_MESSAGE = (
 @contextlib.asynccontextmanager
 async def _client(url: str, key: str) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10, verify=TLS) as http:
         yield http
 
 

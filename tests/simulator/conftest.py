@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tamma_sync.simulator import ElsaSimulator, SimulatorConfig
+from tests.support.http import TLS
 from tests.support.server import serve_in_thread
 
 SEED = 11
@@ -35,14 +36,15 @@ def base_url(simulator: ElsaSimulator) -> Iterator[str]:
 @pytest.fixture
 def elsa(base_url: str, simulator: ElsaSimulator) -> Iterator[httpx.Client]:
     """A client rooted at the ELSA API prefix."""
-    with httpx.Client(base_url=base_url + simulator.config.prefix, timeout=TIMEOUT) as client:
+    prefixed = base_url + simulator.config.prefix
+    with httpx.Client(base_url=prefixed, timeout=TIMEOUT, verify=TLS) as client:
         yield client
 
 
 @pytest.fixture
 def control(base_url: str) -> Iterator[httpx.Client]:
     """A client rooted at the control API."""
-    with httpx.Client(base_url=base_url + "/_simulator", timeout=TIMEOUT) as client:
+    with httpx.Client(base_url=base_url + "/_simulator", timeout=TIMEOUT, verify=TLS) as client:
         yield client
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from typer.testing import CliRunner
 
-from tamma_sync.cli import app
+from tamma_sync.cli import RealismName, app
+from tamma_sync.simulator import RealismProfile
 
 
 def test_simulate_elsa_refuses_an_unknown_release_or_profile() -> None:
@@ -15,3 +18,8 @@ def test_simulate_elsa_refuses_an_unknown_release_or_profile() -> None:
     assert profile.exit_code == 2
     shares = runner.invoke(app, ["simulate-elsa", "--silent-share", "0.8", "--delete-share", "0.5"])
     assert shares.exit_code == 2 and "share" in shares.output
+
+
+def test_the_cli_offers_every_realism_profile() -> None:
+    """The CLI names the profiles itself, so as not to import the simulator to start."""
+    assert get_args(RealismName) == tuple(RealismProfile)

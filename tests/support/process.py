@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.http import TLS
+
 CLI = [sys.executable, "-m", "tamma_sync"]
 
 
@@ -65,20 +67,24 @@ def free_port() -> int:
 
 
 def wait_until_ready(
-    base_url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+    base_url: str,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None,
 ) -> None:
     """Until `base_url` answers /readyz with 200; fails at once if `process` exits."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"the server exited with {process.returncode}: {stderr[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    with httpx.Client(base_url=base_url, timeout=1, verify=TLS) as client:
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                output = process.stderr.read() if process.stderr else ""
+                stderr = output if isinstance(output, str) else output.decode(errors="replace")
+                raise RuntimeError(f"the server exited with {process.returncode}: {stderr[-2000:]}")
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
     raise TimeoutError(f"{base_url} did not become ready in {timeout}s")
 
 

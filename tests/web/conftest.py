@@ -3,7 +3,6 @@ server that enforces API keys."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from tamma_sync.api import create_app
 from tamma_sync.models import DEFAULT_TENANT_ID, Scope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
+from tests.conftest import run_async
 from tests.support.server import serve_in_thread
 
 SYNC_ERROR = "ELSA answered 503 Service Unavailable for POST /elsa/api/workflow-instances"
@@ -49,7 +49,7 @@ async def _create_keys(database_url: str) -> tuple[str, str]:
 @pytest.fixture
 def keyed(settings: Settings) -> Iterator[Keyed]:
     """A server whose database holds API keys, so that every API call needs one."""
-    key, view_only = asyncio.run(_create_keys(settings.resolved_database_url))
+    key, view_only = run_async(_create_keys(settings.resolved_database_url))
     with serve_in_thread(create_app(settings)) as url:
         yield Keyed(url=url, key=key, view_only=view_only)
 

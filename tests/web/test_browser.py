@@ -7,18 +7,17 @@ Skipped when /usr/bin/chromium is missing, unless TAMMA_SYNC_REQUIRE_BROWSER=1 (
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import (
+    Browser,
     Locator,
     Page,
     Request,
@@ -35,6 +34,7 @@ from tamma_sync.api.routes.web import page_data, render_page
 from tamma_sync.models import DEFAULT_TENANT_ID
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
+from tests.conftest import run_async
 from tests.support.server import serve_in_thread
 from tests.web.conftest import SYNC_ERROR, Keyed, Seeded, seed
 
@@ -79,35 +79,41 @@ SHAPE_JS = """([html, ids]) => {
 }"""
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Page]:
-    """A fresh headless chromium profile; never a downloaded browser."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium for a module's tests (each gets a fresh context, a profile of
+    its own); never a downloaded browser."""
     if not CHROMIUM.exists():
         if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
             pytest.fail(f"{REQUIRE_BROWSER_ENV}=1 but {CHROMIUM} is missing")
         pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package)")
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path / "profile",
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1366, "height": 900},
-            timeout=30_000,
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
-            browser_page = context.pages[0] if context.pages else context.new_page()
-            browser_page.set_default_timeout(LIVE_MS)
-            errors: list[str] = []
-            browser_page.on("pageerror", lambda error: errors.append(str(error)))
-            browser_page.on(
-                "console",
-                lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
-            )
-            yield browser_page
-            assert errors == [], "the script threw, or broke the page's CSP"
+            yield launched
         finally:
-            context.close()
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a context of its own: no cookies, storage or cache from another test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        browser_page = context.new_page()
+        browser_page.set_default_timeout(LIVE_MS)
+        errors: list[str] = []
+        browser_page.on("pageerror", lambda error: errors.append(str(error)))
+        browser_page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        yield browser_page
+        assert errors == [], "the script threw, or broke the page's CSP"
+    finally:
+        context.close()
 
 
 def instance_row(page: Page, instance_id: str) -> Locator:
@@ -292,8 +298,7 @@ def test_the_workflows_poll_revalidates_the_list_it_holds(
 
 
 def _render_with_data(settings: Settings, base_url: str) -> str:
-    """The page as an open server renders it, from the same database (on a thread of its
-    own: Playwright's sync API runs an event loop on this one)."""
+    """The page as an open server renders it, from the same database."""
 
     async def render() -> str:
         store = Store.from_url(settings.resolved_database_url)
@@ -302,8 +307,7 @@ def _render_with_data(settings: Settings, base_url: str) -> str:
         finally:
             await store.close()
 
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(asyncio.run, render()).result(timeout=30)
+    return run_async(render())
 
 
 def test_status_colours_are_tammas_and_case_insensitive(server_url: str, page: Page) -> None:
