@@ -145,11 +145,11 @@ def serve(
 
     Migrates the database first. Without API keys it serves on loopback only, unless
     --insecure."""
+    settings = _settings(database_url)  # a refused setting is told before the API loads
     from tamma_sync.api.app import refusal
     from tamma_sync.api.auth import is_loopback
     from tamma_sync.api.workers import ServeOptions, run_server, run_workers
 
-    settings = _settings(database_url)
     configure_logging(settings.log_format)
     if not is_loopback(host) and not insecure and not _with_store(database_url, _has_keys):
         _refuse(refusal(host))
