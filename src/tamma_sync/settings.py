@@ -262,7 +262,7 @@ class Settings(BaseSettings):
         default=7.0,
         gt=0,
         description="Change-log rows are kept this long: the window in which a live stream "
-        "can resume from its last event id.",
+        "can resume from its last event id, and how far back an instance's history reaches.",
     )
     retention_ended_instances_days: float | None = Field(
         default=None,

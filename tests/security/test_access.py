@@ -29,6 +29,7 @@ ENDPOINTS: list[tuple[str, str, Any, Scope]] = [
     ("POST", "/api/workflows/instances/a1/cancel", None, MANAGE),
     ("DELETE", "/api/workflows/instances/a1", None, DELETE),
     ("GET", "/api/workflows/instances/a1/events", None, VIEW),
+    ("GET", "/api/workflows/instances/a1/history", None, VIEW),
     ("GET", "/api/events", None, VIEW),
     ("GET", "/api/dashboard/summary", None, DASHBOARD),
     ("GET", "/api/dashboard/engines", None, DASHBOARD),
@@ -45,8 +46,9 @@ ENDPOINTS: list[tuple[str, str, Any, Scope]] = [
     ("GET", "/api/sync/sources/src-a/instances", None, SYNC),
 ]
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
-#: The dashboard page is a shell without data: its script calls the API with the key.
-PAGES = {("GET", "/")}
+#: The pages are shells without data (the dashboard once keys exist): their scripts call the
+#: API with the key.
+PAGES = {("GET", "/"), ("GET", "/instances"), ("GET", "/instance")}
 STREAMS = {"/api/events", "/api/workflows/instances/a1/events"}
 
 
@@ -147,6 +149,7 @@ def test_tenant_b_can_neither_see_nor_touch_tenant_a(keyed_url: str, keys: Keys)
             ("POST", "/api/workflows/instances/a1/cancel", None),
             ("DELETE", "/api/workflows/instances/a1", None),
             ("GET", "/api/workflows/instances/a1/events", None),
+            ("GET", "/api/workflows/instances/a1/history", None),
             ("GET", "/api/engines/eng-a", None),
             ("GET", "/api/engines/eng-a/events", None),
             ("POST", "/api/engines/eng-a/events", [{"type": "X", "timestamp": NOW_MS}]),

@@ -1,14 +1,20 @@
-"""What the dashboard tests share: a database with something in every panel, and a
-server that enforces API keys."""
+"""What the web tests share: a database with something in every panel, a server that
+enforces API keys, and a headless chromium (Debian's, driven by Playwright).
+
+Browser tests are skipped when /usr/bin/chromium is missing, unless
+TAMMA_SYNC_REQUIRE_BROWSER=1 (CI)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 from tamma_sync.api import create_app
 from tamma_sync.models import DEFAULT_TENANT_ID, Scope
@@ -16,6 +22,22 @@ from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 from tests.conftest import run_async
 from tests.support.server import serve_in_thread
+
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER_ENV = "TAMMA_SYNC_REQUIRE_BROWSER"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Milliseconds for anything the page does on its own (a live change, a reconnect).
+LIVE_MS = 10_000
+#: The phone the layout is measured on.
+PHONE = ViewportSize(width=390, height=844)
 
 SYNC_ERROR = "ELSA answered 503 Service Unavailable for POST /elsa/api/workflow-instances"
 
@@ -104,3 +126,40 @@ def seed(client: httpx.Client) -> Seeded:
     )
     assert created.status_code == 201
     return Seeded(client=client, error_at=now - 5_000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium for a module's tests (each gets a fresh context, a profile of
+    its own); never a downloaded browser."""
+    if not CHROMIUM.exists():
+        if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
+            pytest.fail(f"{REQUIRE_BROWSER_ENV}=1 but {CHROMIUM} is missing")
+        pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a context of its own: no cookies, storage or cache from another test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        browser_page = context.new_page()
+        browser_page.set_default_timeout(LIVE_MS)
+        errors: list[str] = []
+        browser_page.on("pageerror", lambda error: errors.append(str(error)))
+        browser_page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        yield browser_page
+        assert errors == [], "the script threw, or broke the page's CSP"
+    finally:
+        context.close()

@@ -7,25 +7,19 @@ Skipped when /usr/bin/chromium is missing, unless TAMMA_SYNC_REQUIRE_BROWSER=1 (
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from playwright.sync_api import (
-    Browser,
     Locator,
     Page,
     Request,
     Response,
     Route,
-    ViewportSize,
     expect,
-    sync_playwright,
 )
 
 from tamma_sync.api import create_app
@@ -36,28 +30,13 @@ from tamma_sync.settings import Settings
 from tamma_sync.store import Store
 from tests.conftest import run_async
 from tests.support.server import serve_in_thread
-from tests.web.conftest import SYNC_ERROR, Keyed, Seeded, seed
+from tests.web.conftest import LIVE_MS, PHONE, SYNC_ERROR, Keyed, Seeded, seed
 
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_BROWSER_ENV = "TAMMA_SYNC_REQUIRE_BROWSER"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: Milliseconds for anything the page does on its own (a live change, a reconnect).
-LIVE_MS = 10_000
 #: dashboard.js polls every 5 s; a poll may have just happened, so allow one more.
 POLL_MS = 5_000 + LIVE_MS
 #: The sections the script re-renders from the API, and what the server rendered.
 #: What the panels say while the page waits for an API key (dashboard.js).
 KEY_NEEDED = "Needs an API key (see above)."
-#: The phone the layout is measured on.
-PHONE = ViewportSize(width=390, height=844)
 SECTIONS = ["tiles", "sync-banners", "instances", "workflows", "sources", "engines", "events"]
 #: Each element as [tag, classes, other attributes, children]; <time>s vary with the clock.
 SHAPE_JS = """([html, ids]) => {
@@ -77,43 +56,6 @@ SHAPE_JS = """([html, ids]) => {
   const both = (id) => [shape(server.getElementById(id)), shape(document.getElementById(id))];
   return ids.flatMap((id) => [both(id), both(`${id}-empty`)]).filter(([s]) => s);
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless chromium for a module's tests (each gets a fresh context, a profile of
-    its own); never a downloaded browser."""
-    if not CHROMIUM.exists():
-        if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
-            pytest.fail(f"{REQUIRE_BROWSER_ENV}=1 but {CHROMIUM} is missing")
-        pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A page in a context of its own: no cookies, storage or cache from another test."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    try:
-        browser_page = context.new_page()
-        browser_page.set_default_timeout(LIVE_MS)
-        errors: list[str] = []
-        browser_page.on("pageerror", lambda error: errors.append(str(error)))
-        browser_page.on(
-            "console",
-            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
-        )
-        yield browser_page
-        assert errors == [], "the script threw, or broke the page's CSP"
-    finally:
-        context.close()
 
 
 def instance_row(page: Page, instance_id: str) -> Locator:

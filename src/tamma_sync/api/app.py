@@ -21,7 +21,16 @@ from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.api.errors import install_error_handlers
 from tamma_sync.api.limits import RequestLimits
 from tamma_sync.api.observability import RequestMetrics, watch_state
-from tamma_sync.api.routes import dashboard, engines, events, health, sync, web, workflows
+from tamma_sync.api.routes import (
+    dashboard,
+    engines,
+    events,
+    health,
+    history,
+    sync,
+    web,
+    workflows,
+)
 from tamma_sync.feed import ChangeFeed, broker_for
 from tamma_sync.metrics import Metrics
 from tamma_sync.models import now_ms
@@ -111,6 +120,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
     app.include_router(workflows.router)
+    app.include_router(history.router)
     app.include_router(events.router)
     app.include_router(engines.router)
     app.include_router(dashboard.router)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from tamma_sync.fields import IdOrEmpty, Text
 from tamma_sync.models import (
+    ChangeOp,
     Definition,
     DefinitionWrite,
     EngineEvent,
@@ -222,3 +223,42 @@ class DashboardSummary(WireModel):
     instances: InstanceCounts
     engines: EngineHealth
     sync: list[SyncHealth]
+
+
+class HistoryEntry(WireModel):
+    """One change the mirror observed, with the instance's state right after it."""
+
+    seq: int = Field(description="The change's position in the change log (its SSE id).")
+    observed_at: int = Field(description="When the mirror wrote the change (epoch ms).")
+    op: ChangeOp
+    revision: int
+    status: str | None = None
+    sub_status: SubStatus | None = None
+    current_activity: str | None = None
+    incident_count: int | None = None
+    updated_at: int | None = Field(
+        default=None, description="The source's own time of this state (epoch ms)."
+    )
+    changed: list[str] | None = Field(
+        default=None,
+        description="The fields that differ from the entry before (absent on the first).",
+    )
+    duration_ms: int | None = Field(
+        default=None,
+        description="How long the instance stayed in this state: until the next entry, by "
+        "the source's `updatedAt` where both have one. Absent on the newest entry.",
+    )
+
+
+class InstanceHistory(WireModel):
+    """What the mirror observed happen to an instance, oldest first."""
+
+    instance_id: str
+    entries: list[HistoryEntry]
+    truncated: bool = Field(description="Older changes are in the log beyond `limit`.")
+    kept_days: float = Field(
+        description="How long the change log keeps changes (TAMMA_SYNC_RETENTION_CHANGES_DAYS)."
+    )
+    kept_since: int | None = Field(
+        default=None, description="When the oldest change still in the log was written."
+    )

@@ -47,3 +47,35 @@ async def first_seq(db: Database) -> int | None:
     async with db.reading() as conn:
         first: int | None = (await conn.execute(sa.select(sa.func.min(changes.c.seq)))).scalar()
         return first
+
+
+async def entity_history(
+    db: Database, tenant_id: str, entity: EntityKind, entity_id: str, *, limit: int
+) -> tuple[list[Change], bool]:
+    """The newest `limit` changes of one entity, oldest first, and whether older ones are
+    still in the log. Read newest first along `ix_changes_entity`, so a long history costs
+    what its last page does."""
+    async with db.reading() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(changes)
+                .where(
+                    changes.c.tenant_id == tenant_id,
+                    changes.c.entity_id == entity_id,
+                    changes.c.entity == entity.value,
+                )
+                .order_by(changes.c.seq.desc())
+                .limit(limit + 1)
+            )
+        ).mappings()
+        newest_first = [Change.model_validate(dict(row)) for row in rows]
+    return newest_first[:limit][::-1], len(newest_first) > limit
+
+
+async def oldest_change_at(db: Database) -> int | None:
+    """When the oldest change still in the log was written (retention purges older ones)."""
+    async with db.reading() as conn:
+        oldest: int | None = (
+            await conn.execute(sa.select(changes.c.at).order_by(changes.c.seq).limit(1))
+        ).scalar()
+        return oldest

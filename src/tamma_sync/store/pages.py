@@ -32,7 +32,14 @@ class InstanceQuery:
     definition_id: str | None = None
     sub_statuses: Sequence[SubStatus] | None = None
     correlation_id: str | None = None
+    source_id: str | None = None
+    # Epoch ms: the `_since` bounds are inclusive, the `_before` ones exclusive.
+    created_since: int | None = None
+    created_before: int | None = None
     updated_since: int | None = None
+    updated_before: int | None = None
+    id_prefix: str | None = None
+    """Literal text the id starts with, case-sensitive (no wildcards)."""
     order_by: OrderBy = "createdAt"
     descending: bool = False
     limit: int = 50
@@ -66,7 +73,12 @@ class PageShape(NamedTuple):
     sub_statuses: int | None
     """How many sub-statuses a page may have (None: any)."""
     correlation: bool
+    source: bool
+    created_since: bool
+    created_before: bool
     updated_since: bool
+    updated_before: bool
+    id_prefix: bool
     with_total: bool
 
     @classmethod
@@ -78,8 +90,26 @@ class PageShape(NamedTuple):
             definition=query.definition_id is not None,
             sub_statuses=None if query.sub_statuses is None else len(query.sub_statuses),
             correlation=query.correlation_id is not None,
+            source=query.source_id is not None,
+            created_since=query.created_since is not None,
+            created_before=query.created_before is not None,
             updated_since=query.updated_since is not None,
+            updated_before=query.updated_before is not None,
+            id_prefix=query.id_prefix is not None,
             with_total=query.with_total,
+        )
+
+    @property
+    def counts_rows(self) -> bool:
+        """Whether a filter is one the kept counts are not kept by, so the total must count
+        the matching rows themselves."""
+        return (
+            self.correlation
+            or self.created_since
+            or self.created_before
+            or self.updated_since
+            or self.updated_before
+            or self.id_prefix
         )
 
 
@@ -107,7 +137,13 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
         "tenant_id": tenant_id,
         "definition_id": query.definition_id,
         "correlation_id": query.correlation_id,
+        "source_id": query.source_id,
+        "created_since": query.created_since,
+        "created_before": query.created_before,
         "updated_since": query.updated_since,
+        "updated_before": query.updated_before,
+        "id_prefix": query.id_prefix,
+        "id_prefix_length": None if query.id_prefix is None else len(query.id_prefix),
         "row_limit": query.limit + 1,  # one more than the page: is there a next one?
         "row_offset": 0 if query.after is not None else query.offset,
     }
@@ -170,15 +206,17 @@ def _ordering(
 @functools.cache
 def count_statement(shape: PageShape) -> sa.Select[Any]:
     """How many instances match: from the kept totals or counts when the filters are the
-    ones they are kept by (sub-status; definition), else by counting rows."""
-    if shape.correlation or shape.updated_since:
+    ones they are kept by (sub-status; definition, source), else by counting rows."""
+    if shape.counts_rows:
         return sa.select(sa.func.count()).where(*_filters(shape))
-    kept = instance_counts if shape.definition else instance_totals
+    kept = instance_counts if shape.definition or shape.source else instance_totals
     conditions = [kept.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String)]
     if shape.definition:
         conditions.append(
             instance_counts.c.definition_id == sa.bindparam("definition_id", type_=sa.String)
         )
+    if shape.source:  # never "" (no source) here: an empty sourceId is no filter
+        conditions.append(instance_counts.c.source_id == sa.bindparam("source_id", type_=sa.String))
     if shape.sub_statuses is not None:
         conditions.append(_one_of_sub_statuses(kept.c.sub_status, shape.sub_statuses))
     # PostgreSQL sums bigints into numeric, which arrives as Decimal.
@@ -201,11 +239,39 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
         conditions.append(
             instances.c.correlation_id == sa.bindparam("correlation_id", type_=sa.String)
         )
+    if shape.source:
+        conditions.append(instances.c.source_id == sa.bindparam("source_id", type_=sa.String))
+    if shape.created_since:
+        conditions.append(
+            instances.c.created_at >= sa.bindparam("created_since", type_=sa.BigInteger)
+        )
+    if shape.created_before:
+        conditions.append(
+            instances.c.created_at < sa.bindparam("created_before", type_=sa.BigInteger)
+        )
     if shape.updated_since:
         conditions.append(
             instances.c.updated_at >= sa.bindparam("updated_since", type_=sa.BigInteger)
         )
+    if shape.updated_before:
+        conditions.append(
+            instances.c.updated_at < sa.bindparam("updated_before", type_=sa.BigInteger)
+        )
+    if shape.id_prefix:
+        conditions.append(_id_starts_with())
     return conditions
+
+
+def _id_starts_with() -> sa.ColumnElement[bool]:
+    """`id` starts with the bound prefix, literally and case-sensitively, with the same
+    rows on both databases: its first len(prefix) characters equal the prefix. LIKE
+    would need its wildcards escaped and is case-insensitive on SQLite; a range on `id`
+    is not a prefix match under PostgreSQL's non-"C" collations. Both count characters
+    (code points) in substr, as Python's len does; `=` compares exactly (SQLite's BINARY
+    collation, PostgreSQL's deterministic ones). No index serves it: it narrows what the
+    other filters find."""
+    head = sa.func.substr(instances.c.id, 1, sa.bindparam("id_prefix_length", type_=sa.Integer))
+    return head == sa.bindparam("id_prefix", type_=sa.String)
 
 
 def _sub_status_values(count: int) -> list[sa.BindParameter[str]]:

@@ -332,6 +332,17 @@ class Store:
             self._db, seq, tenant_id=tenant_id, entity=entity, entity_id=entity_id, limit=limit
         )
 
+    async def entity_history(
+        self, tenant_id: str, entity: EntityKind, entity_id: str, *, limit: int = 500
+    ) -> tuple[list[Change], bool]:
+        """The newest `limit` changes of one entity, oldest first, and whether older ones
+        are still in the log."""
+        return await change_log.entity_history(self._db, tenant_id, entity, entity_id, limit=limit)
+
+    async def oldest_change_at(self) -> int | None:
+        """When the oldest change still in the log was written."""
+        return await change_log.oldest_change_at(self._db)
+
     async def last_seq(self) -> int:
         """The newest change seq (0 for an empty log)."""
         return await change_log.last_seq(self._db)

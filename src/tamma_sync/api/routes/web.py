@@ -1,6 +1,9 @@
-"""The web dashboard at `/`: one server-rendered page, one stylesheet, one script.
+"""The web pages: the dashboard at `/`, the instances explorer at `/instances`, and one
+instance at `/instance?id=…`; one stylesheet, and a script per page beside the one they
+share (common.js). Every page lives at the app's root, so that its relative URLs (`api/…`,
+`web/…`) hold under any path prefix.
 
-The page is rendered from the very JSON the API returns (the route handlers are called
+The dashboard is rendered from the very JSON the API returns (the route handlers are called
 in-process), and the script re-renders the same shapes from the API, so the first paint
 and every live update agree. A browser sends no API key when it loads a page, so once keys
 are enforced the page is a shell without data (`data=None`), which the script fills by
@@ -14,6 +17,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
+from urllib.parse import quote
 
 import jinja2
 import orjson
@@ -28,7 +32,7 @@ from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.api.deps import BodyCacheDep, StoreDep
 from tamma_sync.api.errors import ApiError
 from tamma_sync.api.routes import dashboard, engines, sync, workflows
-from tamma_sync.models import Scope, now_ms
+from tamma_sync.models import Scope, SubStatus, now_ms
 from tamma_sync.store import Store
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -47,7 +51,19 @@ PAGE_HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
-assets = StaticFiles(directory=STATIC_DIR)
+
+
+class Assets(StaticFiles):
+    """The pages' files, revalidated on every use (a 304 while unchanged): the scripts
+    import common.js by its plain name, which must never be older than they are."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+assets = Assets(directory=STATIC_DIR)
 
 
 class PageData(TypedDict):
@@ -69,6 +85,19 @@ async def page(request: Request, store: StoreDep, cache: BodyCacheDep) -> HTMLRe
     tenant = await _open_tenant(request)
     data = await page_data(store, cache, tenant) if tenant is not None else None
     return HTMLResponse(render_page(str(request.base_url), data), headers=PAGE_HEADERS)
+
+
+@router.get("/instances", response_class=HTMLResponse)
+async def explorer_page() -> HTMLResponse:
+    """The instances explorer: filters (in the URL), pages, live rows; filled by its script."""
+    html = _templates.get_template("instances.html").render(sub_statuses=list(SubStatus))
+    return HTMLResponse(html, headers=PAGE_HEADERS)
+
+
+@router.get("/instance", response_class=HTMLResponse)
+async def instance_page() -> HTMLResponse:
+    """One instance (`?id=`): fields, variables, timeline; filled by its script."""
+    return HTMLResponse(_templates.get_template("instance.html").render(), headers=PAGE_HEADERS)
 
 
 @router.get("/docs", response_class=HTMLResponse)
@@ -154,6 +183,12 @@ def _show(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _uri_component(text: str) -> str:
+    """`text` escaped as JavaScript's encodeURIComponent escapes it (dashboard.js builds the
+    same links)."""
+    return quote(text, safe="!'()*")
+
+
 def _asset_url(name: str) -> str:
     """The asset's URL (relative, so the app may sit under a path prefix) with a content
     hash, so that a new version is never served from a cache."""
@@ -171,8 +206,11 @@ _templates.globals.update(
     iso=_iso,
     ago=_ago,
     show=_show,
+    uri_component=_uri_component,
     css_url=_asset_url("dashboard.css"),
     js_url=_asset_url("dashboard.js"),
+    explorer_js_url=_asset_url("explorer.js"),
+    instance_js_url=_asset_url("instance.js"),
 )
 _SWAGGER_JS_URL = _asset_url("swagger-ui/swagger-ui-bundle.js")
 _SWAGGER_CSS_URL = _asset_url("swagger-ui/swagger-ui.css")

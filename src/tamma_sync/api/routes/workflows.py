@@ -36,6 +36,7 @@ from tamma_sync.api.schemas import (
     Ok,
 )
 from tamma_sync.elsa import ElsaError, ElsaNotFound, ElsaUnavailable
+from tamma_sync.fields import MAX_ID_LENGTH, MAX_SOURCE_ID_LENGTH
 from tamma_sync.models import (
     MAX_EPOCH_MS,
     Definition,
@@ -156,6 +157,32 @@ async def list_instances(
         Query(alias="subStatus", description="ELSA sub-statuses, comma-separated."),
     ] = None,
     correlation_id: Annotated[str | None, Query(alias="correlationId")] = None,
+    source_id: Annotated[
+        str | None,
+        Query(
+            alias="sourceId",
+            max_length=MAX_SOURCE_ID_LENGTH,
+            description="Only instances mirrored from this ELSA source. Empty: no filter.",
+        ),
+    ] = None,
+    created_since: Annotated[
+        int | None,
+        Query(
+            alias="createdSince",
+            ge=0,
+            le=MAX_EPOCH_MS,
+            description="Epoch ms: only instances created at or after it.",
+        ),
+    ] = None,
+    created_before: Annotated[
+        int | None,
+        Query(
+            alias="createdBefore",
+            ge=0,
+            le=MAX_EPOCH_MS,
+            description="Epoch ms: only instances created before it.",
+        ),
+    ] = None,
     updated_since: Annotated[
         int | None,
         Query(
@@ -163,6 +190,24 @@ async def list_instances(
             ge=0,
             le=MAX_EPOCH_MS,
             description="Epoch ms: only instances updated since.",
+        ),
+    ] = None,
+    updated_before: Annotated[
+        int | None,
+        Query(
+            alias="updatedBefore",
+            ge=0,
+            le=MAX_EPOCH_MS,
+            description="Epoch ms: only instances updated before it.",
+        ),
+    ] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            alias="idPrefix",
+            max_length=MAX_ID_LENGTH,
+            description="Only instances whose id starts with this text, taken literally and "
+            "case-sensitively (`%` and `_` are no wildcards). Empty: no filter.",
         ),
     ] = None,
     order_by: Annotated[Literal["createdAt", "updatedAt"], Query(alias="orderBy")] = "createdAt",
@@ -193,7 +238,12 @@ async def list_instances(
         definition_id=definition_id or None,
         sub_statuses=sub_status_filter(status_filter, sub_status),
         correlation_id=correlation_id,
+        source_id=source_id or None,
+        created_since=created_since,
+        created_before=created_before,
         updated_since=updated_since,
+        updated_before=updated_before,
+        id_prefix=id_prefix or None,
         order_by=order_by,
         descending=descending,
         limit=size,

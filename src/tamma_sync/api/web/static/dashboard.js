@@ -1,82 +1,24 @@
 // The tamma-sync dashboard script. The page arrives rendered (or as an empty shell when the
 // server has no data for it); this keeps it current: instance changes stream in over SSE,
-// everything else is polled while the tab is visible.
-//
-// The stream is read with fetch() instead of EventSource because EventSource cannot send
-// headers, and an API key must travel as `Authorization: Bearer …`, never in a URL.
+// everything else is polled while the tab is visible (common.js holds what every page shares).
 // Each builder below is the twin of a macro in dashboard.html; keep the two in step.
+
+import {
+  $, badge, failed, follow, getJSON, h, needsKey, now, refreshTimes, setLive, setUpKeyForm,
+  show, showApiError, when,
+} from './common.js';
 
 const POLL_MS = 5000;
 const MAX_ROWS = 50;
 const RECENT_INSTANCES = 20;
-const KEY_STORAGE = 'tamma-sync.apiKey';
-const RETRY_MS = 2000; // until the server sends its own `retry:`
-const MAX_RETRY_MS = 30000;
-const STALL_MS = 60000; // nothing, not even a heartbeat (every 15 s by default): reconnect
-const KEY_NEEDED = 'Needs an API key (see above).';
-const LIVE_TEXT = { live: 'live', connecting: 'connecting…', offline: 'offline, retrying', key: 'API key needed' };
 
-const $ = (id) => document.getElementById(id);
-const skew = document.body.dataset.now ? Number(document.body.dataset.now) - Date.now() : 0;
-let lastEventId = document.body.dataset.seq ?? null;
-let needsKey = false;
-const keyWaiters = [];
-let stream = null;
+const position = { id: document.body.dataset.seq ?? null };
 let polling = false;
 let pollTimer = 0;
 const rendered = {};
 
-/** The API refused the key: `scope` is empty for a missing or unknown key (401), else the
- *  sentence that names the scope it lacks (403). */
-class Refused extends Error {
-  constructor(scope) {
-    super('refused');
-    this.scope = scope;
-  }
-}
-
-async function refusal(response) {
-  if (response.status === 401) return new Refused('');
-  const body = await response.json().catch(() => ({}));
-  return new Refused(`The saved API key may not read this dashboard: it lacks the ${body.required ?? 'needed'} scope.`);
-}
-
-const refused = (response) => response.status === 401 || response.status === 403;
-
 // ---- Builders: the macros of dashboard.html, in JavaScript -----------------------------
 
-/** An element; strings become text nodes, so data is never parsed as HTML. */
-function h(tag, attrs, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined) continue;
-    if (name === 'class') element.className = value;
-    else element.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined) element.append(child);
-  }
-  return element;
-}
-
-const now = () => Date.now() + skew;
-
-function ago(ms) {
-  const seconds = Math.max(0, Math.floor((now() - ms) / 1000));
-  if (seconds < 5) return 'just now';
-  for (const [unit, size] of [['d', 86400], ['h', 3600], ['min', 60]]) {
-    if (seconds >= size) return `${Math.floor(seconds / size)} ${unit} ago`;
-  }
-  return `${seconds} s ago`;
-}
-
-function when(ms) {
-  const date = new Date(ms);
-  return h('time', { datetime: date.toISOString(), 'data-ms': ms, title: date.toLocaleString() }, ago(ms));
-}
-
-const show = (value) => (typeof value === 'string' ? value : JSON.stringify(value));
-const badge = (text) => h('span', { class: 'badge', 'data-s': text }, text);
 const chip = (text, n) => h('span', { class: 'badge', 'data-s': text }, text, ' ', h('b', {}, n));
 const chips = (counts) =>
   h('span', { class: 'chips' },
@@ -174,7 +116,7 @@ const instance = (i, deleted = false) =>
   h('li', { class: deleted ? 'item deleted' : 'item', 'data-id': i.id, 'data-revision': i.revision },
     h('div', { class: 'row' },
       badge(deleted ? 'deleted' : i.subStatus || i.status || 'unknown'),
-      h('code', { class: 'name', title: i.id }, i.id),
+      h('a', { class: 'name', href: `instance?id=${encodeURIComponent(i.id)}` }, h('code', { title: i.id }, i.id)),
       when(i.updatedAt)),
     h('div', { class: 'meta' },
       h('span', { class: 'mono' }, i.definitionId),
@@ -221,14 +163,6 @@ function render({ summary, engines, workflows, sources }) {
   refreshTimes();
 }
 
-function refreshTimes() {
-  for (const time of document.querySelectorAll('time[data-ms]')) {
-    const ms = Number(time.dataset.ms);
-    time.textContent = ago(ms);
-    time.title = new Date(ms).toLocaleString();
-  }
-}
-
 /** Put an instance on the live list: a newer revision replaces its row, an older is ignored. */
 function upsertInstance(item, { live, deleted = false }) {
   const list = $('instances');
@@ -247,71 +181,11 @@ function upsertInstance(item, { live, deleted = false }) {
   $('instances-empty').hidden = true;
 }
 
-function showApiError(error) {
-  const banner = $('api-error');
-  banner.hidden = !error;
-  if (error) banner.textContent = `Cannot reach the API (${error.message}). Showing the last data received; retrying.`;
-}
-
-function setLive(state) {
-  const badge = $('live');
-  badge.dataset.state = state;
-  badge.textContent = LIVE_TEXT[state];
-}
-
-// ---- API key --------------------------------------------------------------------------
-
-function authHeaders(headers) {
-  const key = localStorage.getItem(KEY_STORAGE);
-  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
-}
-
-/** What the panels that never got data say: "Loading…", or that they wait for a key. */
-function placeholders(text) {
-  for (const placeholder of document.querySelectorAll('.placeholder')) placeholder.textContent = text;
-}
-
-function askForKey({ scope }) {
-  needsKey = true;
-  clearTimeout(pollTimer);
-  setLive('key');
-  placeholders(KEY_NEEDED);
-  const form = $('key-form');
-  form.hidden = false;
-  form.classList.add('alert');
-  $('key-message').hidden = Boolean(scope);
-  $('key-scope').hidden = !scope;
-  $('key-scope').textContent = scope;
-  $('key-input').focus();
-}
-
-function keyChanged() {
-  needsKey = false;
-  placeholders('Loading…');
-  const form = $('key-form');
-  form.hidden = true;
-  form.classList.remove('alert');
-  $('key-message').hidden = true;
-  $('key-scope').hidden = true;
-  for (const wake of keyWaiters.splice(0)) wake();
-  stream?.abort(); // reconnect with the new key
-  poll();
-}
-
 // ---- Polling --------------------------------------------------------------------------
-
-// 'no-cache': always asks the server, but sends back the ETag of what the browser holds, so
-// an unchanged list of workflows comes back as an empty 304 instead of the whole body.
-async function getJSON(path) {
-  const response = await fetch(path, { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-cache' });
-  if (refused(response)) throw await refusal(response);
-  if (!response.ok) throw new Error(`${path} answered HTTP ${response.status}`);
-  return response.json();
-}
 
 async function poll() {
   clearTimeout(pollTimer);
-  if (document.hidden || needsKey || polling) return;
+  if (document.hidden || needsKey() || polling) return;
   polling = true;
   try {
     const [summary, engines, workflows, sync] = await Promise.all(
@@ -319,11 +193,10 @@ async function poll() {
     render({ summary, engines, workflows, sources: sync.sources });
     showApiError(null);
   } catch (error) {
-    if (error instanceof Refused) askForKey(error);
-    else showApiError(error);
+    failed(error);
   } finally {
     polling = false;
-    if (!document.hidden && !needsKey) pollTimer = setTimeout(poll, POLL_MS);
+    if (!document.hidden && !needsKey()) pollTimer = setTimeout(poll, POLL_MS);
   }
 }
 
@@ -334,52 +207,11 @@ async function loadInstances() {
     $('instances').querySelector('.placeholder')?.remove();
     $('instances-empty').hidden = $('instances').children.length > 0;
   } catch (error) {
-    if (error instanceof Refused) askForKey(error);
-    else showApiError(error);
+    failed(error);
   }
 }
 
 // ---- The live stream ------------------------------------------------------------------
-
-/**
- * Read Server-Sent Events from a response body: `data:` lines joined by "\n", `event:`,
- * `id:` (committed when its event is dispatched), `retry:`, and `:comment` lines.
- */
-async function readEvents(body, { onEvent, onComment, onRetry, onChunk }) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  let type = '';
-  let data = [];
-  let id = lastEventId;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    onChunk();
-    buffer += value;
-    const end = buffer.endsWith('\r') ? buffer.length - 1 : buffer.length; // "\r\n" may straddle chunks
-    const lines = buffer.slice(0, end).split(/\r\n|\r|\n/);
-    buffer = lines.pop() + buffer.slice(end);
-    for (const line of lines) {
-      if (line === '') {
-        lastEventId = id;
-        if (data.length) onEvent(type || 'message', data.join('\n'));
-        type = '';
-        data = [];
-      } else if (line.startsWith(':')) {
-        onComment(line.slice(1).trim());
-      } else {
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        let value = colon < 0 ? '' : line.slice(colon + 1);
-        if (value.startsWith(' ')) value = value.slice(1);
-        if (field === 'data') data.push(value);
-        else if (field === 'event') type = value;
-        else if (field === 'id' && !value.includes('\0')) id = value;
-        else if (field === 'retry' && /^\d+$/.test(value)) onRetry(Number(value));
-      }
-    }
-  }
-}
 
 function onEvent(type, text) {
   // The server could not resume from our position (history purged, or an id it never
@@ -400,65 +232,15 @@ function onComment(text) {
   if (text === 'connected') loadInstances();
 }
 
-const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
-
-/** Follow `/api/events` for good: reconnect with Last-Event-ID whenever the stream ends. */
-async function follow() {
-  let failures = 0;
-  let retryMs = RETRY_MS;
-  for (;;) {
-    if (needsKey) await new Promise((resolve) => keyWaiters.push(resolve));
-    const controller = new AbortController();
-    stream = controller;
-    let stall = 0;
-    const alive = () => {
-      clearTimeout(stall);
-      stall = setTimeout(() => controller.abort(), STALL_MS);
-    };
-    try {
-      const headers = { Accept: 'text/event-stream' };
-      if (lastEventId !== null) headers['Last-Event-ID'] = lastEventId;
-      const response = await fetch('api/events?entity=instance', {
-        headers: authHeaders(headers), cache: 'no-store', signal: controller.signal,
-      });
-      if (refused(response)) {
-        askForKey(await refusal(response));
-        continue;
-      }
-      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
-      setLive('live');
-      failures = 0;
-      alive();
-      await readEvents(response.body, {
-        onEvent, onComment, onRetry: (ms) => { retryMs = ms; }, onChunk: alive,
-      });
-    } catch {
-      if (!controller.signal.aborted) failures += 1;
-    } finally {
-      clearTimeout(stall);
-    }
-    if (controller.signal.aborted) continue; // a new key, or a stalled stream: at once
-    setLive(failures > 2 ? 'offline' : 'connecting');
-    await sleep(Math.min(MAX_RETRY_MS, retryMs * 2 ** failures));
-  }
-}
-
 // ---- Start ----------------------------------------------------------------------------
 
-$('key-button').hidden = false;
-$('key-button').addEventListener('click', () => { $('key-form').hidden = !$('key-form').hidden; });
-$('key-input').value = localStorage.getItem(KEY_STORAGE) ?? '';
-$('key-form').addEventListener('submit', (submit) => {
-  submit.preventDefault();
-  const key = $('key-input').value.trim();
-  if (key) localStorage.setItem(KEY_STORAGE, key);
-  else localStorage.removeItem(KEY_STORAGE);
-  keyChanged();
-});
-$('key-forget').addEventListener('click', () => {
-  localStorage.removeItem(KEY_STORAGE);
-  $('key-input').value = '';
-  keyChanged();
+let reconnect = () => {};
+setUpKeyForm({
+  onAsk: () => clearTimeout(pollTimer),
+  onChange: () => {
+    reconnect(); // with the new key
+    poll();
+  },
 });
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) clearTimeout(pollTimer);
@@ -469,4 +251,4 @@ refreshTimes();
 setLive('connecting');
 if (document.body.dataset.seq === undefined) poll();
 else pollTimer = setTimeout(poll, POLL_MS);
-follow();
+reconnect = follow('api/events?entity=instance', position, { onEvent, onComment });

@@ -1,0 +1,240 @@
+"""The instance explorer's filters (sourceId, createdSince/createdBefore, updatedBefore,
+idPrefix) over real HTTP, on SQLite and PostgreSQL: the same rows, totals and refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tamma_sync.models import MAX_EPOCH_MS
+
+LIST = "/api/workflows/instances"
+
+#: (id, definitionId, sourceId, subStatus, createdAt, updatedAt). The ids try what a prefix
+#: match gets wrong: LIKE's wildcards and escape character, letter case, and characters
+#: beyond one UTF-16 unit.
+EXPLORER = [
+    ("ord-1", "wf", "elsa-a", "Executing", 100, 1_000),
+    ("ord-2", "wf", "elsa-b", "Finished", 200, 900),
+    ("ORD-3", "other", "elsa-a", "Executing", 300, 800),
+    ("ord_x", "wf", None, "Suspended", 400, 700),
+    ("ordAx", "wf", "elsa-a", "Faulted", 500, 600),
+    ("50%-off", "other", "elsa-b", "Finished", 600, 500),
+    ("50x-off", "wf", "elsa-a", "Executing", 700, 400),
+    ("back\\slash", "wf", "elsa-a", "Executing", 800, 300),
+    ("backXslash", "wf", "elsa-b", "Cancelled", 900, 200),
+    ("ünï-1", "other", None, "Pending", 1_000, 100),
+    ("ÜNÏ-2", "other", None, "Pending", 1_100, 50),
+    ("🙂-1", "wf", "elsa-a", "Pending", 1_200, 10),
+]
+
+
+def post(client: httpx.Client, instance_id: str, **fields: Any) -> None:
+    body = {"id": instance_id, "definitionId": "wf", "status": "Running", **fields}
+    response = client.post(LIST, json=body)
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def explorer(client: httpx.Client) -> httpx.Client:
+    for instance_id, definition, source, sub_status, created, updated in EXPLORER:
+        fields = {"definitionId": definition, "subStatus": sub_status, "sourceId": source}
+        post(client, instance_id, **fields, createdAt=created, updatedAt=updated)
+    # A deleted instance matches most filters below, and must never be listed or counted.
+    post(client, "ord-deleted", sourceId="elsa-a", createdAt=150, updatedAt=950)
+    assert client.delete(f"{LIST}/ord-deleted").status_code == 200
+    return client
+
+
+def ids(client: httpx.Client, **params: Any) -> list[str]:
+    """The ids listed (all on one page here), checked against the total."""
+    response = client.get(LIST, params={"pageSize": 200, **params})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    found = [item["id"] for item in body["data"]]
+    assert body["total"] == len(found), params
+    return found
+
+
+def test_source_id_lists_only_that_sources_instances(explorer: httpx.Client) -> None:
+    assert ids(explorer, sourceId="elsa-b") == ["ord-2", "50%-off", "backXslash"]
+    assert ids(explorer, sourceId="elsa-a", definitionId="other") == ["ORD-3"]
+    assert ids(explorer, sourceId="elsa-a", status="Finished") == ["ordAx"]
+    assert ids(explorer, sourceId="elsa-a", subStatus="Executing,Pending") == [
+        "ord-1",
+        "ORD-3",
+        "50x-off",
+        "back\\slash",
+        "🙂-1",
+    ]
+    assert ids(explorer, sourceId="elsa-c") == []
+    assert ids(explorer, sourceId="ELSA-A") == []
+    assert len(ids(explorer, sourceId="")) == len(EXPLORER)  # empty: no filter
+
+
+def test_created_and_updated_bounds(explorer: httpx.Client) -> None:
+    assert ids(explorer, createdSince=1_000) == ["ünï-1", "ÜNÏ-2", "🙂-1"]
+    assert ids(explorer, createdBefore=300) == ["ord-1", "ord-2"]
+    assert ids(explorer, createdSince=300, createdBefore=600) == ["ORD-3", "ord_x", "ordAx"]
+    assert ids(explorer, createdSince=600, createdBefore=600) == []
+    assert ids(explorer, createdSince=900, createdBefore=100) == []
+    assert ids(explorer, updatedBefore=100) == ["ÜNÏ-2", "🙂-1"]
+    assert ids(explorer, updatedSince=300, updatedBefore=600) == [
+        "50%-off",
+        "50x-off",
+        "back\\slash",
+    ]
+    assert ids(explorer, createdSince=0, createdBefore=MAX_EPOCH_MS) == [i[0] for i in EXPLORER]
+    assert ids(explorer, updatedBefore=0) == []
+
+
+def test_the_new_filters_combine_with_each_other_and_the_old_ones(
+    explorer: httpx.Client,
+) -> None:
+    assert ids(
+        explorer, sourceId="elsa-a", createdSince=200, updatedBefore=500, definitionId="wf"
+    ) == ["50x-off", "back\\slash", "🙂-1"]
+    assert ids(explorer, idPrefix="ord", sourceId="elsa-a", createdBefore=500) == ["ord-1"]
+    assert ids(explorer, idPrefix="ord", status="Running", updatedSince=700) == ["ord-1", "ord_x"]
+    assert ids(explorer, idPrefix="ord", orderBy="updatedAt", updatedBefore=1_000) == [
+        "ord-2",
+        "ord_x",
+        "ordAx",
+    ]
+
+
+def test_id_prefix_is_literal_and_case_sensitive(explorer: httpx.Client) -> None:
+    assert ids(explorer, idPrefix="ord") == ["ord-1", "ord-2", "ord_x", "ordAx"]
+    assert ids(explorer, idPrefix="ORD") == ["ORD-3"]
+    assert ids(explorer, idPrefix="Ord") == []
+    assert ids(explorer, idPrefix="ord_") == ["ord_x"]  # "_" is no single-character wildcard
+    assert ids(explorer, idPrefix="50%") == ["50%-off"]  # "%" is no wildcard
+    assert ids(explorer, idPrefix="%") == []
+    assert ids(explorer, idPrefix="back\\") == ["back\\slash"]  # nor is "\" an escape
+    assert ids(explorer, idPrefix="ün") == ["ünï-1"]
+    assert ids(explorer, idPrefix="ÜN") == ["ÜNÏ-2"]
+    assert ids(explorer, idPrefix="🙂") == ["🙂-1"]
+    assert ids(explorer, idPrefix="🙂-1") == ["🙂-1"]
+    assert ids(explorer, idPrefix="ord-1") == ["ord-1"]
+    assert ids(explorer, idPrefix="ord-1x") == []
+    assert ids(explorer, idPrefix="x" * 255) == []
+    assert len(ids(explorer, idPrefix="")) == len(EXPLORER)  # empty: no filter
+
+
+def test_offset_pages_and_totals_follow_the_filters(explorer: httpx.Client) -> None:
+    params: dict[str, Any] = {"sourceId": "elsa-a", "createdSince": 100, "pageSize": 2}
+    pages = [explorer.get(LIST, params={**params, "page": n}).json() for n in (1, 2, 3, 4)]
+    assert [[item["id"] for item in page["data"]] for page in pages] == [
+        ["ord-1", "ORD-3"],
+        ["ordAx", "50x-off"],
+        ["back\\slash", "🙂-1"],
+        [],
+    ]
+    assert {page["total"] for page in pages} == {6}
+    lean = explorer.get(LIST, params={**params, "includeTotal": "false"}).json()
+    assert "total" not in lean
+    assert [item["id"] for item in lean["data"]] == ["ord-1", "ORD-3"]
+
+
+#: Instances made for walking pages: ties in both orders, so that the id breaks them.
+WALKED: list[dict[str, Any]] = [
+    {
+        "id": f"run-{n:02}",
+        "definitionId": "wf" if n % 2 else "other",
+        "sourceId": "elsa-a" if n % 3 else "elsa-b",
+        "subStatus": ("Executing", "Finished", "Faulted", "Suspended")[n % 4],
+        "createdAt": 1_000 + n // 2,
+        "updatedAt": 5_000 - n // 3,
+    }
+    for n in range(30)
+]
+
+
+def expected(params: dict[str, Any]) -> list[str]:
+    """What the filters in `params` select from WALKED, in the order they ask for."""
+    order = "createdAt" if params.get("orderBy", "createdAt") == "createdAt" else "updatedAt"
+    descending = params.get("orderDirection", "asc" if order == "createdAt" else "desc") == "desc"
+    ended = {"Finished", "Faulted", "Cancelled"}
+    kept = [
+        item
+        for item in WALKED
+        if item["sourceId"] == params.get("sourceId", item["sourceId"])
+        and item["definitionId"] == params.get("definitionId", item["definitionId"])
+        and item["createdAt"] >= params.get("createdSince", 0)
+        and item["createdAt"] < params.get("createdBefore", MAX_EPOCH_MS)
+        and item["updatedAt"] >= params.get("updatedSince", 0)
+        and item["updatedAt"] < params.get("updatedBefore", MAX_EPOCH_MS)
+        and item["id"].startswith(params.get("idPrefix", ""))
+        and (params.get("status") != "Finished" or item["subStatus"] in ended)
+    ]
+    kept.sort(key=lambda item: (item[order], item["id"]), reverse=descending)
+    return [item["id"] for item in kept]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sourceId": "elsa-a"},
+        {"sourceId": "elsa-a", "createdSince": 1_003, "createdBefore": 1_012},
+        {"sourceId": "elsa-b", "orderBy": "updatedAt", "updatedBefore": 4_996},
+        {"createdSince": 1_002, "orderBy": "createdAt", "orderDirection": "desc"},
+        {"updatedSince": 4_993, "updatedBefore": 4_999, "orderDirection": "asc"},
+        {"idPrefix": "run-1", "orderBy": "updatedAt", "orderDirection": "asc"},
+        {"status": "Finished", "sourceId": "elsa-a", "createdBefore": 1_013},
+        {"definitionId": "wf", "idPrefix": "run-", "updatedBefore": 4_998, "createdSince": 1_001},
+    ],
+)
+def test_keyset_pages_walk_exactly_the_filtered_rows(
+    client: httpx.Client, params: dict[str, Any]
+) -> None:
+    for body in WALKED:
+        assert client.post(LIST, json={**body, "status": "Running"}).status_code == 201
+    want = expected(params)
+    assert len(want) >= 4, "each case should span several pages"
+    seen: list[str] = []
+    cursor = None
+    for _ in range(len(want) + 1):
+        page_params = {**params, "pageSize": 3} | ({"cursor": cursor} if cursor else {})
+        response = client.get(LIST, params=page_params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert page["total"] == len(want)
+        seen += [item["id"] for item in page["data"]]
+        cursor = page.get("nextCursor")
+        if cursor is None:
+            break
+    assert seen == want
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"createdSince": -1}, "createdSince"),
+    ({"createdSince": "1.5"}, "createdSince"),
+    ({"createdSince": "yesterday"}, "createdSince"),
+    ({"createdSince": ""}, "createdSince"),
+    ({"createdSince": MAX_EPOCH_MS + 1}, "createdSince"),
+    ({"createdSince": 10**30}, "createdSince"),
+    ({"createdBefore": -5}, "createdBefore"),
+    ({"createdBefore": "1e3"}, "createdBefore"),
+    ({"createdBefore": MAX_EPOCH_MS + 1}, "createdBefore"),
+    ({"updatedBefore": -1}, "updatedBefore"),
+    ({"updatedBefore": "0x10"}, "updatedBefore"),
+    ({"updatedBefore": MAX_EPOCH_MS + 1}, "updatedBefore"),
+    ({"updatedSince": MAX_EPOCH_MS + 1}, "updatedSince"),
+    ({"idPrefix": "x" * 256}, "idPrefix"),
+    ({"sourceId": "s" * 101}, "sourceId"),
+    ({"idPrefix": "ord\x00"}, "NUL"),
+    ({"sourceId": "\x00"}, "NUL"),
+    ({"sourceId": "elsa-a", "createdSince": -1}, "createdSince"),
+]
+
+
+def test_bad_values_are_a_400_that_names_the_parameter(explorer: httpx.Client) -> None:
+    before = explorer.get(LIST).json()
+    for params, named in BAD:
+        response = explorer.get(LIST, params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert named in response.json()["error"], (params, response.text)
+    assert explorer.get(LIST).json() == before
+    assert before["total"] == len(EXPLORER)

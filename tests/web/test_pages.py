@@ -1,0 +1,203 @@
+"""The instances explorer and the instance page in a real browser (Debian's chromium,
+driven by Playwright) against a real server: filters that narrow the list and live in the
+URL, keyset "More", live rows, the instance's timeline following its changes, a phone."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from playwright.sync_api import Locator, Page, expect
+
+from tests.web.conftest import LIVE_MS, PHONE, Keyed
+
+#: (id, definition, sub-status): two definitions, every ending, ids with two prefixes.
+INSTANCES = [
+    ("order-1", "orders", "Executing"),
+    ("order-2", "orders", "Faulted"),
+    ("order-3", "orders", "Faulted"),
+    ("order-4", "orders", "Suspended"),
+    ("order-5", "orders", "Finished"),
+    ("refund-1", "refunds", "Faulted"),
+    ("refund-2", "refunds", "Executing"),
+]
+
+
+def _seed(client: httpx.Client) -> None:
+    for definition, name in (("orders", "Order intake"), ("refunds", "Refunds")):
+        made = client.post("/api/workflows/definitions", json={"id": definition, "name": name})
+        assert made.status_code == 201, made.text
+    for n, (instance_id, definition, sub_status) in enumerate(INSTANCES):
+        created = client.post(
+            "/api/workflows/instances",
+            json={
+                "id": instance_id,
+                "definitionId": definition,
+                "subStatus": sub_status,
+                "status": "Finished" if sub_status in ("Faulted", "Finished") else "Running",
+                "createdAt": 1_700_000_000_000 + n * 1000,
+                "updatedAt": 1_700_000_000_000 + n * 1000,
+            },
+        )
+        assert created.status_code == 201, created.text
+
+
+def _rows(page: Page) -> Locator:
+    return page.locator("#results > li[data-id]")
+
+
+def _shown(page: Page, ids: list[str]) -> None:
+    """Exactly `ids` are listed, in this order."""
+    expect(_rows(page)).to_have_count(len(ids), timeout=LIVE_MS)
+    assert _rows(page).evaluate_all("rows => rows.map(r => r.dataset.id)") == ids
+
+
+def test_filters_narrow_the_list_live_in_the_url_and_survive_a_reload(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    _seed(client)
+    page.goto(f"{server_url}/instances")
+    _shown(page, [i for i, _, _ in reversed(INSTANCES)])  # newest update first
+    expect(page.locator("#count")).to_contain_text("7 match")
+
+    page.select_option('select[name="definitionId"]', "orders")
+    page.check('input[name="subStatus"][value="Faulted"]')
+    page.get_by_role("button", name="Apply").click()
+    _shown(page, ["order-3", "order-2"])
+    expect(page.locator("#count")).to_contain_text("2 match")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query == {"definitionId": ["orders"], "subStatus": ["Faulted"]}
+
+    page.reload()
+    _shown(page, ["order-3", "order-2"])
+    expect(page.locator('select[name="definitionId"]')).to_have_value("orders")
+    expect(page.locator('input[name="subStatus"][value="Faulted"]')).to_be_checked()
+    expect(page.locator('input[name="subStatus"][value="Executing"]')).not_to_be_checked()
+
+    page.go_back()  # the unfiltered view it came from
+    _shown(page, [i for i, _, _ in reversed(INSTANCES)])
+
+    # A folded filter in use unfolds, showing its value.
+    page.goto(f"{server_url}/instances?idPrefix=refund")
+    _shown(page, ["refund-2", "refund-1"])
+    expect(page.locator('input[name="idPrefix"]')).to_be_visible()
+    expect(page.locator('input[name="idPrefix"]')).to_have_value("refund")
+
+
+def test_more_follows_the_cursor_and_rows_link_to_the_instance(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    _seed(client)
+    page.goto(f"{server_url}/instances?orderBy=createdAt&orderDirection=asc&pageSize=3")
+    _shown(page, ["order-1", "order-2", "order-3"])
+    expect(page.locator("#count")).to_contain_text("7 match · 3 shown")
+    page.get_by_role("button", name="More").click()
+    _shown(page, ["order-1", "order-2", "order-3", "order-4", "order-5", "refund-1"])
+    page.get_by_role("button", name="More").click()
+    _shown(page, [i for i, _, _ in INSTANCES])
+    expect(page.get_by_role("button", name="More")).to_be_hidden()
+
+    page.get_by_role("link", name="refund-1").click()
+    expect(page).to_have_url(re.compile(r"/instance\?id=refund-1$"))
+    expect(page.locator("#state .badge")).to_have_text("Faulted")
+
+
+def test_an_instance_that_comes_to_match_appears_live(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    _seed(client)
+    page.goto(f"{server_url}/instances?subStatus=Faulted")
+    _shown(page, ["refund-1", "order-3", "order-2"])
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    put = client.put(
+        "/api/workflows/instances/order-1",
+        json={"subStatus": "Faulted", "updatedAt": 1_800_000_000_000},
+    )
+    assert put.status_code == 200, put.text
+    expect(_rows(page).first).to_have_attribute("data-id", "order-1", timeout=LIVE_MS)
+    expect(page.locator("#count")).to_contain_text("4 match")
+    # One that does not match stays out.
+    client.put("/api/workflows/instances/refund-2", json={"subStatus": "Suspended"})
+    client.put("/api/workflows/instances/order-4", json={"subStatus": "Faulted"})
+    expect(_rows(page).first).to_have_attribute("data-id", "order-4", timeout=LIVE_MS)
+    expect(page.locator('#results > li[data-id="refund-2"]')).to_have_count(0)
+
+
+def test_the_instance_page_shows_its_fields_variables_and_a_live_timeline(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    created = client.post(
+        "/api/workflows/instances",
+        json={
+            "id": "loan-7",
+            "definitionId": "loans",
+            "status": "Running",
+            "subStatus": "Executing",
+            "currentActivity": "Check credit",
+            "variables": {"applicant": {"name": "Ada", "scores": [710, 695]}, "amount": 1200},
+            "createdAt": 1_700_000_000_000,
+            "updatedAt": 1_700_000_000_000,
+        },
+    )
+    assert created.status_code == 201, created.text
+    page.goto(f"{server_url}/instance?id=loan-7")
+    expect(page.locator("#state .badge")).to_have_text("Executing")
+    expect(page.locator('[data-field="currentActivity"] dd')).to_have_text("Check credit")
+    expect(page.locator("#variables")).to_contain_text("Ada")
+    expect(page.locator("#variables")).to_contain_text("710")
+    timeline = page.locator("#timeline > li[data-seq]")
+    expect(timeline).to_have_count(1)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+
+    client.put(
+        "/api/workflows/instances/loan-7",
+        json={
+            "subStatus": "Suspended",
+            "currentActivity": "Await signature",
+            "updatedAt": 1_700_000_090_000,
+        },
+    )
+    expect(timeline).to_have_count(2, timeout=LIVE_MS)
+    expect(timeline.nth(0)).to_contain_text("for 1 min 30 s")  # by the source's clock
+    expect(timeline.nth(1).locator(".badge")).to_have_text("Suspended")
+    expect(timeline.nth(1)).to_contain_text("changed: currentActivity, subStatus")
+    expect(page.locator("#state .badge")).to_have_text("Suspended")
+
+    client.put(
+        "/api/workflows/instances/loan-7",
+        json={"status": "Finished", "subStatus": "Finished", "updatedAt": 1_700_000_100_000},
+    )
+    expect(timeline).to_have_count(3, timeout=LIVE_MS)
+    expect(timeline.nth(1)).to_contain_text("for 10 s")
+    expect(page.locator("#state .badge")).to_have_text("Finished")
+    expect(page.locator("#live")).to_have_attribute("data-state", "ended", timeout=LIVE_MS)
+    expect(page.locator("#kept")).to_contain_text("3 changes observed · history kept 7 days")
+
+
+def test_on_a_phone_the_explorer_fits_the_width_and_lists_within_the_first_screen(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    _seed(client)
+    page.set_viewport_size(PHONE)
+    page.goto(f"{server_url}/instances")
+    _shown(page, [i for i, _, _ in reversed(INSTANCES)])
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    first = _rows(page).first.bounding_box()
+    assert first is not None and first["y"] < PHONE["height"], "the list starts on screen one"
+
+
+def test_with_api_keys_the_explorer_asks_for_one_then_lists(keyed: Keyed, page: Page) -> None:
+    with httpx.Client(
+        base_url=keyed.url, headers={"Authorization": f"Bearer {keyed.key}"}, timeout=10
+    ) as client:
+        _seed(client)
+    page.goto(f"{keyed.url}/instances?definitionId=refunds")
+    expect(page.locator("#key-message")).to_be_visible()
+    expect(page.locator("#results .placeholder")).to_have_text("Needs an API key (see above).")
+    page.fill("#key-input", keyed.key)
+    page.get_by_role("button", name="Save").click()
+    _shown(page, ["refund-2", "refund-1"])
+    expect(page.locator('select[name="definitionId"] option[value="refunds"]')).to_have_text(
+        "Refunds (refunds)"
+    )
