@@ -80,3 +80,23 @@ def test_sources_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert sources[0].api_key is not None and sources[0].api_key.get_secret_value() == "secret"
     assert "secret" not in repr(sources[0])
+
+
+def test_a_studio_url_is_a_link_a_browser_can_follow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAMMA_SYNC_ELSA_URL", "http://elsa:5000")
+    monkeypatch.setenv("TAMMA_SYNC_ELSA_STUDIO_URL", "http://studio:8080")
+    monkeypatch.setenv(
+        "TAMMA_SYNC_SOURCES", '[{"id": "b", "url": "http://b", "studioUrl": "https://studio.b"}]'
+    )
+    assert [s.studio_url for s in Settings().elsa_sources()] == [
+        "http://studio:8080",
+        "https://studio.b",
+    ]
+    for bad in ("studio:8080", "javascript:alert(1)", "http://admin:pw@studio"):
+        monkeypatch.setenv("TAMMA_SYNC_ELSA_STUDIO_URL", bad)
+        with pytest.raises(ValueError, match="TAMMA_SYNC_ELSA_STUDIO_URL must be http"):
+            Settings()
+    monkeypatch.delenv("TAMMA_SYNC_ELSA_STUDIO_URL")
+    monkeypatch.setenv("TAMMA_SYNC_SOURCES", '[{"id": "b", "url": "http://b", "studioUrl": "b"}]')
+    with pytest.raises(ValueError, match="source 'b': studioUrl must be http"):
+        Settings()

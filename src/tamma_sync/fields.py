@@ -15,6 +15,10 @@ MAX_ID_LENGTH: Final = 255
 MAX_SOURCE_ID_LENGTH: Final = 100
 MAX_ENGINE_KIND_LENGTH: Final = 50
 MAX_ENGINE_LABEL_LENGTH: Final = 100
+#: Longest current activity: it is a key of PostgreSQL's running-by-activity index, whose
+#: entries hold at most 2,704 bytes; 500 characters of up to 4 bytes each always fit, so
+#: both databases accept the same.
+MAX_ACTIVITY_LENGTH: Final = 500
 
 
 def _storable(value: str) -> str:
@@ -49,6 +53,7 @@ IdOrEmpty = Annotated[
     PATH_SAFE,
 ]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH), STORABLE]
+ActivityName = Annotated[str, StringConstraints(max_length=MAX_ACTIVITY_LENGTH), STORABLE]
 SourceId = Annotated[str, StringConstraints(max_length=MAX_SOURCE_ID_LENGTH), STORABLE]
 EngineKind = Annotated[str, StringConstraints(max_length=MAX_ENGINE_KIND_LENGTH), STORABLE]
 EngineLabel = Annotated[str, StringConstraints(max_length=MAX_ENGINE_LABEL_LENGTH), STORABLE]

@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from tamma_sync.fields import (
     PATH_SAFE,
+    ActivityName,
     EngineKind,
     EngineLabel,
     EntityId,
@@ -256,7 +257,7 @@ class InstanceWrite(WriteModel):
     definition_id: EntityId
     status: ShortText | None = None
     sub_status: SubStatusField | None = None
-    current_activity: Text | None = None
+    current_activity: ActivityName | None = None
     variables: dict[str, Any] | None = None
     correlation_id: ShortText | None = None
     name: Text | None = None
@@ -277,7 +278,7 @@ class InstancePatch(WriteModel):
 
     status: ShortText | None = None
     sub_status: SubStatusField | None = None
-    current_activity: Text | None = None
+    current_activity: ActivityName | None = None
     variables: dict[str, Any] | None = None
     updated_at: EpochMs | None = None
     finished_at: EpochMs | None = None
@@ -406,6 +407,9 @@ class SourceState(WireModel):
     source_id: EntityId
     phase: SyncPhase = SyncPhase.SYNCING
     url: ShortText | None = None
+    studio_url: ShortText | None = Field(
+        default=None, description="Elsa Studio for this ELSA, where configured."
+    )
     elsa_version: EngineLabel | None = None
     cursor: Annotated[str, StringConstraints(pattern=ELSA_TIMESTAMP_PATTERN)] | None = None
     last_success_at: EpochMs | None = None

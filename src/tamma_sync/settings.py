@@ -120,6 +120,14 @@ def _elsa_url_problem(url: str, name: str) -> str | None:
     return f"{name} must be http:// or https:// and a host, e.g. http://elsa:5000"
 
 
+def _studio_url_problem(url: str, name: str) -> str | None:
+    """Why `url` cannot be a link to Elsa Studio, or None: a browser follows it."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc and not parts.password:
+        return None
+    return f"{name} must be http:// or https:// and a host, without credentials"
+
+
 def _elsa_root(url: str, api_prefix: str) -> str:
     """ELSA's root URL, to which the client adds `api_prefix`: a URL that already ends in
     the prefix (as the simulator prints it, http://127.0.0.1:5080/elsa/api) loses it."""
@@ -170,12 +178,16 @@ class SourceSettings(BaseModel):
     poll_interval: float = Field(default=2.0, gt=0)
     api_prefix: str = "/elsa/api"
     tenant_id: str = Field(default=DEFAULT_TENANT_ID, min_length=1, max_length=255)
+    studio_url: str | None = Field(default=None, max_length=2000)
+    """Elsa Studio for this ELSA: the instance page links each instance there."""
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Self:
         problem = _elsa_url_problem(self.url, _SOURCE_NAMES.url) or _credentials_problem(
             self.url, self.api_key, self.username, self.password, _SOURCE_NAMES
         )
+        if problem is None and self.studio_url is not None:
+            problem = _studio_url_problem(self.studio_url, "studioUrl")
         if problem is not None:
             raise ValueError(f"source {self.id!r}: {problem}")
         self.url = _elsa_root(self.url, self.api_prefix)
@@ -297,6 +309,13 @@ class Settings(BaseSettings):
     elsa_username: str | None = Field(default=None, description="ELSA login user.")
     elsa_password: SecretStr | None = Field(default=None, description="ELSA login password.")
     elsa_api_prefix: str = Field(default="/elsa/api", description="ELSA's API route prefix.")
+    elsa_studio_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Elsa Studio's URL for that ELSA server, e.g. http://studio:8080: the "
+        "instance page links each of its instances there (a source in TAMMA_SYNC_SOURCES "
+        'sets "studioUrl").',
+    )
     poll_interval: float = Field(
         default=2.0, gt=0, description="Seconds between sync cycles of the one ELSA source."
     )
@@ -348,7 +367,7 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("TAMMA_SYNC_SOURCES", "sources"),
         description='Several ELSA sources as JSON: [{"id","url","apiKey"|"username"+"password",'
-        '"pollInterval","tenantId"}]. A source without "tenantId", like the one of '
+        '"pollInterval","tenantId","studioUrl"}]. A source without "tenantId", like the one of '
         f"TAMMA_SYNC_ELSA_URL, syncs into tenant `{DEFAULT_TENANT_ID}`.",
     )
 
@@ -373,6 +392,7 @@ class Settings(BaseSettings):
                     password=self.elsa_password,
                     poll_interval=self.poll_interval,
                     api_prefix=self.elsa_api_prefix,
+                    studio_url=self.elsa_studio_url,
                 ),
             )
         return sources
@@ -394,6 +414,10 @@ class Settings(BaseSettings):
                 self.elsa_password,
                 _ENV_NAMES,
             )
+            if problem is not None:
+                raise ValueError(problem)
+        if self.elsa_studio_url:
+            problem = _studio_url_problem(self.elsa_studio_url, "TAMMA_SYNC_ELSA_STUDIO_URL")
             if problem is not None:
                 raise ValueError(problem)
         ids = [source.id for source in self.elsa_sources()]

@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from tamma_sync.models import Scope
 from tamma_sync.store import Store
 
 INSTANCES = [
@@ -150,3 +151,9 @@ def test_readyz_reports_a_schema_behind_head(client: httpx.Client, database_url:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["schemaRevision"] == "old"
+
+
+def test_an_open_server_tells_a_caller_it_may_do_everything(client: httpx.Client) -> None:
+    access = client.get("/api/access")
+    assert access.status_code == 200
+    assert access.json() == {"tenantId": "default", "scopes": sorted(s.value for s in Scope)}

@@ -1,5 +1,6 @@
 """The instance explorer's filters (sourceId, createdSince/createdBefore, updatedBefore,
-idPrefix) over real HTTP, on SQLite and PostgreSQL: the same rows, totals and refusals."""
+idPrefix, currentActivity) over real HTTP, on SQLite and PostgreSQL: the same rows, totals
+and refusals."""
 
 from __future__ import annotations
 
@@ -138,6 +139,62 @@ def test_offset_pages_and_totals_follow_the_filters(explorer: httpx.Client) -> N
     assert [item["id"] for item in lean["data"]] == ["ord-1", "ORD-3"]
 
 
+#: (id, definitionId, sourceId, subStatus, currentActivity), created in this order.
+AT_ACTIVITIES = [
+    ("a1", "wf", "elsa-a", "Suspended", "review"),
+    ("a2", "wf", "elsa-b", "Executing", "review"),
+    ("a3", "other", "elsa-a", "Suspended", "review"),
+    ("a4", "wf", "elsa-a", "Finished", "review"),
+    ("a5", "wf", "elsa-a", "Suspended", "Review"),
+    ("a6", "wf", None, "Suspended", "review "),
+    ("a7", "wf", "elsa-a", "Pending", "rev%"),
+    ("a8", "wf", "elsa-a", "Suspended", "über-prüfung"),
+    ("a9", "wf", "elsa-a", "Suspended", None),
+]
+
+
+def test_current_activity_is_an_exact_match(client: httpx.Client) -> None:
+    for n, (instance_id, definition, source, sub_status, activity) in enumerate(AT_ACTIVITIES):
+        fields = {"definitionId": definition, "sourceId": source, "subStatus": sub_status}
+        times = {"createdAt": 100 + n, "updatedAt": 1_000 + n}
+        post(client, instance_id, **fields, currentActivity=activity, **times)
+    post(client, "a-deleted", subStatus="Suspended", currentActivity="review")
+    assert client.delete(f"{LIST}/a-deleted").status_code == 200
+    assert ids(client, currentActivity="review") == ["a1", "a2", "a3", "a4"]
+    assert ids(client, currentActivity="Review") == ["a5"]  # case-sensitive
+    assert ids(client, currentActivity="review ") == ["a6"]  # not trimmed
+    assert ids(client, currentActivity="rev") == []  # not a prefix
+    assert ids(client, currentActivity="rev%") == ["a7"]  # "%" is no wildcard
+    assert ids(client, currentActivity="rev_") == []
+    assert ids(client, currentActivity="über-prüfung") == ["a8"]
+    assert ids(client, currentActivity="r" * 500) == []  # as long as an activity may be
+    assert len(ids(client, currentActivity="")) == len(AT_ACTIVITIES)  # empty: no filter
+    # Each one with a filter the kept counts are kept by: the total counts rows.
+    assert ids(client, currentActivity="review", definitionId="wf") == ["a1", "a2", "a4"]
+    assert ids(client, currentActivity="review", subStatus="Suspended") == ["a1", "a3"]
+    assert ids(client, currentActivity="review", status="Running", sourceId="elsa-a") == [
+        "a1",
+        "a3",
+    ]
+    assert ids(client, currentActivity="review", orderBy="updatedAt", idPrefix="a") == [
+        "a4",
+        "a3",
+        "a2",
+        "a1",
+    ]
+    pages = [
+        client.get(LIST, params={"currentActivity": "review", "pageSize": 3, "page": n}).json()
+        for n in (1, 2)
+    ]
+    assert [[item["id"] for item in page["data"]] for page in pages] == [["a1", "a2", "a3"], ["a4"]]
+    assert {page["total"] for page in pages} == {4}
+    first = client.get(LIST, params={"currentActivity": "review", "pageSize": 3}).json()
+    rest = client.get(
+        LIST, params={"currentActivity": "review", "pageSize": 3, "cursor": first["nextCursor"]}
+    ).json()
+    assert ([item["id"] for item in rest["data"]], rest["total"]) == (["a4"], 4)
+
+
 #: Instances made for walking pages: ties in both orders, so that the id breaks them.
 WALKED: list[dict[str, Any]] = [
     {
@@ -226,6 +283,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"sourceId": "s" * 101}, "sourceId"),
     ({"idPrefix": "ord\x00"}, "NUL"),
     ({"sourceId": "\x00"}, "NUL"),
+    ({"currentActivity": "review\x00"}, "NUL"),
+    ({"currentActivity": "r" * 501}, "currentActivity"),
     ({"sourceId": "elsa-a", "createdSince": -1}, "createdSince"),
 ]
 

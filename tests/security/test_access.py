@@ -22,6 +22,7 @@ ENDPOINTS: list[tuple[str, str, Any, Scope]] = [
     ("GET", "/api/workflows/definitions", None, VIEW),
     ("POST", "/api/workflows/definitions", {"id": "wf", "name": "Flow"}, MANAGE),
     ("GET", "/api/workflows/definitions/wf", None, VIEW),
+    ("GET", "/api/workflows/definitions/wf/activities", None, VIEW),
     ("GET", "/api/workflows/instances", None, VIEW),
     ("POST", "/api/workflows/instances", {"id": "a1", "definitionId": "wf"}, MANAGE),
     ("GET", "/api/workflows/instances/a1", None, VIEW),
@@ -46,6 +47,8 @@ ENDPOINTS: list[tuple[str, str, Any, Scope]] = [
     ("GET", "/api/sync/sources/src-a/instances", None, SYNC),
 ]
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+#: Routes any valid key may use, whatever its scopes.
+ANY_KEY = {("GET", "/api/access")}
 #: The pages are shells without data (the dashboard once keys exist): their scripts call the
 #: API with the key.
 PAGES = {("GET", "/"), ("GET", "/instances"), ("GET", "/instance")}
@@ -67,7 +70,7 @@ def test_every_route_is_in_the_matrix() -> None:
         for path, operations in create_app(Settings()).openapi()["paths"].items()
         for method in operations
     }
-    tested = {(m, _template(p)) for m, p, _, _ in ENDPOINTS} | PUBLIC
+    tested = {(m, _template(p)) for m, p, _, _ in ENDPOINTS} | PUBLIC | ANY_KEY
     assert documented == tested
 
 
@@ -95,6 +98,22 @@ def test_scopes(
         assert response.json() == {"error": "Insufficient permissions", "required": scope.value}
     with client_for(keyed_url, keys.only[scope]) as http:
         assert _status(http, method, path, body) not in (401, 403)
+
+
+def test_a_key_learns_its_tenant_and_scopes_and_nothing_without_one(
+    keyed_url: str, keys: Keys
+) -> None:
+    """What the pages ask to show only the actions a key may take."""
+    for key in (None, "tsk_nope_x", keys.revoked):
+        with client_for(keyed_url, key) as http:
+            assert http.get("/api/access").status_code == 401
+    with client_for(keyed_url, keys.only[VIEW]) as http:
+        access = http.get("/api/access").json()
+    assert (access["tenantId"], access["scopes"]) == (TENANT_A, ["workflows:view"])
+    assert access["keyId"]
+    with client_for(keyed_url, keys.all_but[SYNC]) as http:
+        scopes = http.get("/api/access").json()["scopes"]
+    assert SYNC.value not in scopes and len(scopes) == len(Scope) - 1
 
 
 def test_public_routes_need_no_key(keyed_url: str) -> None:
@@ -144,6 +163,7 @@ def test_tenant_b_can_neither_see_nor_touch_tenant_a(keyed_url: str, keys: Keys)
         assert b.get("/api/workflows/definitions/wf").status_code == 404
         assert b.get("/api/workflows/instances").json()["total"] == 0
         for method, path, body in [
+            ("GET", "/api/workflows/definitions/wf/activities", None),
             ("GET", "/api/workflows/instances/a1", None),
             ("PUT", "/api/workflows/instances/a1", {"status": "hacked"}),
             ("POST", "/api/workflows/instances/a1/cancel", None),

@@ -12,12 +12,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from tamma_sync.fields import MAX_ACTIVITY_LENGTH
 from tamma_sync.models import (
     DEFAULT_TENANT_ID,
     EngineEventWrite,
     EngineReport,
     InstanceWrite,
     Scope,
+    SubStatus,
     SyncBatch,
 )
 from tamma_sync.store import MigrationRefused, Store
@@ -180,5 +182,35 @@ async def test_0010_refuses_to_merge_rows_that_could_collide(empty_database_url:
         assert line.startswith("Error: cannot rename tenant"), refused.stderr
         assert "Traceback" not in refused.stderr
         assert (await store.catalog_totals(UNNAMED_TENANT)).instances == {None: 1}
+    finally:
+        await store.close()
+
+
+async def test_0011_cuts_an_activity_too_long_for_the_running_index(
+    empty_database_url: str,
+) -> None:
+    """A current activity mirrored before 0011 may be longer than an index entry of
+    PostgreSQL can hold: the migration cuts it to the length now accepted, then indexes."""
+    store = Store.from_url(empty_database_url)
+    try:
+        await _at_revision(store, "0010")
+        batch = {
+            "sourceId": "elsa",
+            "instances": [{"id": "i1", "definitionId": "wf", "subStatus": "Suspended"}],
+        }
+        await store.apply_sync_batch(DEFAULT_TENANT_ID, SyncBatch.model_validate(batch))
+        long_activity = "\U0001f600" * 1000 + "tail"  # 4,016 bytes: no index entry holds it
+        async with store.sql_engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE instances SET current_activity = :a"), {"a": long_activity}
+            )
+
+        await store.migrate()
+
+        cut = long_activity[:MAX_ACTIVITY_LENGTH]
+        instance = await store.get_instance(DEFAULT_TENANT_ID, "i1")
+        assert instance is not None and instance.current_activity == cut
+        waiting = await store.running_by_activity(DEFAULT_TENANT_ID, "wf")
+        assert waiting == {cut: {SubStatus.SUSPENDED: 1}}
     finally:
         await store.close()

@@ -148,6 +148,12 @@ def test_assets_are_served_with_their_types_and_versioned_urls(client: httpx.Cli
         assert response.status_code == 200
         assert response.headers["content-type"].split(";")[0] == content_type
         assert response.content == (STATIC_DIR / name).read_bytes()
+        assert response.headers["cache-control"] == "no-cache"
+    # The scripts import it by its plain name: a browser must ask whether it changed.
+    shared = client.get("/web/common.js")
+    assert shared.status_code == 200 and shared.headers["cache-control"] == "no-cache"
+    revalidated = client.get("/web/common.js", headers={"If-None-Match": shared.headers["etag"]})
+    assert revalidated.status_code == 304
     assert client.get("/web/dashboard.html").status_code == 404, "the template is not an asset"
 
 

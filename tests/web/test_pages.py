@@ -5,11 +5,17 @@ URL, keyset "More", live rows, the instance's timeline following its changes, a 
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
+from tamma_sync.api import create_app
+from tamma_sync.settings import Settings
+from tamma_sync.simulator import ElsaSimulator, SimulatorConfig
+from tests.support.server import serve_in_thread
 from tests.web.conftest import LIVE_MS, PHONE, Keyed
 
 #: (id, definition, sub-status): two definitions, every ending, ids with two prefixes.
@@ -201,3 +207,113 @@ def test_with_api_keys_the_explorer_asks_for_one_then_lists(keyed: Keyed, page: 
     expect(page.locator('select[name="definitionId"] option[value="refunds"]')).to_have_text(
         "Refunds (refunds)"
     )
+
+
+def test_the_definition_page_shows_where_running_instances_wait(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    def at(x: int, y: int, activity_id: str) -> dict[str, object]:
+        position = {"position": {"x": x, "y": y}, "size": {"width": 180, "height": 50}}
+        return {"id": activity_id, "type": "Elsa.Activity", "metadata": {"designer": position}}
+
+    activities = [at(0, 0, "intake"), at(300, 0, "review"), at(600, 0, "ship")]
+    made = client.post(
+        "/api/workflows/definitions",
+        json={"id": "orders", "name": "Order intake", "version": 2, "activities": activities},
+    )
+    assert made.status_code == 201, made.text
+    placed = [
+        ("o1", "Executing", "intake"),
+        ("o2", "Suspended", "review"),
+        ("o3", "Suspended", "review"),
+        ("o4", "Executing", "review"),
+        ("o5", "Finished", "review"),  # ended: no longer waits anywhere
+    ]
+    for instance_id, sub_status, activity in placed:
+        body = {
+            "id": instance_id,
+            "definitionId": "orders",
+            "subStatus": sub_status,
+            "currentActivity": activity,
+        }
+        assert client.post("/api/workflows/instances", json=body).status_code == 201
+
+    page.goto(f"{server_url}/definition?id=orders")
+    expect(page.locator("#definition-name")).to_have_text("Order intake")
+    review = page.locator('#flow g[data-activity="review"]')
+    expect(review.locator("text.count")).to_have_text("3")
+    expect(page.locator('#flow g[data-activity="intake"] text.count')).to_have_text("1")
+    expect(page.locator('#flow g[data-activity="ship"] text.count')).to_have_count(0)
+    expect(page.locator("#running")).to_have_text("4 running")
+    expect(page.locator('#activities tr[data-activity="review"]')).to_contain_text("3")
+
+    # A count leads to exactly those instances.
+    page.locator('#activities tr[data-activity="review"] a').click()
+    _shown(page, ["o4", "o3", "o2"])
+
+    # And the page follows: one more at "ship" shows on the next poll.
+    client.put("/api/workflows/instances/o1", json={"currentActivity": "ship"})
+    page.go_back()
+    expect(page.locator('#flow g[data-activity="ship"] text.count')).to_have_text(
+        "1", timeout=LIVE_MS
+    )
+
+
+def test_an_instance_from_elsa_links_to_elsa_studio_and_a_sync_can_be_started(
+    sqlite_database_url: str, tmp_path: Path, page: Page
+) -> None:
+    simulator = ElsaSimulator(SimulatorConfig(seed=5, definitions=2, instances=4))
+    instance_id = simulator.instance_ids()[0]
+    with serve_in_thread(simulator.app) as elsa_url:
+        settings = Settings(
+            database_url=sqlite_database_url,
+            data_dir=tmp_path,
+            elsa_url=elsa_url,
+            elsa_studio_url="http://studio.example:8080/",
+            poll_interval=0.2,
+        )
+        with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as client:
+            deadline = time.monotonic() + 30
+            while client.get(f"/api/workflows/instances/{instance_id}").status_code == 404:
+                assert time.monotonic() < deadline, "the sync mirrored nothing"
+                time.sleep(0.1)
+            [source] = client.get("/api/sync/status").json()["sources"]
+            assert source["studioUrl"] == "http://studio.example:8080/"
+            page.goto(f"{url}/instance?id={instance_id}")
+            expect(page.locator("#studio")).to_have_attribute(
+                "href", f"http://studio.example:8080/workflows/instances/{instance_id}/view"
+            )
+            # The dashboard offers a sync now (an open server: every scope), after a confirm.
+            page.goto(url)
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.get_by_role("button", name="Sync now").click()
+            expect(page.locator("#sync-now-result")).to_have_text("started: elsa")
+
+
+def test_a_key_that_may_manage_workflows_can_cancel_after_confirming(
+    keyed: Keyed, page: Page
+) -> None:
+    with httpx.Client(
+        base_url=keyed.url, headers={"Authorization": f"Bearer {keyed.key}"}, timeout=10
+    ) as client:
+        _seed(client)
+    page.goto(f"{keyed.url}/instance?id=order-4")
+    # A key that may only view: no action offered.
+    page.fill("#key-input", keyed.view_only)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#state .badge")).to_have_text("Suspended")
+    expect(page.locator("#cancel")).to_be_hidden()
+
+    page.get_by_role("button", name="API key").click()
+    page.fill("#key-input", keyed.key)
+    page.get_by_role("button", name="Save").click()
+    cancel = page.get_by_role("button", name="Cancel instance")
+    expect(cancel).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.dismiss())  # thought better of it
+    cancel.click()
+    expect(page.locator("#state .badge")).to_have_text("Suspended")
+    page.once("dialog", lambda dialog: dialog.accept())
+    cancel.click()
+    expect(page.locator("#action-result")).to_have_text("Cancelled.")
+    expect(page.locator("#state .badge")).to_have_text("Cancelled")
+    expect(cancel).to_be_hidden()  # it has ended: nothing left to cancel

@@ -22,6 +22,8 @@ from tamma_sync.api.errors import install_error_handlers
 from tamma_sync.api.limits import RequestLimits
 from tamma_sync.api.observability import RequestMetrics, watch_state
 from tamma_sync.api.routes import (
+    access,
+    activities,
     dashboard,
     engines,
     events,
@@ -121,6 +123,8 @@ def create_app(
         )
     app.include_router(workflows.router)
     app.include_router(history.router)
+    app.include_router(access.router)
+    app.include_router(activities.router)
     app.include_router(events.router)
     app.include_router(engines.router)
     app.include_router(dashboard.router)

@@ -171,6 +171,15 @@ def access_for(scope: Scope) -> Callable[..., Awaitable[Access]]:
     return access
 
 
+async def caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Principal:
+    """A dependency: who is calling, whatever it may do (401 for no or an unknown key once
+    keys exist)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.principal(credentials.credentials if credentials else None)
+
+
 def tenant_for(scope: Scope) -> Callable[..., Awaitable[str]]:
     """A dependency: the caller's tenant, if the caller holds `scope` (401/403 otherwise)."""
     check = access_for(scope)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tamma_sync.api.auth import tenant_for
+from tamma_sync.api.auth import Principal, caller, tenant_for
 from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.models import Scope
 from tamma_sync.settings import Settings
@@ -40,6 +40,9 @@ StoreDep = Annotated[Store, Depends(get_store)]
 SyncRunnerDep = Annotated[SyncRunner | None, Depends(get_sync_runner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BodyCacheDep = Annotated[BodyCache, Depends(get_body_cache)]
+
+# Who is calling, for routes any valid key may use.
+CallerDep = Annotated[Principal, Depends(caller)]
 
 # The caller's tenant, for a caller holding the named scope: every query is scoped by it.
 ViewWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_VIEW))]

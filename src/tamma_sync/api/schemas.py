@@ -21,6 +21,7 @@ from tamma_sync.models import (
     Instance,
     InstancePosition,
     InstanceWrite,
+    Scope,
     SourceState,
     SubStatus,
     WireModel,
@@ -261,4 +262,35 @@ class InstanceHistory(WireModel):
     )
     kept_since: int | None = Field(
         default=None, description="When the oldest change still in the log was written."
+    )
+
+
+class ActivityRunning(WireModel):
+    """Running instances waiting at one activity of a definition."""
+
+    activity_id: str
+    running: int
+    by_sub_status: dict[SubStatus, int] = Field(
+        description="Per running sub-status (only those with instances), most first."
+    )
+
+
+class DefinitionActivities(WireModel):
+    """Where a definition's running instances are: how many at each activity."""
+
+    definition_id: str
+    activities: list[ActivityRunning] = Field(
+        description="Sorted by `running`, most first, then by `activityId`."
+    )
+    without_activity: int = Field(description="Running instances with no current activity.")
+    running: int = Field(description="All running instances of the definition.")
+
+
+class CallerAccess(WireModel):
+    """Who the caller is: what a page needs to show only the actions its key may take."""
+
+    tenant_id: str
+    scopes: list[Scope]
+    key_id: str | None = Field(
+        default=None, description="Absent on an open server (no API keys): every scope."
     )

@@ -40,6 +40,7 @@ class InstanceQuery:
     updated_before: int | None = None
     id_prefix: str | None = None
     """Literal text the id starts with, case-sensitive (no wildcards)."""
+    current_activity: str | None = None
     order_by: OrderBy = "createdAt"
     descending: bool = False
     limit: int = 50
@@ -79,6 +80,7 @@ class PageShape(NamedTuple):
     updated_since: bool
     updated_before: bool
     id_prefix: bool
+    current_activity: bool
     with_total: bool
 
     @classmethod
@@ -96,6 +98,7 @@ class PageShape(NamedTuple):
             updated_since=query.updated_since is not None,
             updated_before=query.updated_before is not None,
             id_prefix=query.id_prefix is not None,
+            current_activity=query.current_activity is not None,
             with_total=query.with_total,
         )
 
@@ -110,6 +113,7 @@ class PageShape(NamedTuple):
             or self.updated_since
             or self.updated_before
             or self.id_prefix
+            or self.current_activity
         )
 
 
@@ -144,6 +148,7 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
         "updated_before": query.updated_before,
         "id_prefix": query.id_prefix,
         "id_prefix_length": None if query.id_prefix is None else len(query.id_prefix),
+        "current_activity": query.current_activity,
         "row_limit": query.limit + 1,  # one more than the page: is there a next one?
         "row_offset": 0 if query.after is not None else query.offset,
     }
@@ -259,6 +264,10 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
         )
     if shape.id_prefix:
         conditions.append(_id_starts_with())
+    if shape.current_activity:
+        conditions.append(
+            instances.c.current_activity == sa.bindparam("current_activity", type_=sa.String)
+        )
     return conditions
 
 

@@ -2,7 +2,7 @@
 
 A facade: each method is one operation, and one write transaction when it writes (see
 `database`); the work is done by the module of its entity — `catalog`, `instances`,
-`engines`, `api_keys`, `sync_state`, `change_log`, `retention`.
+`activities`, `engines`, `api_keys`, `sync_state`, `change_log`, `retention`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tamma_sync.models import (
     now_ms,
 )
 from tamma_sync.store import (
+    activities,
     api_keys,
     catalog,
     change_log,
@@ -40,6 +41,7 @@ from tamma_sync.store import (
     retention,
     sync_state,
 )
+from tamma_sync.store.activities import RunningByActivity
 from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
 from tamma_sync.store.database import CHANGES_CHANNEL, CommitListener, Database, WriteResult
@@ -195,6 +197,14 @@ class Store:
     async def list_instances(self, tenant_id: str, query: InstanceQuery) -> InstancePage:
         """One page of instances in a total order on (order column, id)."""
         return await instances.list_instances(self._db, tenant_id, query)
+
+    async def running_by_activity(
+        self, tenant_id: str, definition_id: str
+    ) -> RunningByActivity | None:
+        """Where a definition's running instances are: how many at each activity (None:
+        none), per sub-status; None when neither the definition nor an instance of it
+        exists."""
+        return await activities.running_by_activity(self._db, tenant_id, definition_id)
 
     # -- sync ------------------------------------------------------------------------------
 

@@ -300,6 +300,7 @@ class SyncService:
         if stored is not None:
             self._state = stored
         self._state.url = without_credentials(self.source.url)
+        self._state.studio_url = self.source.studio_url
         self._state.poll_interval_seconds = self.source.poll_interval
         self._rejections.load(self._state)
         self._state_loaded = True

@@ -1,7 +1,7 @@
-"""The web pages: the dashboard at `/`, the instances explorer at `/instances`, and one
-instance at `/instance?id=…`; one stylesheet, and a script per page beside the one they
-share (common.js). Every page lives at the app's root, so that its relative URLs (`api/…`,
-`web/…`) hold under any path prefix.
+"""The web pages: the dashboard at `/`, the instances explorer at `/instances`, one instance
+at `/instance?id=…` and one definition at `/definition?id=…`; one stylesheet, and a script
+per page beside the one they share (common.js). Every page lives at the app's root, so
+that its relative URLs (`api/…`, `web/…`) hold under any path prefix.
 
 The dashboard is rendered from the very JSON the API returns (the route handlers are called
 in-process), and the script re-renders the same shapes from the API, so the first paint
@@ -98,6 +98,13 @@ async def explorer_page() -> HTMLResponse:
 async def instance_page() -> HTMLResponse:
     """One instance (`?id=`): fields, variables, timeline; filled by its script."""
     return HTMLResponse(_templates.get_template("instance.html").render(), headers=PAGE_HEADERS)
+
+
+@router.get("/definition", response_class=HTMLResponse)
+async def definition_page() -> HTMLResponse:
+    """One definition (`?id=`): counts, and where its running instances are; by its script."""
+    html = _templates.get_template("definition.html").render()
+    return HTMLResponse(html, headers=PAGE_HEADERS)
 
 
 @router.get("/docs", response_class=HTMLResponse)
@@ -211,6 +218,7 @@ _templates.globals.update(
     js_url=_asset_url("dashboard.js"),
     explorer_js_url=_asset_url("explorer.js"),
     instance_js_url=_asset_url("instance.js"),
+    definition_js_url=_asset_url("definition.js"),
 )
 _SWAGGER_JS_URL = _asset_url("swagger-ui/swagger-ui-bundle.js")
 _SWAGGER_CSS_URL = _asset_url("swagger-ui/swagger-ui.css")

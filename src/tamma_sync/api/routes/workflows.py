@@ -36,7 +36,7 @@ from tamma_sync.api.schemas import (
     Ok,
 )
 from tamma_sync.elsa import ElsaError, ElsaNotFound, ElsaUnavailable
-from tamma_sync.fields import MAX_ID_LENGTH, MAX_SOURCE_ID_LENGTH
+from tamma_sync.fields import MAX_ACTIVITY_LENGTH, MAX_ID_LENGTH, MAX_SOURCE_ID_LENGTH
 from tamma_sync.models import (
     MAX_EPOCH_MS,
     Definition,
@@ -210,6 +210,14 @@ async def list_instances(
             "case-sensitively (`%` and `_` are no wildcards). Empty: no filter.",
         ),
     ] = None,
+    current_activity: Annotated[
+        str | None,
+        Query(
+            alias="currentActivity",
+            max_length=MAX_ACTIVITY_LENGTH,
+            description="Only instances at this activity (exact match). Empty: no filter.",
+        ),
+    ] = None,
     order_by: Annotated[Literal["createdAt", "updatedAt"], Query(alias="orderBy")] = "createdAt",
     order_direction: Annotated[
         Literal["asc", "desc"] | None,
@@ -244,6 +252,7 @@ async def list_instances(
         updated_since=updated_since,
         updated_before=updated_before,
         id_prefix=id_prefix or None,
+        current_activity=current_activity or None,
         order_by=order_by,
         descending=descending,
         limit=size,

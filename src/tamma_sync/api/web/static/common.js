@@ -129,6 +129,7 @@ export function askForKey({ scope }) {
 
 function keyChanged() {
   key.needed = false;
+  scopes = null;
   placeholders('Loading…');
   const form = $('key-form');
   form.hidden = true;
@@ -174,6 +175,21 @@ export async function getJSON(path, { missing = false } = {}) {
     throw new Error(body.error ? `${body.error} (HTTP ${response.status})` : `${path} answered HTTP ${response.status}`);
   }
   return response.json();
+}
+
+/** The scopes the saved key holds (every scope on an open server), asked once a page;
+ *  an empty set when it cannot be told, so that no action is offered. */
+let scopes = null;
+export async function heldScopes() {
+  scopes ??= getJSON('api/access').then((access) => new Set(access.scopes), () => new Set());
+  return scopes;
+}
+
+/** An action (`method` on `path`, no body): what the server answered, `{status, body}`. */
+export async function act(method, path) {
+  const response = await fetch(path, { method, headers: authHeaders({ Accept: 'application/json' }) });
+  const body = await response.json().catch(() => ({}));
+  return { status: response.status, body };
 }
 
 /** A failed call's error shown where it belongs: the key form, or the API error banner. */

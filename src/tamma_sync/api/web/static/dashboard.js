@@ -4,8 +4,8 @@
 // Each builder below is the twin of a macro in dashboard.html; keep the two in step.
 
 import {
-  $, badge, failed, follow, getJSON, h, needsKey, now, refreshTimes, setLive, setUpKeyForm,
-  show, showApiError, when,
+  $, act, badge, failed, follow, getJSON, h, heldScopes, needsKey, now, refreshTimes, setLive,
+  setUpKeyForm, show, showApiError, when,
 } from './common.js';
 
 const POLL_MS = 5000;
@@ -103,7 +103,7 @@ const engine = (e) =>
 const definition = (d) =>
   h('li', { class: 'item', 'data-id': d.id },
     h('div', { class: 'row' },
-      h('strong', { class: 'name' }, d.name),
+      h('a', { class: 'name', href: `definition?id=${encodeURIComponent(d.id)}` }, h('strong', {}, d.name)),
       d.version !== undefined ? h('span', { class: 'muted' }, `v${d.version}`) : null,
       h('span', { class: 'count' }, `${d.instanceCount} instances`)),
     h('div', { class: 'meta' },
@@ -150,7 +150,22 @@ function fill(id, items, build) {
   $(`${id}-empty`).hidden = items.length > 0;
 }
 
+/** Offer "Sync now" to a key that may start syncs, while there is a source to sync. */
+async function offerSyncNow(sources) {
+  $('sync-now').hidden = !(sources.length && (await heldScopes()).has('sync:write'));
+}
+
+async function syncNow() {
+  if (!window.confirm('Start a sync cycle of every ELSA source now?')) return;
+  const { status, body } = await act('POST', 'api/sync/trigger');
+  $('sync-now-result').textContent = status === 202
+    ? `started: ${body.triggered.join(', ')}`
+    : `not started: ${body.error ?? `HTTP ${status}`}`;
+  poll();
+}
+
 function render({ summary, engines, workflows, sources }) {
+  offerSyncNow(sources);
   $('tiles').replaceChildren(...tiles(summary));
   $('sync-banners').replaceChildren(...sources.filter((s) => s.phase === 'error').map(syncBanner));
   fill('sources', sources, source);
@@ -242,12 +257,14 @@ setUpKeyForm({
     poll();
   },
 });
+$('sync-now').addEventListener('click', syncNow);
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) clearTimeout(pollTimer);
   else poll();
 });
 
 refreshTimes();
+offerSyncNow([...document.querySelectorAll('#sources > li[data-id]')]);
 setLive('connecting');
 if (document.body.dataset.seq === undefined) poll();
 else pollTimer = setTimeout(poll, POLL_MS);

@@ -8,7 +8,7 @@ import {
 
 /** Every filter the page offers: the API's parameter names. */
 const FILTERS = [
-  'definitionId', 'status', 'subStatus', 'sourceId', 'correlationId', 'idPrefix',
+  'definitionId', 'status', 'subStatus', 'currentActivity', 'sourceId', 'correlationId', 'idPrefix',
   'createdSince', 'createdBefore', 'updatedSince', 'updatedBefore', 'orderBy', 'orderDirection',
   'pageSize',
 ];
@@ -87,7 +87,7 @@ const row = (i, deleted = false) =>
       link(i.id),
       when(filters.orderBy === 'createdAt' ? i.createdAt : i.updatedAt)),
     h('div', { class: 'meta' },
-      h('span', { class: 'mono' }, i.definitionId),
+      h('a', { class: 'mono', href: `definition?id=${encodeURIComponent(i.definitionId)}` }, i.definitionId),
       i.currentActivity ? h('span', { class: 'activity' }, i.currentActivity) : null,
       i.sourceId ? h('span', {}, `from ${i.sourceId}`) : null,
       i.correlationId ? h('span', { class: 'mono' }, `correlation ${i.correlationId}`) : null,
@@ -133,6 +133,7 @@ async function more() {
 /** The filters the stream cannot apply, checked here (it applies definition and status). */
 function matches(i) {
   const f = filters;
+  if (f.currentActivity && i.currentActivity !== f.currentActivity) return false;
   if (f.sourceId && i.sourceId !== f.sourceId) return false;
   if (f.correlationId && i.correlationId !== f.correlationId) return false;
   if (f.idPrefix && !i.id.startsWith(f.idPrefix)) return false;

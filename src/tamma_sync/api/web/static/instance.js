@@ -2,8 +2,8 @@
 // change the mirror observed (GET …/history), kept current by the instance's own stream.
 
 import {
-  $, badge, duration, failed, follow, getJSON, h, now, refreshTimes, setLive, setUpKeyForm,
-  show, showApiError, when,
+  $, act, badge, duration, failed, follow, getJSON, h, heldScopes, now, refreshTimes, setLive,
+  setUpKeyForm, show, showApiError, when,
 } from './common.js';
 
 const id = new URLSearchParams(window.location.search).get('id') ?? '';
@@ -26,9 +26,13 @@ function fields(instance) {
   return names.filter((name) => instance[name] !== undefined && instance[name] !== null).map((name) =>
     h('div', { 'data-field': name },
       h('dt', {}, name),
-      h('dd', {}, TIME_FIELDS.has(name)
-        ? [when(instance[name]), ' ', h('span', { class: 'muted' }, new Date(instance[name]).toISOString())]
-        : h('span', { class: 'mono' }, show(instance[name])))));
+      h('dd', {}, value(name, instance[name]))));
+}
+
+function value(name, v) {
+  if (TIME_FIELDS.has(name)) return [when(v), ' ', h('span', { class: 'muted' }, new Date(v).toISOString())];
+  if (name === 'definitionId') return h('a', { class: 'mono', href: `definition?id=${encodeURIComponent(v)}` }, v);
+  return h('span', { class: 'mono' }, show(v));
 }
 
 /** A JSON value as nested lists; objects and arrays fold, the first two levels open. */
@@ -71,6 +75,21 @@ function step(entry, index, entries) {
 
 // ---- Loading --------------------------------------------------------------------------
 
+/** The instance in Elsa Studio, where its source has a Studio URL configured; reading the
+ *  sources needs dashboard:view, and a key without it just gets no link. */
+async function showStudioLink(instance) {
+  let source = null;
+  try {
+    source = (await getJSON('api/sync/status')).sources.find((s) => s.sourceId === instance.sourceId);
+  } catch {
+    return;
+  }
+  if (!source?.studioUrl) return;
+  const link = $('studio');
+  link.href = `${source.studioUrl.replace(/\/+$/, '')}/workflows/instances/${encodeURIComponent(instance.id)}/view`;
+  link.hidden = false;
+}
+
 async function load() {
   const mine = ++loading;
   try {
@@ -86,7 +105,25 @@ async function load() {
   }
 }
 
+/** Offer "Cancel" for a running instance, to a key that may manage workflows. */
+async function offerCancel(instance) {
+  const running = instance && !ENDED.has(instance.subStatus);
+  $('cancel').hidden = !(running && (await heldScopes()).has('workflows:manage'));
+}
+
+async function cancel() {
+  if (!window.confirm(`Cancel instance ${id}? An instance from ELSA is cancelled in ELSA.`)) return;
+  const result = $('action-result');
+  result.textContent = 'Cancelling…';
+  const { status, body } = await act('POST', `${base}/cancel`);
+  if (status === 200) result.textContent = body.message ?? 'Cancelled.';
+  else if (status === 202) result.textContent = body.message ?? 'ELSA is cancelling it.';
+  else result.textContent = `Not cancelled: ${body.error ?? `HTTP ${status}`}`;
+  load();
+}
+
 function render(instance, history) {
+  offerCancel(instance);
   const entries = history?.entries ?? [];
   const last = entries.at(-1);
   $('instance-id').textContent = id;
@@ -130,11 +167,13 @@ async function start() {
   if (!loaded.instance) setLive('ended');
   else if (!following) {
     following = true;
+    if (loaded.instance.sourceId) showStudioLink(loaded.instance);
     reconnect = follow(`${base}/events`, position, { onEvent });
   }
 }
 
 setUpKeyForm({ onChange: () => { reconnect(); start(); } });
+$('cancel').addEventListener('click', cancel);
 setInterval(refreshTimes, 10000);
 setLive('connecting');
 start();
