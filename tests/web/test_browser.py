@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import (
     Locator,
     Page,
@@ -56,6 +57,13 @@ SHAPE_JS = """([html, ids]) => {
   const both = (id) => [shape(server.getElementById(id)), shape(document.getElementById(id))];
   return ids.flatMap((id) => [both(id), both(`${id}-empty`)]).filter(([s]) => s);
 }"""
+
+
+@pytest.fixture
+def database_url(sqlite_database_url: str) -> str:
+    """SQLite only: the script behaves the same on either database; the page the server
+    renders from each is compared in test_page.py."""
+    return sqlite_database_url
 
 
 def instance_row(page: Page, instance_id: str) -> Locator:

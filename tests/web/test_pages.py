@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tamma_sync.api import create_app
@@ -17,6 +18,14 @@ from tamma_sync.settings import Settings
 from tamma_sync.simulator import ElsaSimulator, SimulatorConfig
 from tests.support.server import serve_in_thread
 from tests.web.conftest import LIVE_MS, PHONE, Keyed
+
+
+@pytest.fixture
+def database_url(sqlite_database_url: str) -> str:
+    """SQLite only: what these pages show does not depend on the database, and the API they
+    call answers the same on both (tests/api)."""
+    return sqlite_database_url
+
 
 #: (id, definition, sub-status): two definitions, every ending, ids with two prefixes.
 INSTANCES = [
