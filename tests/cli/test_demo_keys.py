@@ -3,7 +3,6 @@ simulated engine goes on reporting with a key of its own."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -59,5 +58,6 @@ def test_a_key_created_for_the_demo_leaves_its_engine_reporting(tmp_path: Path) 
     finally:
         demo.kill()
         output, _ = demo.communicate(timeout=10)
-    # No refused report: a 401 as a word of its own (a port such as 32401 is not one).
-    assert re.search(r"\b401\b", output) is None, output[-2000:]
+    # No refused report (the engine logs each as "cannot report: … 401 Unauthorized …"); a
+    # bare "401" is no sign: ports and log times contain it.
+    assert "cannot report" not in output, output[-2000:]
