@@ -264,12 +264,13 @@ def temp_postgres_database(admin_url: str, label: str = "") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def fresh_database(kind: str, admin_url: str, workdir: Path, label: str) -> Iterator[str]:
+def fresh_database(kind: str, admin_url: str | None, workdir: Path, label: str) -> Iterator[str]:
     """A fresh database of `kind`: an SQLite file `<label>.db` in `workdir`, or a throwaway
-    PostgreSQL database; yields its plain URL."""
+    PostgreSQL database (which needs `admin_url`); yields its plain URL."""
     if kind == "sqlite":
         yield f"sqlite:///{workdir / f'{label}.db'}"
     else:
+        assert admin_url is not None, "a PostgreSQL database needs the admin URL"
         with temp_postgres_database(admin_url, label) as url:
             yield url
 

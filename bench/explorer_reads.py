@@ -60,9 +60,9 @@ from bench._common import (
     Table,
     code_checkpoint,
     common_arguments,
+    fresh_database,
     machine_description,
     postgres_admin_url,
-    temp_postgres_database,
     wait_for_quiet,
 )
 from bench._explorer_data import Sample, explain, prepare
@@ -379,13 +379,10 @@ def main() -> None:
         contextlib.ExitStack() as stack,
     ):
         workdir = Path(tmp)
-        targets: dict[str, str] = {}
-        for name in databases:
-            if name == "sqlite":
-                targets[name] = f"sqlite:///{workdir / 'explorer.db'}"
-            else:
-                assert admin_url is not None
-                targets[name] = stack.enter_context(temp_postgres_database(admin_url, "explorer"))
+        targets = {
+            name: stack.enter_context(fresh_database(name, admin_url, workdir, "explorer"))
+            for name in databases
+        }
         loads = load_databases(targets, args.instances, args.definitions, workdir)
         samples: dict[str, Sample] = {}
         for name, url in targets.items():
