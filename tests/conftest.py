@@ -7,7 +7,9 @@ set, an unreachable server is an error, never a silent skip.
 
 A test's database is a copy of one migrated once per test process (a file copy on SQLite,
 `CREATE DATABASE … TEMPLATE` on PostgreSQL): a fifth of the cost of migrating each anew.
-Tests of migrations themselves ask for `empty_database_url`.
+On PostgreSQL a copy a test used is emptied back to the template for the next one, which
+costs a fiftieth of a new copy (tests/support/postgres_databases.py). Tests of migrations
+themselves ask for `empty_database_url`.
 
 The suite runs in parallel (pytest-xdist, `scripts/test` passes `-n auto`): twice as many
 workers as cores, since most tests spend their time waiting on servers, not computing.
@@ -36,6 +38,7 @@ from tamma_sync.api import create_app
 from tamma_sync.settings import Settings, normalize_database_url
 from tamma_sync.store import Store
 from tests.support.http import TLS
+from tests.support.postgres_databases import PostgresDatabases
 from tests.support.server import serve_in_thread
 from tests.support.throwaway_postgres import PostgresUnavailable, ThrowawayPostgres
 
@@ -46,6 +49,14 @@ T = TypeVar("T")
 
 def postgres_admin_url() -> str | None:
     return os.environ.get(POSTGRES_URL_ENV) or None
+
+
+def _postgres_url(database: str | None = None) -> str:
+    """The test server's URL for the async driver, naming `database` if given."""
+    admin_url = postgres_admin_url()
+    assert admin_url is not None
+    url = make_url(normalize_database_url(admin_url))
+    return url.set(database=database or url.database).render_as_string(hide_password=False)
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -88,9 +99,8 @@ def new_postgres_database(template: str | None = None) -> Iterator[str]:
     name = f"tamma_test_{uuid.uuid4().hex[:12]}"
     copied = f' TEMPLATE "{template}"' if template else ""
     run_async(_admin(f'CREATE DATABASE "{name}"{copied}'))
-    url = make_url(normalize_database_url(admin_url)).set(database=name)
     try:
-        yield url.render_as_string(hide_password=False)
+        yield _postgres_url(name)
     finally:
         run_async(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -121,11 +131,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_template: str) -> Iterator[PostgresDatabases]:
+    """This test process's copies of the template, each reused once it is one again."""
+    databases = PostgresDatabases(
+        postgres_template,
+        admin=lambda statement: run_async(_admin(statement)),
+        dsn_for=lambda name: _asyncpg_dsn(_postgres_url(name)),
+        run_async=run_async,
+    )
+    try:
+        yield databases
+    finally:
+        databases.close()
+
+
 @pytest.fixture
-def postgres_database_url(postgres_template: str) -> Iterator[str]:
+def postgres_database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
     """A PostgreSQL database of this test's own, migrated to head (async driver URL)."""
-    with new_postgres_database(postgres_template) as url:
-        yield url
+    with postgres_databases.lease() as name:
+        yield _postgres_url(name)
 
 
 @pytest.fixture

@@ -76,6 +76,9 @@ class Api:
     dialect: str
     url: str
     key: str
+    #: Keeps its connections open between cases, and reads no proxy settings from the
+    #: environment for each request: a third of the cases' CPU without it.
+    session: requests.Session
 
     @property
     def headers(self) -> dict[str, str]:
@@ -114,8 +117,9 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             # Shorter than the read window, so that a stream's live loop runs too.
             sse_heartbeat_seconds=0.05,
         )
-        with serve_in_thread(create_app(settings_)) as url:
-            yield _seeded(Api(dialect=dialect, url=url, key=key))
+        with serve_in_thread(create_app(settings_)) as url, requests.Session() as session:
+            session.trust_env = False
+            yield _seeded(Api(dialect=dialect, url=url, key=key, session=session))
 
 
 def _seeded(api: Api) -> Api:
@@ -242,6 +246,7 @@ def _exercise(case: schemathesis.Case[Any], api: Api) -> None:
     else:
         case.call_and_validate(
             base_url=api.url,
+            session=api.session,
             headers=api.headers,
             checks=[not_a_server_error, response_schema_conformance],
         )

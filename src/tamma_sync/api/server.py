@@ -7,6 +7,8 @@ clients reconnect — to another replica, or to this one once it is back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import signal
 import socket
@@ -50,6 +52,7 @@ class Server(uvicorn.Server):
         )
         super().__init__(config)
         self._app = app
+        self._woken: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.lifespan = _Lifespan(self.config)
@@ -58,6 +61,20 @@ class Server(uvicorn.Server):
         # lives as long as the process: freezing it keeps the collector's full passes,
         # which stall every request in flight, to what requests allocate.
         gc.freeze()
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop of ticks, but an exit request wakes it at once instead of at the
+        next tick, 0.1 s later: a stop takes that much less."""
+        woken = asyncio.Event()
+        self._woken = (asyncio.get_running_loop(), woken)
+        counter = 0
+        try:
+            while not await self.on_tick(counter):
+                counter = (counter + 1) % 864_000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), 0.1)
+        finally:
+            self._woken = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         feed: ChangeFeed | None = getattr(self._app.state, "feed", None)
@@ -70,8 +87,12 @@ class Server(uvicorn.Server):
             # `should_exit`, so that is all done here. (SIGINT keeps uvicorn's handling: a
             # second one forces the exit, and the process ends as interrupted.)
             self.should_exit = True
-            return
-        super().handle_exit(sig, frame)
+        else:
+            super().handle_exit(sig, frame)
+        woken = self._woken
+        if woken is not None:  # from a signal handler or another thread alike
+            loop, event = woken
+            loop.call_soon_threadsafe(event.set)
 
 
 class _Lifespan(LifespanOn):

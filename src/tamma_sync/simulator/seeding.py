@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import random
 from array import array
 from typing import Final
@@ -141,10 +140,16 @@ def _version_table(registry: DefinitionRegistry, codec: IdCodec) -> list[int]:
     for weight in weights:
         total += weight
         cumulative.append(total)
-    return [
-        rows[min(bisect.bisect_right(cumulative, (slot + 0.5) / 65_536 * total), len(rows) - 1)]
-        for slot in range(65_536)
-    ]
+    # The row of each slot is the first whose cumulative weight passes the slot's middle:
+    # the slots ascend, so one walk finds them all (a bisection per slot costs 80 ms).
+    table: list[int] = []
+    row, last = 0, len(rows) - 1
+    for slot in range(65_536):
+        middle = (slot + 0.5) / 65_536 * total
+        while row < last and cumulative[row] <= middle:
+            row += 1
+        table.append(rows[row])
+    return table
 
 
 def seed_instances(
