@@ -28,6 +28,9 @@ WINDOWS = 20
 PREFIXES = 20
 
 
+TRENDS = "/api/workflows/trends"
+
+
 def list_path(params: dict[str, str]) -> str:
     return f"{LIST}?{urlencode({**params, 'pageSize': PAGE_SIZE})}"
 
@@ -219,6 +222,7 @@ def discover(base_url: str, sample: Sample, args: argparse.Namespace) -> Plan:
                 plan.notes.append(f"{item.label}: every first page was the last; no More pages")
         plan_history(client, sample, plan)
         plan_activities(client, sample, plan, args)
+        plan_trends(client, sample, plan, args)
     return plan
 
 
@@ -283,3 +287,30 @@ def plan_activities(
             paths[:1],
         ),
     ]
+
+
+def plan_trends(client: httpx.Client, sample: Sample, plan: Plan, args: argparse.Namespace) -> None:
+    """The trend charts: each window for all definitions, and for the spread of them."""
+    if client.get(TRENDS).status_code == 404:
+        plan.notes.append(f"`{TRENDS}`: 404 (the server has no trends yet); not measured")
+        return
+    chosen = spread(sample.definitions, args.spread)
+    for window in ("hour", "day", "week"):
+        everything = f"{TRENDS}?window={window}"
+        per_definition = [f"{everything}&definitionId={d}" for d, _ in chosen]
+        started = client.get(everything).json()["started"]
+        plan.scenarios += [
+            Planned(
+                f"trends_{window}_all",
+                f"trends, {window}, all definitions",
+                f"`{everything}`, all definitions ({started:,} started in the window)",
+                [everything],
+            ),
+            Planned(
+                f"trends_{window}_definitions",
+                f"trends, {window}, {len(chosen)} definitions",
+                f"`{everything}&definitionId=…`, {len(chosen)} definitions of "
+                f"{chosen[-1][1]:,}{NONE}{chosen[0][1]:,} instances",
+                per_definition,
+            ),
+        ]

@@ -1,10 +1,12 @@
-"""Reads of the dashboard's explorer, instance and definition pages on 1,000,000 instances.
+"""Reads of the dashboard's explorer, instance and definition pages, and of its trend
+charts, on 1,000,000 instances.
 
 Usage (from the repository root; ≈ 18 min with the defaults on 2 cores):
 
     .venv/bin/python -m bench.explorer_reads
     .venv/bin/python -m bench.explorer_reads --instances 20000 --duration 3
     .venv/bin/python -m bench.explorer_reads --databases postgresql --record
+    .venv/bin/python -m bench.explorer_reads --only trends
 
 Per database (a fresh SQLite file under /tmp and a fresh `tamma_bench_<random>` PostgreSQL
 database, dropped afterwards), the data of `bench.scale_reads`: 1,000 definitions and
@@ -31,7 +33,9 @@ scenario, each with a warm-up that is not counted, at concurrency 16:
 2. `GET /api/workflows/instances/{id}/history` of random instances, and of the 20 with long
    histories;
 3. `GET /api/workflows/definitions/{id}/activities` of the 50 definitions, and of the
-   busiest alone (skipped if it answers 404 for every one: an older server).
+   busiest alone (skipped if it answers 404 for every one: an older server);
+4. `GET /api/workflows/trends` for each window (hour, day, week), for all definitions and
+   for the 50 definitions (skipped if it answers 404: an older server).
 
 Each is reported against the baseline (p50 and p99 ratios) and the target, p99 ≤ 50 ms.
 Listing scenarios that miss it are then explained: the store's statement for up to 10 of
@@ -118,6 +122,12 @@ def measure(
     with tamma_sync_server(url, workdir) as server:
         found = time.perf_counter()
         plan = discover(server.base_url, sample, args)
+        if args.only:
+            plan.scenarios = [
+                p
+                for p in plan.scenarios
+                if p.key == "baseline" or p.key.startswith(tuple(args.only))
+            ]
         print(f"[{name}] paths found in {time.perf_counter() - found:.0f} s", file=sys.stderr)
         time.sleep(1.0)
         pids = server.server_pids()
@@ -360,6 +370,13 @@ def main() -> None:
     parser.add_argument("--history-instances", type=int, default=20)
     parser.add_argument("--history-updates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7, help="of the values drawn")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="measure only the scenarios whose key starts so (and the baseline), "
+        "e.g. --only trends history",
+    )
     parser.add_argument(
         "--explain",
         choices=("missed", "all", "none"),

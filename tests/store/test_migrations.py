@@ -1,4 +1,7 @@
-"""Migrations: from an empty database to head and back, and in step with tables.py."""
+"""Migrations: from an empty database to head and back, and in step with tables.py.
+
+Data a test needs at an older revision is written by today's code at head, then taken down
+by the migrations' own downgrades: today's code writes tables an older revision lacks."""
 
 from __future__ import annotations
 
@@ -42,6 +45,17 @@ def _downgrade_to_base(connection: Connection) -> None:
 
 #: The tenant the sync wrote into before migration 0010 named it `default`.
 UNNAMED_TENANT = "00000000-0000-0000-0000-000000000000"
+
+
+async def _rename_tenant(store: Store, old: str, new: str) -> None:
+    """Move every row of tenant `old` to `new`, in each table that has a tenant."""
+    async with store.sql_engine.begin() as conn:
+        present = await conn.run_sync(_tables)
+        for table in metadata.sorted_tables:
+            if table.name in present and "tenant_id" in table.c:
+                await conn.execute(
+                    table.update().where(table.c.tenant_id == old).values(tenant_id=new)
+                )
 
 
 async def _at_revision(store: Store, target: str) -> None:
@@ -121,7 +135,7 @@ async def test_0010_moves_the_unnamed_tenant_to_default(empty_database_url: str)
     (no row of it can collide) stays."""
     store = Store.from_url(empty_database_url)
     try:
-        await _at_revision(store, "0009")
+        await store.migrate()  # written by today's code, then taken down to 0009
         batch = {
             "sourceId": "elsa",
             "definitions": [{"id": "wf", "name": "Flow"}],
@@ -135,6 +149,7 @@ async def test_0010_moves_the_unnamed_tenant_to_default(empty_database_url: str)
         await store.put_engine(UNNAMED_TENANT, "engine", EngineReport(state="IDLE"))
         event = EngineEventWrite(id="e1", type="PR_MERGED")
         await store.add_engine_events(UNNAMED_TENANT, "engine", [event], keep=10, max_age_ms=10**9)
+        await _at_revision(store, "0009")
         _, old_token = await store.create_api_key(UNNAMED_TENANT, [Scope.WORKFLOWS_VIEW])
         _, default_token = await store.create_api_key(DEFAULT_TENANT_ID, [Scope.WORKFLOWS_VIEW])
         totals = await store.catalog_totals(UNNAMED_TENANT)
@@ -168,11 +183,13 @@ async def test_0010_refuses_to_merge_rows_that_could_collide(empty_database_url:
     it stops, names the tables, and leaves the database at 0009 as it was."""
     store = Store.from_url(empty_database_url)
     try:
-        await _at_revision(store, "0009")
-        for tenant in (UNNAMED_TENANT, DEFAULT_TENANT_ID):
+        await store.migrate()  # written by today's code, then taken down to 0009
+        for tenant in (UNNAMED_TENANT, "another"):
             await store.put_instances(
                 tenant, [InstanceWrite.model_validate({"id": "i", "definition_id": "wf"})]
             )
+        await _at_revision(store, "0009")
+        await _rename_tenant(store, "another", DEFAULT_TENANT_ID)
         with pytest.raises(MigrationRefused, match="both hold rows in instances, instance_counts"):
             await store.migrate()
         assert await store.schema_revision() == "0009"
@@ -193,12 +210,13 @@ async def test_0011_cuts_an_activity_too_long_for_the_running_index(
     PostgreSQL can hold: the migration cuts it to the length now accepted, then indexes."""
     store = Store.from_url(empty_database_url)
     try:
-        await _at_revision(store, "0010")
+        await store.migrate()  # written by today's code, then taken down to 0010
         batch = {
             "sourceId": "elsa",
             "instances": [{"id": "i1", "definitionId": "wf", "subStatus": "Suspended"}],
         }
         await store.apply_sync_batch(DEFAULT_TENANT_ID, SyncBatch.model_validate(batch))
+        await _at_revision(store, "0010")
         long_activity = "\U0001f600" * 1000 + "tail"  # 4,016 bytes: no index entry holds it
         async with store.sql_engine.begin() as conn:
             await conn.execute(

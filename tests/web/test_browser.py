@@ -294,7 +294,7 @@ def test_without_a_key_every_panel_asks_for_one(keyed: Keyed, page: Page) -> Non
     expect(page.locator("#key-input")).to_be_focused()
     expect(page.locator("body")).not_to_contain_text("Loading…")
     placeholders = page.locator(".placeholder")
-    expect(placeholders).to_have_count(len(["tiles", *SECTIONS[2:]]))
+    expect(placeholders).to_have_count(len(["tiles", "trends", *SECTIONS[2:]]))
     for n in range(placeholders.count()):
         expect(placeholders.nth(n)).to_have_text(KEY_NEEDED)
 

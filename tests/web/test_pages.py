@@ -326,3 +326,47 @@ def test_a_key_that_may_manage_workflows_can_cancel_after_confirming(
     expect(page.locator("#action-result")).to_have_text("Cancelled.")
     expect(page.locator("#state .badge")).to_have_text("Cancelled")
     expect(cancel).to_be_hidden()  # it has ended: nothing left to cancel
+
+
+def test_trend_charts_show_the_finished_and_faulted_instances_and_follow_new_ones(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    now = int(time.time() * 1000)
+    for n, (definition, sub_status) in enumerate(
+        [
+            ("orders", "Finished"),
+            ("orders", "Finished"),
+            ("orders", "Faulted"),
+            ("refunds", "Faulted"),
+        ]
+    ):
+        body = {
+            "id": f"t{n}",
+            "definitionId": definition,
+            "subStatus": sub_status,
+            "createdAt": now - 30 * 60_000,
+            "finishedAt": now - 10 * 60_000,
+        }
+        assert client.post("/api/workflows/instances", json=body).status_code == 201
+
+    page.goto(server_url)
+    summary = page.locator("#trends .trend-summary")
+    expect(summary).to_have_text("Last day: 4 started · 2 finished · 2 faulted")
+    finished = page.locator('#trends [data-series="finished"]')
+    expect(finished.locator("b")).to_have_text("2")
+    # The bars say which interval they count, and how many.
+    expect(finished.locator("rect.finished title")).to_have_count(1)
+    expect(finished.locator("rect.finished title")).to_contain_text(": 2 finished")
+    page.get_by_role("button", name="Hour").click()
+    expect(summary).to_have_text("Last hour: 4 started · 2 finished · 2 faulted")
+    expect(page.get_by_role("button", name="Hour")).to_have_attribute("aria-pressed", "true")
+
+    # One more fault shows on the next poll.
+    client.put("/api/workflows/instances/t0", json={"subStatus": "Faulted", "finishedAt": now})
+    expect(summary).to_have_text("Last hour: 4 started · 2 finished · 3 faulted", timeout=LIVE_MS)
+
+    # A definition's page charts its own instances only.
+    page.goto(f"{server_url}/definition?id=refunds")
+    expect(page.locator("#trends .trend-summary")).to_have_text(
+        "Last day: 1 started · 0 finished · 1 faulted"
+    )

@@ -30,6 +30,7 @@ from tamma_sync.api.routes import (
     health,
     history,
     sync,
+    trends,
     web,
     workflows,
 )
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(history.router)
     app.include_router(access.router)
     app.include_router(activities.router)
+    app.include_router(trends.router)
     app.include_router(events.router)
     app.include_router(engines.router)
     app.include_router(dashboard.router)

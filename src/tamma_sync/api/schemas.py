@@ -294,3 +294,30 @@ class CallerAccess(WireModel):
     key_id: str | None = Field(
         default=None, description="Absent on an open server (no API keys): every scope."
     )
+
+
+class TrendInterval(WireModel):
+    """Instances that started, finished and faulted in one interval."""
+
+    start: int = Field(description="When the interval starts (epoch ms).")
+    started: int
+    finished: int
+    faulted: int
+
+
+class Trend(WireModel):
+    """Instances started, finished and faulted per interval of a window ending now, by the
+    source's own times: started by `createdAt`, finished and faulted by `finishedAt` (or
+    `updatedAt` without one)."""
+
+    window: str = Field(description="`hour`, `day` or `week`.")
+    definition_id: str | None = Field(
+        default=None, description="The definition counted; absent: all definitions."
+    )
+    interval_seconds: int
+    since: int = Field(description="When the first interval starts (epoch ms).")
+    until: int = Field(description="When the last interval, the one holding now, ends.")
+    started: int = Field(description="In the whole window.")
+    finished: int = Field(description="In the whole window.")
+    faulted: int = Field(description="In the whole window.")
+    intervals: list[TrendInterval] = Field(description="Oldest first, every interval.")

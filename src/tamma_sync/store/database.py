@@ -29,6 +29,7 @@ from tamma_sync.store.errors import is_disk_full
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.rows import chunks
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
+from tamma_sync.store.trends import TrendDeltas, add_deltas, count_transitions, new_deltas
 
 #: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
 CHANGES_CHANNEL = "tamma_sync_changes"
@@ -70,6 +71,7 @@ class Transaction:
     count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
         default_factory=collections.Counter
     )
+    trend_deltas: TrendDeltas = field(default_factory=new_deltas)
     inserted: collections.Counter[str] = field(default_factory=collections.Counter)
     """Rows added per table, for planner statistics."""
     refreshed_definitions: bool = False
@@ -93,6 +95,13 @@ class Transaction:
         """Move the live-instance count of `row`'s (source, definition, sub-status)."""
         key = (tenant_id, row["source_id"] or "", row["definition_id"], row["sub_status"] or "")
         self.count_deltas[key] += delta
+
+    def observe(
+        self, tenant_id: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    ) -> None:
+        """Count what writing instance row `new` over the live row `old` (None: new to the
+        mirror) adds to the trends."""
+        count_transitions(self.trend_deltas, tenant_id, old, new)
 
     def record(
         self,
@@ -142,9 +151,11 @@ class Transaction:
         await self.dialect.bulk_statement(table, columns, key).run(self.conn, rows)
 
     async def finish(self) -> int | None:
-        """What every write does last, just before commit: move the kept counts, move the
-        catalog revision on, append the change rows. The newest change seq, if any."""
+        """What every write does last, just before commit: move the kept counts and the
+        trends, move the catalog revision on, append the change rows. The newest change
+        seq, if any."""
         await self._move_counts()
+        await add_deltas(self.conn, self.dialect, self.trend_deltas)
         if self.changes_catalog:
             await self.conn.execute(
                 catalog_revision.update().values(revision=catalog_revision.c.revision + 1)

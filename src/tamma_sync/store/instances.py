@@ -1,6 +1,6 @@
 """Workflow instances: whole writes, partial updates and tombstones (each moving the kept
-counts and recording a change), single reads, pages, and a source's positions for the
-sync to compare."""
+counts and recording a change; writes also move the trends), single reads, pages, and a
+source's positions for the sync to compare."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ async def put_instances(
         elif old is None:
             tx.inserted["instances"] += 1
         tx.count(tenant_id, row, +1)
+        tx.observe(tenant_id, live, row)
         existing[write.id] = to_write[write.id] = row
         stored.append(row)
         op = ChangeOp.UPDATE if live is not None else ChangeOp.CREATE

@@ -2,7 +2,7 @@
 
 A facade: each method is one operation, and one write transaction when it writes (see
 `database`); the work is done by the module of its entity — `catalog`, `instances`,
-`activities`, `engines`, `api_keys`, `sync_state`, `change_log`, `retention`.
+`activities`, `trends`, `engines`, `api_keys`, `sync_state`, `change_log`, `retention`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tamma_sync.store import (
     instances,
     retention,
     sync_state,
+    trends,
 )
 from tamma_sync.store.activities import RunningByActivity
 from tamma_sync.store.catalog import CatalogTotals
@@ -49,6 +50,7 @@ from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
 from tamma_sync.store.rows import instance_of
+from tamma_sync.store.trends import TrendKind, TrendWindow
 
 # Where the feed and the fault tests have always found them.
 __all__ = ["CHANGES_CHANNEL", "PING_AFTER_IDLE_SECONDS", "Store"]
@@ -81,6 +83,10 @@ class Store:
     def disk_full(self) -> bool:
         """Whether a write failed for want of room (a full disk) and none committed since."""
         return self._db.disk_full
+
+    def now(self) -> int:
+        """The store's now (epoch ms): what writes are stamped with."""
+        return self._db.clock()
 
     async def close(self) -> None:
         await self._db.close()
@@ -205,6 +211,13 @@ class Store:
         none), per sub-status; None when neither the definition nor an instance of it
         exists."""
         return await activities.running_by_activity(self._db, tenant_id, definition_id)
+
+    async def trend(
+        self, tenant_id: str, definition_id: str | None, window: TrendWindow
+    ) -> list[dict[TrendKind, int]]:
+        """Instances started, finished and faulted in each interval of `window`, oldest
+        first: of one definition, or of all (None)."""
+        return await trends.trend(self._db, tenant_id, definition_id, window)
 
     # -- sync ------------------------------------------------------------------------------
 

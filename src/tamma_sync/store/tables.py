@@ -218,6 +218,23 @@ instance_totals = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
+#: Instances started, finished and faulted per minute and per hour (`span_minutes` 1 or
+#: 60), per (tenant, definition) and, with an empty definition id, for all definitions:
+#: what the trend charts read, kept in the same transaction as every instance write so
+#: that no chart scans instances or changes. `minute` is where the span starts, in minutes
+#: since the epoch, of the source's own times (see store/trends.py).
+instance_trends = sa.Table(
+    "instance_trends",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("definition_id", sa.String(255), primary_key=True),
+    sa.Column("span_minutes", sa.SmallInteger, primary_key=True),
+    sa.Column("minute", sa.BigInteger, primary_key=True),
+    sa.Column("started", sa.Integer, nullable=False),
+    sa.Column("finished", sa.Integer, nullable=False),
+    sa.Column("faulted", sa.Integer, nullable=False),
+)
+
 #: One row: bumped by every write transaction that changes a definition or moves an
 #: instance count, so a response built from the catalog — definitions and their counts —
 #: can be cached until the revision moves on.

@@ -7,6 +7,7 @@ import {
   $, act, badge, failed, follow, getJSON, h, heldScopes, needsKey, now, refreshTimes, setLive,
   setUpKeyForm, show, showApiError, when,
 } from './common.js';
+import { trendChart } from './trends.js';
 
 const POLL_MS = 5000;
 const MAX_ROWS = 50;
@@ -205,6 +206,7 @@ async function poll() {
   try {
     const [summary, engines, workflows, sync] = await Promise.all(
       ['api/dashboard/summary', 'api/engines', 'api/dashboard/workflows?compact=true', 'api/sync/status'].map(getJSON));
+    await refreshTrends();
     render({ summary, engines, workflows, sources: sync.sources });
     showApiError(null);
   } catch (error) {
@@ -263,9 +265,13 @@ document.addEventListener('visibilitychange', () => {
   else poll();
 });
 
+const refreshTrends = trendChart($('trends'));
 refreshTimes();
 offerSyncNow([...document.querySelectorAll('#sources > li[data-id]')]);
 setLive('connecting');
 if (document.body.dataset.seq === undefined) poll();
-else pollTimer = setTimeout(poll, POLL_MS);
+else {
+  pollTimer = setTimeout(poll, POLL_MS);
+  refreshTrends().catch(failed);
+}
 reconnect = follow('api/events?entity=instance', position, { onEvent, onComment });

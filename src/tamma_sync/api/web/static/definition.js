@@ -5,6 +5,7 @@
 import {
   $, badge, failed, getJSON, h, needsKey, setLive, setUpKeyForm, showApiError,
 } from './common.js';
+import { trendChart } from './trends.js';
 
 const POLL_MS = 5000;
 const SVG = 'http://www.w3.org/2000/svg';
@@ -15,6 +16,7 @@ const PAD = 24;
 const id = new URLSearchParams(window.location.search).get('id') ?? '';
 const base = `api/workflows/definitions/${encodeURIComponent(id)}`;
 let pollTimer = 0;
+const refreshTrends = trendChart($('trends'), { definitionId: id });
 
 function svg(tag, attrs, ...children) {
   const element = document.createElementNS(SVG, tag);
@@ -109,6 +111,7 @@ async function load() {
       getJSON(base, { missing: true }),
       getJSON('api/dashboard/workflows?compact=true'),
       getJSON(`${base}/activities`, { missing: true }),
+      refreshTrends(),
     ]);
     render(definition, all.find((d) => d.id === id), waiting);
     setLive('live');

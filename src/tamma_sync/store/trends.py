@@ -1,0 +1,155 @@
+"""Trends: instances started, finished and faulted per interval, for all definitions or one.
+
+Kept as rollups per minute and per hour, written in the same transaction as the instance
+writes they count, so a chart reads at most 1,440 rows (a day by the minute, or a week by
+the hour), never the instances or the change log. What is counted are the transitions the
+mirror observes, each at the source's own time, so an initial sync of months of history
+charts that history, not a spike at the time of the sync:
+
+- an instance *started* when it is first written (or written again after it was
+  deleted), in the minute of its `createdAt`;
+- it *finished* or *faulted* when it is written with that sub-status after another (or
+  first written so), in the minute of its `finishedAt`, or of its `updatedAt` without one.
+
+Deleting or purging an instance takes nothing back: what happened, happened.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tamma_sync.models import SubStatus
+from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.rows import chunks
+from tamma_sync.store.tables import instance_trends
+
+if TYPE_CHECKING:
+    from tamma_sync.store.database import Database
+
+TrendKind = Literal["started", "finished", "faulted"]
+KINDS: tuple[TrendKind, ...] = ("started", "finished", "faulted")
+#: The definition id of the rollups of all definitions (a real one is never empty).
+ALL_DEFINITIONS = ""
+MINUTE_MS = 60_000
+#: The rollups' spans, in minutes: a window whose intervals are whole hours reads the
+#: hourly ones.
+SPANS = (1, 60)
+
+#: Moves: {(tenant, definition, span, minute where the span starts): {kind: n}}.
+TrendDeltas = collections.defaultdict[tuple[str, str, int, int], collections.Counter[TrendKind]]
+
+
+def new_deltas() -> TrendDeltas:
+    return collections.defaultdict(collections.Counter)
+
+
+def transitions(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> Iterator[tuple[TrendKind, int]]:
+    """The trend events of writing instance row `new` over the live row `old` (None: the
+    instance is new to the mirror), each with its time (epoch ms)."""
+    if old is None:
+        yield "started", new["created_at"]
+    sub_status = new["sub_status"]
+    if sub_status in (SubStatus.FINISHED, SubStatus.FAULTED) and (
+        old is None or old["sub_status"] != sub_status
+    ):
+        kind: TrendKind = "finished" if sub_status == SubStatus.FINISHED else "faulted"
+        yield kind, new["finished_at"] or new["updated_at"]
+
+
+def count_transitions(
+    deltas: TrendDeltas, tenant_id: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> None:
+    """Add the trend events of one instance write to `deltas`, for its definition and for
+    all definitions."""
+    for kind, at in transitions(old, new):
+        minute = at // MINUTE_MS
+        for span in SPANS:
+            start = minute // span * span
+            deltas[tenant_id, new["definition_id"], span, start][kind] += 1
+            deltas[tenant_id, ALL_DEFINITIONS, span, start][kind] += 1
+
+
+async def add_deltas(conn: AsyncConnection, dialect: Dialect, deltas: TrendDeltas) -> None:
+    """Add `deltas` to the rollups, inserting the minutes that have none yet. In key order,
+    so that concurrent writers on PostgreSQL lock rows in one order and cannot deadlock."""
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "definition_id": definition_id,
+            "span_minutes": span,
+            "minute": minute,
+            **{kind: counted[kind] for kind in KINDS},
+        }
+        for (tenant_id, definition_id, span, minute), counted in sorted(deltas.items())
+    ]
+    for chunk in chunks(rows):
+        statement = dialect.insert(instance_trends)
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "definition_id", "span_minutes", "minute"],
+            set_={kind: instance_trends.c[kind] + statement.excluded[kind] for kind in KINDS},
+        )
+        await conn.execute(statement, chunk)
+
+
+@dataclass(frozen=True)
+class TrendWindow:
+    """`slots` intervals of `step_minutes` each, the last one holding minute `until - 1`."""
+
+    until: int
+    step_minutes: int
+    slots: int
+
+    @property
+    def since(self) -> int:
+        return self.until - self.step_minutes * self.slots
+
+    @property
+    def span(self) -> int:
+        """The longest rollup span that divides the intervals (and so their starts)."""
+        return max(s for s in SPANS if self.step_minutes % s == 0 and self.until % s == 0)
+
+
+_TENANT = sa.bindparam("tenant_id", type_=sa.String)
+_SINCE = sa.bindparam("since", type_=sa.BigInteger)
+_slot = ((instance_trends.c.minute - _SINCE) // sa.bindparam("step", type_=sa.BigInteger)).label(
+    "slot"
+)
+#: Built once: a window's rollups summed per interval, read along the primary key.
+_per_slot = (
+    sa.select(_slot, *(sa.func.sum(instance_trends.c[kind]) for kind in KINDS))
+    .where(
+        instance_trends.c.tenant_id == _TENANT,
+        instance_trends.c.definition_id == sa.bindparam("definition_id", type_=sa.String),
+        instance_trends.c.span_minutes == sa.bindparam("span", type_=sa.SmallInteger),
+        instance_trends.c.minute >= _SINCE,
+        instance_trends.c.minute < sa.bindparam("until", type_=sa.BigInteger),
+    )
+    .group_by(_slot)
+)
+
+
+async def trend(
+    db: Database, tenant_id: str, definition_id: str | None, window: TrendWindow
+) -> list[dict[TrendKind, int]]:
+    """Started, finished and faulted in each interval of `window`, oldest first: of one
+    definition, or of all (`definition_id` None)."""
+    parameters = {
+        "tenant_id": tenant_id,
+        "definition_id": ALL_DEFINITIONS if definition_id is None else definition_id,
+        "since": window.since,
+        "until": window.until,
+        "step": window.step_minutes,
+        "span": window.span,
+    }
+    found: list[dict[TrendKind, int]] = [dict.fromkeys(KINDS, 0) for _ in range(window.slots)]
+    for slot, *sums in await db.read_rows(_per_slot, parameters):
+        found[slot] = {kind: int(total) for kind, total in zip(KINDS, sums, strict=True)}
+    return found
