@@ -22,6 +22,7 @@ def cutoffs(settings: Settings, now: int) -> PurgeCutoffs:
         changes=now - round(settings.retention_changes_days * DAY_MS),
         engine_events=now - round(settings.engine_events_max_age_days * DAY_MS),
         ended_instances=None if ended_days is None else now - round(ended_days * DAY_MS),
+        trends_now=now,
     )
 
 

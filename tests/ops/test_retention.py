@@ -13,6 +13,7 @@ from tamma_sync.models import (
     now_ms,
 )
 from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
+from tamma_sync.store.trends import TrendWindow
 from tests.support.sse import open_stream
 
 T = DEFAULT_TENANT_ID
@@ -86,3 +87,35 @@ async def test_stream_resumed_from_purged_history_says_reset(store: Store, serve
     assert reset.event == "reset"
     assert reset.json()["reason"] == "history purged"
     assert kept.json()["entityId"] == "after"
+
+
+async def test_trend_rollups_go_once_no_window_reads_them(store: Store) -> None:
+    """By the minute they are read for a day, by the hour for a week: each is kept a day
+    longer, then purged; what a window still shows stays."""
+    day = 86_400_000
+    now = 1_764_583_200_000
+    ages = {"today": 0, "three-days": 3 * day, "ten-days": 10 * day}
+    await store.put_instances(
+        T,
+        [
+            InstanceWrite(id=name, definition_id="wf", created_at=now - age, updated_at=now - age)
+            for name, age in ages.items()
+        ],
+    )
+
+    def started(window: TrendWindow) -> int:
+        return sum(interval["started"] for interval in counted[window])
+
+    by_minute = TrendWindow(until=now // 60_000 + 1, step_minutes=1, slots=14 * 1_440)
+    by_hour = TrendWindow(until=(now // 3_600_000 + 1) * 60, step_minutes=60, slots=14 * 24)
+    counted = {w: await store.trend(T, None, w) for w in (by_minute, by_hour)}
+    assert (started(by_minute), started(by_hour)) == (3, 3)
+
+    purged = await store.purge(
+        PurgeCutoffs(tombstones=0, changes=0, engine_events=0, trends_now=now)
+    )
+    # Two rows per span and instance: its definition's, and all definitions'.
+    assert purged["trend rollups of 1 min"] == 4
+    assert purged["trend rollups of 60 min"] == 2
+    counted = {w: await store.trend(T, None, w) for w in (by_minute, by_hour)}
+    assert (started(by_minute), started(by_hour)) == (1, 2)

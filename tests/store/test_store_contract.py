@@ -576,3 +576,26 @@ async def test_catalog_revision_moves_on_with_every_catalog_change_and_only_then
     assert await moved()
     await store.delete_definitions(T, ["wf"])
     assert await moved()
+
+
+async def test_a_sqlite_database_gets_planner_statistics_when_it_opens(
+    sqlite_database_url: str,
+) -> None:
+    """SQLite plans by guesses until ANALYZE has run, and a guess read most of a million
+    rows for a filtered page (docs/benchmarks.md): a database grown without statistics
+    gets them, sampled, when the store opens it."""
+    store = Store.from_url(sqlite_database_url)
+    try:
+        await store.migrate()
+        await store.put_instances(T, [instance(f"i{n}", f"wf{n % 7}") for n in range(50)])
+        async with store.sql_engine.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM sqlite_stat1"))
+        await store.migrate()
+        async with store.sql_engine.connect() as conn:
+            analyzed = await conn.execute(
+                sa.text("SELECT idx FROM sqlite_stat1 WHERE tbl = 'instances'")
+            )
+            indexes = {name for (name,) in analyzed}
+        assert "ix_instances_definition_updated" in indexes
+    finally:
+        await store.close()

@@ -241,9 +241,27 @@ class Database:
     # -- schema ----------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent, safe across replicas)."""
-        if await self.schema_revision() == migrations.head_revision():
-            return
+        """Bring the schema to the newest migration (idempotent, safe across replicas);
+        then, on SQLite, give the planner statistics if it has none (`_refresh_stats`): a
+        database may have grown in processes that never analyzed it."""
+        if await self.schema_revision() != migrations.head_revision():
+            await self._upgrade()
+        if self.is_sqlite and not await self._has_sqlite_stats():
+            await self._refresh_stats(["instances"])
+
+    async def _has_sqlite_stats(self) -> bool:
+        async with self.sql_engine.connect() as conn:
+            found = await conn.execute(
+                sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            )
+            if found.first() is None:
+                return False
+            found = await conn.execute(
+                sa.text("SELECT 1 FROM sqlite_stat1 WHERE tbl = 'instances' LIMIT 1")
+            )
+            return found.first() is not None
+
+    async def _upgrade(self) -> None:
         async with self.sql_engine.connect() as plain_conn:
             conn = await plain_conn.execution_options(**self._write_options)
             if not self.is_sqlite:
@@ -318,17 +336,22 @@ class Database:
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
-        if not self.is_sqlite:
-            await self._refresh_stats(tx.inserted)
+        await self._refresh_stats(self._stats.grown_enough(tx.inserted))
 
-    async def _refresh_stats(self, inserted: collections.Counter[str]) -> None:
-        """ANALYZE tables that grew a lot since this process last did: during an initial
-        sync the planner's row estimates go stale fast (and autovacuum may be off or slow),
-        and a stale estimate turns the key lookups of every batch into table scans."""
-        for table in self._stats.grown_enough(inserted):
-            async with self.sql_engine.connect() as conn:
-                await conn.execute(sa.text(f"ANALYZE {table}"))
-                await conn.commit()
+    async def _refresh_stats(self, tables: Sequence[str]) -> None:
+        """ANALYZE `tables`, which grew a lot since this process last did. PostgreSQL: during
+        an initial sync the planner's row estimates go stale fast (and autovacuum may be off
+        or slow), and a stale estimate turns the key lookups of every batch into table
+        scans. SQLite keeps no statistics at all until ANALYZE, and plans by guesses: at
+        1,000,000 instances it picked indexes that read most of them for pages filtered by
+        definition and sub-status, correlation id or activity (sampled: milliseconds)."""
+        for table in tables:
+            # A write transaction: on SQLite one that would turn from reading to writing
+            # midway could be refused at once ("database is locked") while another writes.
+            async with self.sql_engine.connect() as plain_conn:
+                conn = await plain_conn.execution_options(**self._write_options)
+                async with conn.begin():
+                    await conn.execute(sa.text(f"ANALYZE {table}"))
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:

@@ -9,29 +9,52 @@ import sqlalchemy as sa
 
 from tamma_sync.models import ENDED_SUB_STATUSES
 from tamma_sync.store.database import Database
-from tamma_sync.store.tables import changes, definitions, engine_events, instances
+from tamma_sync.store.tables import (
+    changes,
+    definitions,
+    engine_events,
+    instance_trends,
+    instances,
+)
+from tamma_sync.store.trends import KEPT_MINUTES, MINUTE_MS
 
 
 @dataclass(frozen=True)
 class PurgeCutoffs:
-    """Epoch-ms cutoffs: rows older than these are purged (`ended_instances`: off if None)."""
+    """Epoch-ms cutoffs: rows older than these are purged (`ended_instances`: off if None).
+    `trends_now`: trend rollups older than their span is kept (`trends.KEPT_MINUTES`) as of
+    then are purged (off if None)."""
 
     tombstones: int
     changes: int
     engine_events: int
     ended_instances: int | None = None
+    trends_now: int | None = None
 
 
 async def purge(db: Database, cutoffs: PurgeCutoffs, *, batch: int) -> dict[str, int]:
     """Delete what retention says is old enough: tombstones, change-log rows, engine
-    events, and (only if a cutoff is set) ended instances. Returns how many rows of each
-    kind went."""
+    events, and (only if their cutoffs are set) trend rollups and ended instances. Returns
+    how many rows of each kind went."""
     targets: list[tuple[str, sa.Table, sa.ColumnElement[bool]]] = [
         ("tombstoned definitions", definitions, definitions.c.deleted_at < cutoffs.tombstones),
         ("tombstoned instances", instances, instances.c.deleted_at < cutoffs.tombstones),
         ("changes", changes, changes.c.at < cutoffs.changes),
         ("engine events", engine_events, engine_events.c.timestamp < cutoffs.engine_events),
     ]
+    if cutoffs.trends_now is not None:
+        now_minute = cutoffs.trends_now // MINUTE_MS
+        targets += [
+            (
+                f"trend rollups of {span} min",
+                instance_trends,
+                sa.and_(
+                    instance_trends.c.span_minutes == span,
+                    instance_trends.c.minute < now_minute - kept,
+                ),
+            )
+            for span, kept in KEPT_MINUTES.items()
+        ]
     purged: dict[str, int] = {}
     for name, table, condition in targets:
         purged[name] = 0

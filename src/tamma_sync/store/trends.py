@@ -41,6 +41,10 @@ MINUTE_MS = 60_000
 #: hourly ones.
 SPANS = (1, 60)
 
+#: How long each span's rollups are kept, in minutes: as far back as the longest window
+#: that reads them reaches (a day by the minute, a week by the hour), and a day more.
+KEPT_MINUTES = {1: 2 * 1_440, 60: 8 * 1_440}
+
 #: Moves: {(tenant, definition, span, minute where the span starts): {kind: n}}.
 TrendDeltas = collections.defaultdict[tuple[str, str, int, int], collections.Counter[TrendKind]]
 
