@@ -307,6 +307,8 @@ def test_variables_execution_state_and_journal(elsa: httpx.Client) -> None:
     assert skipped["items"] == journal["items"][3:4]
     unknown = elsa.get("/workflow-instances/123/variables")
     assert (unknown.status_code, unknown.json()) == (200, {"items": [], "count": 0})
+    no_journal = elsa.get("/workflow-instances/123/journal")
+    assert (no_journal.status_code, no_journal.json()) == (200, {"items": [], "totalCount": 0})
 
 
 def test_deletes(elsa: httpx.Client) -> None:

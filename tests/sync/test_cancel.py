@@ -1,6 +1,7 @@
-"""Cancel reaches ELSA: the instance is cancelled there, read back and mirrored, and the
-next cycles keep it cancelled; instances that did not come from ELSA keep the original
-API's mirror-only cancel."""
+"""Reaching ELSA for one instance. Cancel: the instance is cancelled there, read back and
+mirrored, and the next cycles keep it cancelled; instances that did not come from ELSA
+keep the original API's mirror-only cancel. The execution journal: read from the
+instance's source on request, page by page."""
 
 from __future__ import annotations
 
@@ -118,3 +119,41 @@ async def test_a_cancel_elsa_has_not_finished_yet_is_reported_as_such(
     await service.run_cycle()
     mirrored = await store.get_instance(T, running)
     assert mirrored is not None and mirrored.sub_status == "Cancelled"
+
+
+def test_the_journal_is_read_from_the_instances_elsa_page_by_page(
+    database_url: str, tmp_path: Path
+) -> None:
+    sim = ElsaSimulator(SimulatorConfig(seed=84, instances=60))
+    with serving(database_url, tmp_path, sim) as http:
+        instance = _with(sim, "Finished")
+        path = f"/api/workflows/instances/{instance}/journal"
+        whole = http.get(path).json()
+        elsa = sim.instance_journal(instance, 0, 1_000)
+        records = elsa["items"]
+        assert isinstance(records, list)
+        assert (whole["instanceId"], whole["sourceId"]) == (instance, "elsa")
+        assert whole["total"] == elsa["totalCount"] == len(whole["entries"]) > 4
+        events = [(e["sequence"], e["event"], e.get("activityId")) for e in whole["entries"]]
+        assert events == [(r["sequence"], r["eventName"], r["activityId"]) for r in records], (
+            "ELSA's events, in its order"
+        )
+        assert whole["entries"][-1]["event"] == "Completed"
+        assert all(isinstance(e["at"], int) for e in whole["entries"])
+
+        second = http.get(path, params={"page": 1, "pageSize": 2}).json()
+        assert (second["page"], second["pageSize"], second["total"]) == (1, 2, whole["total"])
+        assert second["entries"] == whole["entries"][2:4]
+
+        assert http.get(path, params={"pageSize": 0}).status_code == 400
+        assert http.get("/api/workflows/instances/nope/journal").status_code == 404
+        local = {"id": "local-1", "definitionId": "d", "status": "running"}
+        assert http.post("/api/workflows/instances", json=local).status_code == 201
+        pushed = http.get("/api/workflows/instances/local-1/journal")
+        assert pushed.status_code == 409
+        assert "did not come from an ELSA source" in pushed.json()["error"]
+
+        sim.faults.inject("unavailable", path="/journal")
+        down = http.get(path)
+        assert down.status_code == 503, down.text
+        assert "unavailable" in down.json()["error"]

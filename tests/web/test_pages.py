@@ -268,11 +268,15 @@ def test_the_definition_page_shows_where_running_instances_wait(
     )
 
 
-def test_an_instance_from_elsa_links_to_elsa_studio_and_a_sync_can_be_started(
+def test_an_instance_from_elsa_links_to_elsa_studio_shows_its_journal_and_a_sync_can_be_started(
     sqlite_database_url: str, tmp_path: Path, page: Page
 ) -> None:
-    simulator = ElsaSimulator(SimulatorConfig(seed=5, definitions=2, instances=4))
-    instance_id = simulator.instance_ids()[0]
+    simulator = ElsaSimulator(SimulatorConfig(seed=5, definitions=2, instances=8))
+    instance_id = next(
+        i.id for i in simulator.snapshot().instances.values() if i.sub_status != "Pending"
+    )
+    events = simulator.instance_journal(instance_id, 0, 1_000)["totalCount"]
+    assert isinstance(events, int) and events > 0
     with serve_in_thread(simulator.app) as elsa_url:
         settings = Settings(
             database_url=sqlite_database_url,
@@ -292,6 +296,11 @@ def test_an_instance_from_elsa_links_to_elsa_studio_and_a_sync_can_be_started(
             expect(page.locator("#studio")).to_have_attribute(
                 "href", f"http://studio.example:8080/workflows/instances/{instance_id}/view"
             )
+            # Its execution journal, read from ELSA when asked.
+            page.get_by_role("button", name="Read the journal from ELSA").click()
+            expect(page.locator("#journal tbody tr")).to_have_count(events)
+            expect(page.locator("#journal-count")).to_have_text(f"{events} of {events} events")
+            expect(page.locator("#journal tbody tr").first).to_contain_text("Started")
             # The dashboard offers a sync now (an open server: every scope), after a confirm.
             page.goto(url)
             page.once("dialog", lambda dialog: dialog.accept())

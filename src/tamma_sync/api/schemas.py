@@ -321,3 +321,27 @@ class Trend(WireModel):
     finished: int = Field(description="In the whole window.")
     faulted: int = Field(description="In the whole window.")
     intervals: list[TrendInterval] = Field(description="Oldest first, every interval.")
+
+
+class JournalEntry(WireModel):
+    """One event of an instance's execution journal, as its ELSA source recorded it."""
+
+    sequence: int | None = None
+    at: int | None = Field(default=None, description="When (epoch ms).")
+    event: str | None = Field(default=None, description="`Started`, `Completed`, `Faulted`, …")
+    activity_id: str | None = None
+    activity_type: str | None = None
+    activity_name: str | None = None
+    node_id: str | None = None
+    message: str | None = None
+
+
+class InstanceJournal(WireModel):
+    """A page of an instance's execution journal, read from its ELSA source on request."""
+
+    instance_id: str
+    source_id: str
+    page: int = Field(description="Zero-based, as ELSA's own.")
+    page_size: int
+    total: int = Field(description="Events in the whole journal.")
+    entries: list[JournalEntry] = Field(description="Oldest first.")

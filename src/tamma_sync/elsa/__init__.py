@@ -19,7 +19,7 @@ from tamma_sync.elsa.listings import (
     filter_timestamp,
     require_ascending,
 )
-from tamma_sync.elsa.mapping import definition_write, instance_write, sub_status
+from tamma_sync.elsa.mapping import definition_write, instance_write, journal_entry, sub_status
 from tamma_sync.elsa.timestamps import ElsaTimestamp
 from tamma_sync.elsa.transport import RetryPolicy, Timeouts
 from tamma_sync.elsa.wire import InstanceDetail, InstanceSummary, VariableValue
@@ -44,6 +44,7 @@ __all__ = [
     "definition_write",
     "filter_timestamp",
     "instance_write",
+    "journal_entry",
     "require_ascending",
     "sub_status",
 ]

@@ -39,6 +39,7 @@ from tamma_sync.elsa.wire import (
     InstanceDetail,
     InstancePage,
     InstanceSummary,
+    JournalPage,
     PackageVersion,
     VariableList,
     VariableValue,
@@ -59,6 +60,8 @@ DECLARATIONS_KEPT: Final = 256
 GROUP_ATTEMPTS: Final = 3
 _ROUTE_MISSING: Final = frozenset({404, 405})
 _ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
+#: For what a person waits for (a page asking for the journal): one retry, soon.
+_INTERACTIVE: Final = RetryPolicy(attempts=2, total_seconds=5.0)
 #: Where a variable's value lives in an execution context's `properties`, by storage
 #: driver: `WorkflowInstanceStorageDriver` (3.2.1+) and the obsolete `WorkflowStorageDriver`
 #: (3.0 to 3.2.0, and definitions still declaring it), ELSA's Services/*StorageDriver.cs.
@@ -367,6 +370,17 @@ class ElsaClient:
         if definition is None and detail.definition_version_id is not None:
             definition = await self._declaring(detail.definition_version_id)
         return variables_from_state(detail, definition)
+
+    async def get_journal(self, instance_id: str, page: int, page_size: int) -> JournalPage:
+        """One zero-based page of the instance's execution journal, oldest event first. An
+        instance ELSA does not know has an empty journal (ELSA answers 200 with no record)."""
+        return await self._http.call(
+            "GET",
+            f"/workflow-instances/{quote(instance_id, safe='')}/journal",
+            JournalPage,
+            params=httpx.QueryParams({"page": page, "pageSize": page_size}),
+            retry=_INTERACTIVE,
+        )
 
     async def cancel_instance(self, instance_id: str) -> None:
         """Ask ELSA to cancel an instance (`POST /cancel/workflow-instances/{id}`, 3.1+).

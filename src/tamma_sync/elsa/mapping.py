@@ -11,6 +11,7 @@ from tamma_sync.elsa.wire import (
     DefinitionSummary,
     InstanceDetail,
     InstanceSummary,
+    JournalRecord,
     VariableValue,
     WorkflowDefinition,
 )
@@ -113,6 +114,20 @@ def sub_status(text: str | None) -> SubStatus | None:
 def variables_dict(variables: Sequence[VariableValue]) -> dict[str, Any]:
     """Name → value; unnamed entries are dropped (a name is the only key a dashboard shows)."""
     return {variable.name: variable.value for variable in variables if variable.name}
+
+
+def journal_entry(record: JournalRecord) -> dict[str, Any]:
+    """An execution journal record as the API shows it: its time in epoch ms."""
+    return {
+        "sequence": record.sequence,
+        "at": _ms(record.timestamp),
+        "event": record.event_name,
+        "activity_id": record.activity_id,
+        "activity_type": record.activity_type,
+        "activity_name": record.activity_name,
+        "node_id": record.node_id,
+        "message": record.message,
+    }
 
 
 def _ms(timestamp: ElsaTimestamp | None) -> int | None:

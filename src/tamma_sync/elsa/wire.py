@@ -154,6 +154,28 @@ class VariableList(ElsaModel):
     count: int | None = None
 
 
+class JournalRecord(ElsaModel):
+    """One record of `GET /workflow-instances/{id}/journal`: an activity's event."""
+
+    id: str | None = None
+    activity_instance_id: str | None = None
+    parent_activity_instance_id: str | None = None
+    activity_id: str | None = None
+    activity_type: str | None = None
+    activity_name: str | None = None
+    node_id: str | None = None
+    timestamp: ElsaTimestamp | None = None
+    sequence: int | None = None
+    event_name: str | None = None
+    message: str | None = None
+    source: str | None = None
+
+
+class JournalPage(ElsaModel):
+    items: list[JournalRecord]
+    total_count: int | None = None
+
+
 class LoginResponse(ElsaModel):
     """`POST /identity/login` and `/identity/refresh-token`: 200 even when refused."""
 

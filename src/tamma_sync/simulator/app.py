@@ -140,7 +140,7 @@ def _elsa_routes(sim: ElsaSimulator) -> list[BaseRoute]:
 
     def journal(request: Request, _: bytes) -> Reply:
         skip, take = journal_window(query(request))
-        return _found(sim.instance_journal(param(request, "instance_id"), skip, take))
+        return Reply(200, sim.instance_journal(param(request, "instance_id"), skip, take))
 
     def delete_instance(request: Request, _: bytes) -> Reply:
         deleted = sim.api_delete_instance(param(request, "instance_id"))

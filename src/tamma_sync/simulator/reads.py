@@ -385,13 +385,13 @@ class ApiReads:
             state = self._readable(instance_id)
             return None if state is None else self._derive.execution_state(state)
 
-    def instance_journal(self, instance_id: str, skip: int, take: int) -> dict[str, JSON] | None:
-        """`GET /workflow-instances/{id}/journal`: `take` records after `skip`."""
+    def instance_journal(self, instance_id: str, skip: int, take: int) -> dict[str, JSON]:
+        """`GET /workflow-instances/{id}/journal`: `take` records after `skip`. An unknown
+        instance has none: ELSA filters its log records by instance id and answers 200
+        (src/modules/Elsa.Workflows.Api/Endpoints/WorkflowInstances/Journal/List/Endpoint.cs)."""
         with self._locked():
             state = self._readable(instance_id)
-            if state is None:
-                return None
-            records = self._derive.journal(state)
+            records = [] if state is None else self._derive.journal(state)
             window = records[max(skip, 0) : max(skip, 0) + max(take, 0)]
             return {"items": window, "totalCount": len(records)}
 

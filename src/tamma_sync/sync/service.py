@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -41,6 +41,7 @@ from tamma_sync.elsa import (
     InstanceSummary,
     definition_write,
     instance_write,
+    journal_entry,
     sub_status,
 )
 from tamma_sync.metrics import Metrics
@@ -254,6 +255,16 @@ class SyncService:
         report.rejected = self._state.counters.rejected - rejected_before
         self._observe(report, elapsed)
         return report
+
+    async def journal(
+        self, instance_id: str, page: int, page_size: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A zero-based page of the instance's execution journal, oldest event first, and
+        how many events it holds: read from ELSA now, never mirrored (it can be long, and
+        only the page showing one instance needs it)."""
+        found = await self._client.get_journal(instance_id, page, page_size)
+        entries = [journal_entry(record) for record in found.items]
+        return entries, found.total_count if found.total_count is not None else len(entries)
 
     async def cancel(self, instance_id: str, wait: float = CANCEL_WAIT_SECONDS) -> bool:
         """Cancel an instance in ELSA, wait (`wait` seconds at most) for ELSA to end it,

@@ -32,7 +32,9 @@ from tamma_sync.api.schemas import (
     CancelledInstance,
     DefinitionIn,
     InstanceIn,
+    InstanceJournal,
     InstanceList,
+    JournalEntry,
     Ok,
 )
 from tamma_sync.elsa import ElsaError, ElsaNotFound, ElsaUnavailable
@@ -45,6 +47,7 @@ from tamma_sync.models import (
     SubStatus,
 )
 from tamma_sync.store import InstanceQuery, Store
+from tamma_sync.sync import SyncRunner, SyncService
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ router = APIRouter(
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+#: Bounds of a journal page asked of ELSA (ELSA's own have none).
+MAX_JOURNAL_PAGE_SIZE = 500
+MAX_JOURNAL_PAGE = 1_000_000
 
 #: What JavaScript's parseInt skips before the number: WhiteSpace and LineTerminator.
 _JS_SPACE = (
@@ -326,13 +332,7 @@ async def cancel_instance(
         raise ApiError(
             409, f"Instance has already ended ({instance.sub_status}); it cannot be cancelled"
         )
-    source = runner.source(tenant, instance.source_id) if runner is not None else None
-    if source is None:
-        raise ApiError(
-            409,
-            f"Instance is mirrored from ELSA source {instance.source_id!r}, which this server "
-            "does not sync: cancel it there",
-        )
+    source = _elsa_source(runner, tenant, instance, "cancel it")
     try:
         ended = await source.cancel(instance_id)
     except ElsaNotFound as exc:
@@ -358,6 +358,63 @@ async def cancel_instance(
         **cancelled.model_dump(),
         message="Cancel sent to ELSA; it has not ended the instance yet",
     )
+
+
+@router.get(
+    "/instances/{instance_id}/journal",
+    response_model_exclude_none=True,
+    responses={
+        404: {"description": "Instance not found"},
+        409: {"description": "It did not come from an ELSA source synced here"},
+        502: {"description": "ELSA refused"},
+        503: {"description": "ELSA unreachable"},
+    },
+)
+async def instance_journal(
+    instance_id: str,
+    store: StoreDep,
+    tenant: ViewWorkflows,
+    runner: SyncRunnerDep,
+    page: Annotated[int, Query(ge=0, le=MAX_JOURNAL_PAGE, description="Zero-based.")] = 0,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_JOURNAL_PAGE_SIZE)] = 100,
+) -> InstanceJournal:
+    """A page of the instance's execution journal (every activity's Started, Completed,
+    Faulted… in order), read from its ELSA source on request: the mirror does not keep it.
+    Only for an instance mirrored from an ELSA source this server syncs."""
+    instance = await store.get_instance(tenant, instance_id)
+    if instance is None:
+        raise not_found("Instance")
+    source = _elsa_source(runner, tenant, instance, "read its journal")
+    try:
+        entries, total = await source.journal(instance_id, page, page_size)
+    except ElsaUnavailable as exc:
+        raise ApiError(503, f"ELSA source {source.source.id!r} is unavailable: {exc}") from exc
+    except ElsaError as exc:
+        raise ApiError(502, f"ELSA source {source.source.id!r} refused the journal: {exc}") from exc
+    return InstanceJournal(
+        instance_id=instance_id,
+        source_id=source.source.id,
+        page=page,
+        page_size=page_size,
+        total=total,
+        entries=[JournalEntry(**entry) for entry in entries],
+    )
+
+
+def _elsa_source(
+    runner: SyncRunner | None, tenant: str, instance: Instance, action: str
+) -> SyncService:
+    """The sync of the ELSA source `instance` came from; 409 if there is none here."""
+    if instance.source_id is None:
+        raise ApiError(409, f"Instance did not come from an ELSA source: nothing to {action}")
+    source = runner.source(tenant, instance.source_id) if runner is not None else None
+    if source is None:
+        raise ApiError(
+            409,
+            f"Instance is mirrored from ELSA source {instance.source_id!r}, which this server "
+            f"does not sync: {action} there",
+        )
+    return source
 
 
 async def _cancel_in_mirror(store: Store, tenant: str, instance: Instance) -> CancelledInstance:

@@ -1,5 +1,6 @@
-// One instance: every mirrored field, its variables as a tree, and the timeline of every
-// change the mirror observed (GET …/history), kept current by the instance's own stream.
+// One instance: every mirrored field, its variables as a tree, the timeline of every
+// change the mirror observed (GET …/history), kept current by the instance's own stream,
+// and, for an instance from ELSA, its execution journal read from ELSA when asked.
 
 import {
   $, act, badge, duration, failed, follow, getJSON, h, heldScopes, now, refreshTimes, setLive,
@@ -156,6 +157,39 @@ function onEvent(type) {
   return null;
 }
 
+// ---- The execution journal, from ELSA ------------------------------------------------
+
+const JOURNAL_PAGE = 100;
+const journal = { page: 0, shown: 0 };
+
+function journalRow(entry) {
+  return h('tr', { 'data-event': entry.event ?? '' },
+    h('td', {}, String(entry.sequence ?? '')),
+    h('td', {}, entry.at !== undefined ? when(entry.at) : ''),
+    h('td', {}, entry.event ? badge(entry.event) : ''),
+    h('td', {}, h('code', {}, entry.activityId ?? ''), entry.message ? h('div', { class: 'error-text' }, entry.message) : null),
+    h('td', { class: 'muted' }, entry.activityType ?? ''));
+}
+
+async function readJournal() {
+  $('journal-count').textContent = 'Reading…';
+  try {
+    const found = await getJSON(`${base}/journal?page=${journal.page}&pageSize=${JOURNAL_PAGE}`);
+    $('journal').tBodies[0].append(...found.entries.map(journalRow));
+    journal.page += 1;
+    journal.shown += found.entries.length;
+    $('journal').hidden = journal.shown === 0;
+    $('journal-count').textContent = found.total
+      ? `${journal.shown} of ${found.total} events`
+      : 'ELSA holds no journal for this instance.';
+    $('journal-more').hidden = journal.shown >= found.total || found.entries.length === 0;
+    $('journal-load').hidden = true;
+  } catch (error) {
+    $('journal-count').textContent = '';
+    failed(error);
+  }
+}
+
 let reconnect = () => {};
 let following = false;
 
@@ -167,13 +201,18 @@ async function start() {
   if (!loaded.instance) setLive('ended');
   else if (!following) {
     following = true;
-    if (loaded.instance.sourceId) showStudioLink(loaded.instance);
+    if (loaded.instance.sourceId) {
+      showStudioLink(loaded.instance);
+      $('journal-panel').hidden = false;
+    }
     reconnect = follow(`${base}/events`, position, { onEvent });
   }
 }
 
 setUpKeyForm({ onChange: () => { reconnect(); start(); } });
 $('cancel').addEventListener('click', cancel);
+$('journal-load').addEventListener('click', readJournal);
+$('journal-more').addEventListener('click', readJournal);
 setInterval(refreshTimes, 10000);
 setLive('connecting');
 start();
