@@ -189,6 +189,9 @@ class Definition(WireModel):
     version: int | None = None
     description: str | None = None
     activities: list[Any] | None = None
+    connections: list[Any] | None = Field(
+        default=None, description="A flowchart's connections between its activities (ELSA's)."
+    )
     variables: list[Any] | None = None
     version_id: str | None = Field(default=None, description="ELSA's id of this version row.")
     is_published: bool | None = None
@@ -210,6 +213,7 @@ class DefinitionWrite(WriteModel):
     version: Int32 | None = None
     description: Text | None = None
     activities: list[Any] | None = None
+    connections: list[Any] | None = None
     variables: list[Any] | None = None
     version_id: ShortText | None = None
     is_published: bool | None = None

@@ -375,3 +375,11 @@ def test_delete_ok_then_404(client: httpx.Client) -> None:
 def test_unknown_route_answers_json_error(client: httpx.Client) -> None:
     response = client.get("/api/nothing-here")
     assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
+
+
+def test_a_posted_definition_drops_connections_as_the_original_did(client: httpx.Client) -> None:
+    """The original dropped keys it did not know; `connections` comes from ELSA, by the
+    sync, never from a POST."""
+    body = {"id": "wf", "name": "Flow", "connections": [{"source": {"activity": "a"}}]}
+    assert client.post("/api/workflows/definitions", json=body).status_code == 201
+    assert "connections" not in client.get("/api/workflows/definitions/wf").json()

@@ -49,6 +49,7 @@ def expected_state(
             "is_published": d.is_published,
             "is_latest": d.is_latest,
             "activities": d.activities,
+            "connections": d.connections,
             "variables": d.variables,
         }
         for d in truth.definitions.values()
@@ -88,6 +89,7 @@ def _definition_view(definition: Definition) -> dict[str, Any]:
         "is_published": definition.is_published,
         "is_latest": definition.is_latest,
         "activities": definition.activities,
+        "connections": definition.connections,
         "variables": definition.variables,
     }
 

@@ -225,12 +225,20 @@ def test_the_definition_page_shows_where_running_instances_wait(
         position = {"position": {"x": x, "y": y}, "size": {"width": 180, "height": 50}}
         return {"id": activity_id, "type": "Elsa.Activity", "metadata": {"designer": position}}
 
+    def link(source: str, target: str) -> dict[str, object]:
+        return {"source": {"activity": source, "port": "Done"}, "target": {"activity": target}}
+
     activities = [at(0, 0, "intake"), at(300, 0, "review"), at(600, 0, "ship")]
-    made = client.post(
-        "/api/workflows/definitions",
-        json={"id": "orders", "name": "Order intake", "version": 2, "activities": activities},
-    )
-    assert made.status_code == 201, made.text
+    definition = {
+        "id": "orders",
+        "name": "Order intake",
+        "version": 2,
+        "activities": activities,
+        "connections": [link("intake", "review"), link("review", "ship")],
+    }
+    # As the sync writes it (a POST of the original's route drops connections).
+    made = client.post("/api/sync/batch", json={"sourceId": "elsa", "definitions": [definition]})
+    assert made.status_code == 200, made.text
     placed = [
         ("o1", "Executing", "intake"),
         ("o2", "Suspended", "review"),
@@ -249,6 +257,12 @@ def test_the_definition_page_shows_where_running_instances_wait(
 
     page.goto(f"{server_url}/definition?id=orders")
     expect(page.locator("#definition-name")).to_have_text("Order intake")
+    edges = page.locator("#flow line.edge")
+    expect(edges).to_have_count(2)
+    assert edges.evaluate_all("es => es.map(e => [e.dataset.source, e.dataset.target])") == [
+        ["intake", "review"],
+        ["review", "ship"],
+    ]
     review = page.locator('#flow g[data-activity="review"]')
     expect(review.locator("text.count")).to_have_text("3")
     expect(page.locator('#flow g[data-activity="intake"] text.count')).to_have_text("1")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from tamma_sync.fields import IdOrEmpty, Text
 from tamma_sync.models import (
@@ -32,10 +33,19 @@ from tamma_sync.models import (
 class DefinitionIn(DefinitionWrite):
     """`POST /api/workflows/definitions`: `id` and `name` required, the rest optional.
 
-    A client-sent `syncedAt` is ignored: the server sets it.
+    A client-sent `syncedAt` is ignored: the server sets it. So is `connections`, which the
+    original did not know (it dropped unknown keys): they come from ELSA, by the sync.
     """
 
     name: Annotated[Text, StringConstraints(min_length=1)]
+    connections: SkipJsonSchema[None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_connections(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key != "connections"}
+        return data
 
 
 class InstanceIn(InstanceWrite):

@@ -25,13 +25,15 @@ def definition_write(
 ) -> DefinitionWrite:
     """A definition version as the store's write model, keyed by its definition id.
 
-    From a summary only, `activities` and `variables` stay None (the store keeps what it
-    has); a full `WorkflowDefinition` fills them.
+    From a summary only, `activities`, `connections` and `variables` stay None (the store
+    keeps what it has); a full `WorkflowDefinition` fills them.
     """
     activities: list[Any] | None = None
+    connections: list[Any] | None = None
     variables: list[Any] | None = None
     if isinstance(definition, WorkflowDefinition):
         activities = root_activities(definition.root)
+        connections = root_connections(definition.root)
         if definition.variables is not None:
             variables = [declared.as_json() for declared in definition.variables]
     return DefinitionWrite(
@@ -41,12 +43,20 @@ def definition_write(
         description=definition.description,
         version=definition.version,
         activities=activities,
+        connections=connections,
         variables=variables,
         is_published=definition.is_published,
         is_latest=definition.is_latest,
         created_at=_ms(definition.created_at),
         source_id=source_id,
     )
+
+
+def root_connections(root: dict[str, Any] | None) -> list[Any] | None:
+    """A Flowchart's connections between its activities (`source`/`target` each name an
+    activity and a port); None for a root that has none (a Sequence runs in order)."""
+    connections = (root or {}).get("connections")
+    return list(connections) if isinstance(connections, list) else None
 
 
 def root_activities(root: dict[str, Any] | None) -> list[Any] | None:

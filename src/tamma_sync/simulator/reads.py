@@ -166,8 +166,10 @@ class ApiReads:
             for definition_id in self._registry.definition_ids():
                 latest = self._registry.latest(definition_id)
                 assert latest is not None
-                activities = self._registry.root(latest)["activities"]
+                root = self._registry.root(latest)
+                activities, connections = root["activities"], root.get("connections")
                 assert isinstance(activities, list)
+                assert connections is None or isinstance(connections, list)
                 definitions[definition_id] = DefinitionTruth(
                     definition_id=definition_id,
                     version_id=latest.id,
@@ -177,6 +179,7 @@ class ApiReads:
                     is_published=latest.is_published,
                     is_latest=latest.is_latest,
                     activities=_copy(activities),
+                    connections=None if connections is None else _copy(connections),
                     variables=self._registry.variables(latest),
                     is_system=latest.is_system,
                 )

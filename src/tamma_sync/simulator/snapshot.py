@@ -25,6 +25,8 @@ class DefinitionTruth:
     is_latest: bool
     #: The root activity's `activities` (top-level activity JSON objects).
     activities: list[JSON]
+    #: A Flowchart root's `connections` (None for other roots).
+    connections: list[JSON] | None
     #: The model's `variables` entries.
     variables: list[JSON]
     #: ELSA's own system workflow (`isSystem: true` in its model).

@@ -241,7 +241,7 @@ class _KeptDefinition:
 
 
 #: What a compact definition leaves out.
-_DEFINITION_BODY = frozenset({"activities", "variables"})
+_DEFINITION_BODY = frozenset({"activities", "connections", "variables"})
 
 
 def _stale_definitions(
@@ -271,7 +271,7 @@ class DefinitionListing:
         self, db: Database, tenant_id: str, *, compact: bool = False
     ) -> list[tuple[str, bytes]]:
         """Every live definition of a tenant as (id, its wire JSON), ordered by id;
-        `compact` leaves out `activities` and `variables`."""
+        `compact` leaves out `activities`, `connections` and `variables`."""
         live = (definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None))
         kept = self._kept.get(tenant_id, {})
         async with db.reading() as conn:

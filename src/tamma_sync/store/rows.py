@@ -44,6 +44,7 @@ DEFINITION_CONTENT = (
     "version",
     "description",
     "activities",
+    "connections",
     "variables",
     "version_id",
     "is_published",

@@ -45,6 +45,7 @@ definitions = sa.Table(
     sa.Column("version", sa.Integer),
     sa.Column("description", sa.Text),
     sa.Column("activities", sa.JSON),
+    sa.Column("connections", sa.JSON),
     sa.Column("variables", sa.JSON),
     sa.Column("version_id", sa.String(255)),
     sa.Column("is_published", sa.Boolean),

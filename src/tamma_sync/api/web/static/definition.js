@@ -1,5 +1,5 @@
 // One workflow definition: its instances by status, and a map of its activities where the
-// designer placed them, each with the running instances at it now (GET …/activities),
+// designer placed them, joined by its flowchart's connections, each with the running instances at it now (GET …/activities),
 // each count linking to the explorer filtered to those instances. Polled while visible.
 
 import {
@@ -43,7 +43,25 @@ function placed(activities) {
   });
 }
 
-function flowchart(activities, waiting) {
+/** The activity at one end of a connection: ELSA 3.1+ writes `{activity, port}`, 3.0 the id. */
+const end = (connection, side) =>
+  typeof connection[side] === 'string' ? connection[side] : connection[side]?.activity;
+
+/** An arrow from the source's right edge to the target's left edge, middle to middle. */
+function arrows(connections, boxes) {
+  const at = new Map(boxes.map((b) => [b.a.id, b]));
+  return connections.flatMap((c) => {
+    const from = at.get(end(c, 'source'));
+    const to = at.get(end(c, 'target'));
+    if (!from || !to) return [];
+    return [svg('line', {
+      x1: from.x + from.width, y1: from.y + from.height / 2, x2: to.x, y2: to.y + to.height / 2,
+      class: 'edge', 'marker-end': 'url(#arrowhead)', 'data-source': from.a.id, 'data-target': to.a.id,
+    })];
+  });
+}
+
+function flowchart(activities, connections, waiting) {
   if (!activities.length) return h('p', { class: 'empty' }, 'The definition lists no activities.');
   const boxes = placed(activities);
   const minX = Math.min(...boxes.map((b) => b.x)) - PAD;
@@ -51,6 +69,9 @@ function flowchart(activities, waiting) {
   const width = Math.max(...boxes.map((b) => b.x + b.width)) + PAD - minX;
   const height = Math.max(...boxes.map((b) => b.y + b.height)) + PAD - minY;
   return svg('svg', { viewBox: `${minX} ${minY} ${width} ${height}`, role: 'img', 'aria-label': 'Activities and the running instances at each' },
+    svg('defs', {}, svg('marker', { id: 'arrowhead', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: 'auto-start-reverse' },
+      svg('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' }))),
+    arrows(connections, boxes),
     boxes.map(({ a, x, y, width: w, height: hgt }) => {
       const count = waiting.get(a.id)?.running ?? 0;
       const label = a.name && a.name !== a.id ? `${a.id} (${a.name})` : a.id;
@@ -95,7 +116,7 @@ function render(definition, listed, waiting) {
     : [h('span', { class: 'muted' }, 'No instances.')]));
   const byActivity = new Map((waiting?.activities ?? []).map((w) => [w.activityId, w]));
   const activities = definition?.activities ?? [];
-  $('flow').replaceChildren(flowchart(activities, byActivity));
+  $('flow').replaceChildren(flowchart(activities, definition?.connections ?? [], byActivity));
   $('activities').tBodies[0].replaceChildren(...activityRows(activities, byActivity));
   $('running').textContent = waiting
     ? `${waiting.running} running${waiting.withoutActivity ? `, ${waiting.withoutActivity} at no activity` : ''}`
