@@ -90,8 +90,8 @@ async def test_stream_resumed_from_purged_history_says_reset(store: Store, serve
 
 
 async def test_trend_rollups_go_once_no_window_reads_them(store: Store) -> None:
-    """By the minute they are read for a day, by the hour for a week: each is kept a day
-    longer, then purged; what a window still shows stays."""
+    """By the minute they are read for an hour, by the quarter hour for a day, by the hour
+    for a week: each is kept a day longer, then purged; what a window still shows stays."""
     day = 86_400_000
     now = 1_764_583_200_000
     ages = {"today": 0, "three-days": 3 * day, "ten-days": 10 * day}
@@ -116,6 +116,7 @@ async def test_trend_rollups_go_once_no_window_reads_them(store: Store) -> None:
     )
     # Two rows per span and instance: its definition's, and all definitions'.
     assert purged["trend rollups of 1 min"] == 4
+    assert purged["trend rollups of 15 min"] == 4
     assert purged["trend rollups of 60 min"] == 2
     counted = {w: await store.trend(T, None, w) for w in (by_minute, by_hour)}
     assert (started(by_minute), started(by_hour)) == (1, 2)

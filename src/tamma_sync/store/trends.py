@@ -1,8 +1,8 @@
 """Trends: instances started, finished and faulted per interval, for all definitions or one.
 
-Kept as rollups per minute and per hour, written in the same transaction as the instance
-writes they count, so a chart reads at most 1,440 rows (a day by the minute, or a week by
-the hour), never the instances or the change log. What is counted are the transitions the
+Kept as rollups per minute, per quarter hour and per hour, written in the same transaction
+as the instance writes they count, so a chart reads at most 168 rows (a week by the hour),
+never the instances or the change log. What is counted are the transitions the
 mirror observes, each at the source's own time, so an initial sync of months of history
 charts that history, not a spike at the time of the sync:
 
@@ -37,13 +37,14 @@ KINDS: tuple[TrendKind, ...] = ("started", "finished", "faulted")
 #: The definition id of the rollups of all definitions (a real one is never empty).
 ALL_DEFINITIONS = ""
 MINUTE_MS = 60_000
-#: The rollups' spans, in minutes: a window whose intervals are whole hours reads the
-#: hourly ones.
-SPANS = (1, 60)
+#: The rollups' spans, in minutes: a window reads those of the longest span that divides
+#: its intervals (the day's quarter hours, the week's hours).
+SPANS = (1, 15, 60)
 
-#: How long each span's rollups are kept, in minutes: as far back as the longest window
-#: that reads them reaches (a day by the minute, a week by the hour), and a day more.
-KEPT_MINUTES = {1: 2 * 1_440, 60: 8 * 1_440}
+#: How long each span's rollups are kept, in minutes: as far back as the window that reads
+#: them reaches (an hour by the minute, a day by the quarter hour, a week by the hour),
+#: and a day more.
+KEPT_MINUTES = {1: 1_440 + 60, 15: 2 * 1_440, 60: 8 * 1_440}
 
 #: Moves: {(tenant, definition, span, minute where the span starts): {kind: n}}.
 TrendDeltas = collections.defaultdict[tuple[str, str, int, int], collections.Counter[TrendKind]]

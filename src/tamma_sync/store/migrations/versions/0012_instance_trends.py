@@ -1,5 +1,5 @@
-"""Trends: instances started, finished and faulted per minute and per hour, per definition
-and in all.
+"""Trends: instances started, finished and faulted per minute, quarter hour and hour, per
+definition and in all.
 
 Filled from the instances mirrored so far, deleted ones included, as the writes from now on
 keep it (store/trends.py): a start in the minute of `createdAt`, a finish or a fault in the
@@ -59,13 +59,14 @@ def upgrade() -> None:
         "SELECT tenant_id, '', 1, minute, SUM(started), SUM(finished), SUM(faulted) "
         "FROM instance_trends GROUP BY tenant_id, minute"
     )
-    # Per hour, from the minutes.
-    op.execute(
-        f"INSERT INTO instance_trends {COLUMNS} "
-        "SELECT tenant_id, definition_id, 60, minute / 60 * 60, "
-        "SUM(started), SUM(finished), SUM(faulted) "
-        "FROM instance_trends GROUP BY tenant_id, definition_id, minute / 60"
-    )
+    # Per quarter hour and per hour, from the minutes.
+    for span in (15, 60):
+        op.execute(
+            f"INSERT INTO instance_trends {COLUMNS} "
+            f"SELECT tenant_id, definition_id, {span}, minute / {span} * {span}, "
+            "SUM(started), SUM(finished), SUM(faulted) FROM instance_trends "
+            f"WHERE span_minutes = 1 GROUP BY tenant_id, definition_id, minute / {span}"
+        )
 
 
 def downgrade() -> None:
