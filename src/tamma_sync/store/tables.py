@@ -222,8 +222,9 @@ instance_totals = sa.Table(
 #: Instances started, finished and faulted per minute, quarter hour and hour
 #: (`span_minutes` 1, 15 or 60), per (tenant, definition) and, with an empty definition
 #: id, for all definitions: what the trend charts read, kept in the same transaction as
-#: every instance write so that no chart scans instances or changes. `minute` is where the span starts, in minutes
-#: since the epoch, of the source's own times (see store/trends.py).
+#: every instance write so that no chart scans instances or changes. `minute` is where
+#: the span starts, in minutes since the epoch, of the source's own times (see
+#: store/trends.py).
 instance_trends = sa.Table(
     "instance_trends",
     metadata,
