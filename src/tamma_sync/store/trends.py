@@ -2,9 +2,9 @@
 
 Kept as rollups per minute, per quarter hour and per hour, written in the same transaction
 as the instance writes they count, so a chart reads at most 168 rows (a week by the hour),
-never the instances or the change log. What is counted are the transitions the
-mirror observes, each at the source's own time, so an initial sync of months of history
-charts that history, not a spike at the time of the sync:
+never the instances or the change log. What is counted are the transitions the mirror
+observes, each at the source's own time, so an initial sync of months of history charts
+that history, not a spike at the time of the sync:
 
 - an instance *started* when it is first written (or written again after it was
   deleted), in the minute of its `createdAt`;
@@ -83,8 +83,8 @@ def count_transitions(
 
 
 async def add_deltas(conn: AsyncConnection, dialect: Dialect, deltas: TrendDeltas) -> None:
-    """Add `deltas` to the rollups, inserting the minutes that have none yet. In key order,
-    so that concurrent writers on PostgreSQL lock rows in one order and cannot deadlock."""
+    """Add `deltas` to the rollups, inserting the spans that have none yet (in the write
+    transaction `conn`, which writers take one at a time)."""
     rows = [
         {
             "tenant_id": tenant_id,
