@@ -128,7 +128,7 @@ class BulkStatement:
 
 
 class TableStats:
-    """Rows this process added per table since it last had PostgreSQL ANALYZE it."""
+    """Rows this process added per table since it last had the database ANALYZE it."""
 
     #: ANALYZE once a table grew by this share of the size it had at the last ANALYZE…
     GROWTH = 0.2
