@@ -122,22 +122,16 @@ class TrendWindow:
         return max(s for s in SPANS if self.step_minutes % s == 0 and self.until % s == 0)
 
 
-_TENANT = sa.bindparam("tenant_id", type_=sa.String)
-_SINCE = sa.bindparam("since", type_=sa.BigInteger)
-_slot = ((instance_trends.c.minute - _SINCE) // sa.bindparam("step", type_=sa.BigInteger)).label(
-    "slot"
-)
-#: Built once: a window's rollups summed per interval, read along the primary key.
-_per_slot = (
-    sa.select(_slot, *(sa.func.sum(instance_trends.c[kind]) for kind in KINDS))
-    .where(
-        instance_trends.c.tenant_id == _TENANT,
-        instance_trends.c.definition_id == sa.bindparam("definition_id", type_=sa.String),
-        instance_trends.c.span_minutes == sa.bindparam("span", type_=sa.SmallInteger),
-        instance_trends.c.minute >= _SINCE,
-        instance_trends.c.minute < sa.bindparam("until", type_=sa.BigInteger),
-    )
-    .group_by(_slot)
+#: Built once: a window's rollups, read along the primary key. Summed into intervals
+#: here, not by a GROUP BY: each row is one interval of the windows the API offers.
+_in_window = sa.select(
+    instance_trends.c.minute, *(instance_trends.c[kind] for kind in KINDS)
+).where(
+    instance_trends.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
+    instance_trends.c.definition_id == sa.bindparam("definition_id", type_=sa.String),
+    instance_trends.c.span_minutes == sa.bindparam("span", type_=sa.SmallInteger),
+    instance_trends.c.minute >= sa.bindparam("since", type_=sa.BigInteger),
+    instance_trends.c.minute < sa.bindparam("until", type_=sa.BigInteger),
 )
 
 
@@ -149,12 +143,13 @@ async def trend(
     parameters = {
         "tenant_id": tenant_id,
         "definition_id": ALL_DEFINITIONS if definition_id is None else definition_id,
+        "span": window.span,
         "since": window.since,
         "until": window.until,
-        "step": window.step_minutes,
-        "span": window.span,
     }
     found: list[dict[TrendKind, int]] = [dict.fromkeys(KINDS, 0) for _ in range(window.slots)]
-    for slot, *sums in await db.read_rows(_per_slot, parameters):
-        found[slot] = {kind: int(total) for kind, total in zip(KINDS, sums, strict=True)}
+    for minute, *counts in await db.read_rows(_in_window, parameters):
+        interval = found[(minute - window.since) // window.step_minutes]
+        for kind, count in zip(KINDS, counts, strict=True):
+            interval[kind] += count
     return found
