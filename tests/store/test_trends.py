@@ -6,14 +6,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import command
 
-from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
+from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite, now_ms
 from tamma_sync.store import Store
 from tamma_sync.store.migrations import alembic_config
 from tamma_sync.store.trends import MINUTE_MS, TrendWindow
 
 T = DEFAULT_TENANT_ID
-#: 2026-12-01 10:00 UTC, on a minute.
-T0 = 1_764_583_200_000
+#: The hour before the last: recent enough for every span's rollups to be kept.
+T0 = (now_ms() // 3_600_000 - 1) * 3_600_000
 MINUTE0 = T0 // MINUTE_MS
 #: The five minutes from T0, one interval each.
 FIVE_MINUTES = TrendWindow(until=MINUTE0 + 5, step_minutes=1, slots=5)

@@ -101,7 +101,7 @@ class Transaction:
     ) -> None:
         """Count what writing instance row `new` over the live row `old` (None: new to the
         mirror) adds to the trends."""
-        count_transitions(self.trend_deltas, tenant_id, old, new)
+        count_transitions(self.trend_deltas, tenant_id, old, new, self.now)
 
     def record(
         self,

@@ -11,6 +11,9 @@ that history, not a spike at the time of the sync:
 - it *finished* or *faulted* when it is written with that sub-status after another (or
   first written so), in the minute of its `finishedAt`, or of its `updatedAt` without one.
 
+Each span's rollups are kept only as far back as the window reading them reaches, and a
+day (`KEPT_MINUTES`): older ones are neither written nor kept (retention purges them).
+
 Deleting or purging an instance takes nothing back: what happened, happened.
 """
 
@@ -70,14 +73,22 @@ def transitions(
 
 
 def count_transitions(
-    deltas: TrendDeltas, tenant_id: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    deltas: TrendDeltas,
+    tenant_id: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    now: int,
 ) -> None:
-    """Add the trend events of one instance write to `deltas`, for its definition and for
-    all definitions."""
+    """Add the trend events of one instance write at `now` (epoch ms) to `deltas`, for its
+    definition and for all definitions: into each span that still keeps its time, so an
+    initial sync of months of history writes rollups only for its last days."""
+    now_minute = now // MINUTE_MS
     for kind, at in transitions(old, new):
         minute = at // MINUTE_MS
         for span in SPANS:
             start = minute // span * span
+            if start < now_minute - KEPT_MINUTES[span]:
+                continue
             deltas[tenant_id, new["definition_id"], span, start][kind] += 1
             deltas[tenant_id, ALL_DEFINITIONS, span, start][kind] += 1
 

@@ -3,13 +3,15 @@ definition and in all.
 
 Filled from the instances mirrored so far, deleted ones included, as the writes from now on
 keep it (store/trends.py): a start in the minute of `createdAt`, a finish or a fault in the
-minute of `finishedAt`, or of `updatedAt` without one.
+minute of `finishedAt`, or of `updatedAt` without one; each span only as far back as it is
+kept.
 
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-06
 """
 
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -21,6 +23,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 COLUMNS = "(tenant_id, definition_id, span_minutes, minute, started, finished, faulted)"
+#: trends.KEPT_MINUTES when this revision was written: how far back each span is filled.
+KEPT_MINUTES = {1: 1_440 + 60, 15: 2 * 1_440, 60: 8 * 1_440}
 #: Every instance's trend events: its start, and its finish or fault.
 EVENTS = """
 SELECT tenant_id, definition_id, created_at / 60000 AS minute,
@@ -48,24 +52,22 @@ def upgrade() -> None:
             "tenant_id", "definition_id", "span_minutes", "minute", name="pk_instance_trends"
         ),
     )
-    op.execute(
-        f"INSERT INTO instance_trends {COLUMNS} "
-        "SELECT tenant_id, definition_id, 1, minute, SUM(started), SUM(finished), SUM(faulted) "
-        f"FROM ({EVENTS}) AS events GROUP BY tenant_id, definition_id, minute"
-    )
-    # All definitions: an empty definition id (a real one never is).
-    op.execute(
-        f"INSERT INTO instance_trends {COLUMNS} "
-        "SELECT tenant_id, '', 1, minute, SUM(started), SUM(finished), SUM(faulted) "
-        "FROM instance_trends GROUP BY tenant_id, minute"
-    )
-    # Per quarter hour and per hour, from the minutes.
-    for span in (15, 60):
+    now_minute = int(time.time()) // 60
+    for span, kept in KEPT_MINUTES.items():
+        op.execute(
+            sa.text(
+                f"INSERT INTO instance_trends {COLUMNS} "
+                f"SELECT tenant_id, definition_id, {span}, minute / {span} * {span}, "
+                "SUM(started), SUM(finished), SUM(faulted) "
+                f"FROM ({EVENTS}) AS events WHERE minute / {span} * {span} >= :since "
+                f"GROUP BY tenant_id, definition_id, minute / {span}"
+            ).bindparams(since=now_minute - kept)
+        )
+        # All definitions: an empty definition id (a real one never is).
         op.execute(
             f"INSERT INTO instance_trends {COLUMNS} "
-            f"SELECT tenant_id, definition_id, {span}, minute / {span} * {span}, "
-            "SUM(started), SUM(finished), SUM(faulted) FROM instance_trends "
-            f"WHERE span_minutes = 1 GROUP BY tenant_id, definition_id, minute / {span}"
+            f"SELECT tenant_id, '', {span}, minute, SUM(started), SUM(finished), SUM(faulted) "
+            f"FROM instance_trends WHERE span_minutes = {span} GROUP BY tenant_id, minute"
         )
 
 
