@@ -31,6 +31,8 @@ ENDPOINTS: list[tuple[str, str, Any, Scope]] = [
     ("DELETE", "/api/workflows/instances/a1", None, DELETE),
     ("GET", "/api/workflows/instances/a1/events", None, VIEW),
     ("GET", "/api/workflows/instances/a1/history", None, VIEW),
+    ("GET", "/api/workflows/instances/a1/journal", None, VIEW),
+    ("GET", "/api/workflows/trends", None, VIEW),
     ("GET", "/api/events", None, VIEW),
     ("GET", "/api/dashboard/summary", None, DASHBOARD),
     ("GET", "/api/dashboard/engines", None, DASHBOARD),

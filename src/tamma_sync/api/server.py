@@ -77,9 +77,6 @@ class Server(uvicorn.Server):
             self._woken = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        feed: ChangeFeed | None = getattr(self._app.state, "feed", None)
-        if feed is not None:
-            feed.end_streams()
         if sig == signal.SIGTERM:
             # A requested stop that went well exits 0. uvicorn's own handler records the
             # signal and raises it again once shut down, and the process would end "killed
@@ -90,9 +87,19 @@ class Server(uvicorn.Server):
         else:
             super().handle_exit(sig, frame)
         woken = self._woken
-        if woken is not None:  # from a signal handler or another thread alike
-            loop, event = woken
-            loop.call_soon_threadsafe(event.set)
+        if woken is None:  # not serving (yet or any more): no stream to end, no loop to wake
+            self._end_streams()
+            return
+        # From a signal handler or another thread alike: the streams are ended, and the loop
+        # woken, on the loop's own thread (their events are not thread-safe).
+        loop, event = woken
+        loop.call_soon_threadsafe(self._end_streams)
+        loop.call_soon_threadsafe(event.set)
+
+    def _end_streams(self) -> None:
+        feed: ChangeFeed | None = getattr(self._app.state, "feed", None)
+        if feed is not None:
+            feed.end_streams()
 
 
 class _Lifespan(LifespanOn):
