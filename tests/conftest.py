@@ -90,15 +90,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 @contextmanager
-def new_postgres_database(template: str | None = None) -> Iterator[str]:
-    """A PostgreSQL database of its own (async driver URL), empty or a copy of `template`,
-    dropped at the end."""
+def new_postgres_database() -> Iterator[str]:
+    """An empty PostgreSQL database of its own (async driver URL), dropped at the end."""
     admin_url = postgres_admin_url()
     if admin_url is None:
         pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV}")
     name = f"tamma_test_{uuid.uuid4().hex[:12]}"
-    copied = f' TEMPLATE "{template}"' if template else ""
-    run_async(_admin(f'CREATE DATABASE "{name}"{copied}'))
+    run_async(_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield _postgres_url(name)
     finally:

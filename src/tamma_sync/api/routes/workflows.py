@@ -10,6 +10,8 @@ import logging
 import math
 import string
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
@@ -333,20 +335,15 @@ async def cancel_instance(
             409, f"Instance has already ended ({instance.sub_status}); it cannot be cancelled"
         )
     source = _elsa_source(runner, tenant, instance, "cancel it")
-    try:
-        ended = await source.cancel(instance_id)
-    except ElsaNotFound as exc:
-        raise ApiError(
-            502,
-            f"ELSA source {instance.source_id!r} cannot cancel instances "
-            "(ELSA has a cancel route from 3.1)",
-        ) from exc
-    except ElsaUnavailable as exc:
-        raise ApiError(503, f"ELSA source {instance.source_id!r} is unavailable: {exc}") from exc
-    except ElsaError as exc:
-        raise ApiError(
-            502, f"ELSA source {instance.source_id!r} refused the cancel: {exc}"
-        ) from exc
+    with _asking_elsa(source, "the cancel"):
+        try:
+            ended = await source.cancel(instance_id)
+        except ElsaNotFound as exc:
+            raise ApiError(
+                502,
+                f"ELSA source {instance.source_id!r} cannot cancel instances "
+                "(ELSA has a cancel route from 3.1)",
+            ) from exc
     cancelled = await store.get_instance(tenant, instance_id)
     if cancelled is None:
         raise not_found("Instance")
@@ -385,12 +382,8 @@ async def instance_journal(
     if instance is None:
         raise not_found("Instance")
     source = _elsa_source(runner, tenant, instance, "read its journal")
-    try:
+    with _asking_elsa(source, "the journal"):
         entries, total = await source.journal(instance_id, page, page_size)
-    except ElsaUnavailable as exc:
-        raise ApiError(503, f"ELSA source {source.source.id!r} is unavailable: {exc}") from exc
-    except ElsaError as exc:
-        raise ApiError(502, f"ELSA source {source.source.id!r} refused the journal: {exc}") from exc
     return InstanceJournal(
         instance_id=instance_id,
         source_id=source.source.id,
@@ -399,6 +392,17 @@ async def instance_journal(
         total=total,
         entries=[JournalEntry(**entry) for entry in entries],
     )
+
+
+@contextmanager
+def _asking_elsa(source: SyncService, what: str) -> Iterator[None]:
+    """ELSA's failures as answers: 503 while it is unreachable, 502 when it refused `what`."""
+    try:
+        yield
+    except ElsaUnavailable as exc:
+        raise ApiError(503, f"ELSA source {source.source.id!r} is unavailable: {exc}") from exc
+    except ElsaError as exc:
+        raise ApiError(502, f"ELSA source {source.source.id!r} refused {what}: {exc}") from exc
 
 
 def _elsa_source(
