@@ -10,7 +10,10 @@ WRITERS = 60
 
 
 async def test_concurrent_posts_and_puts_lose_nothing(server_url: str) -> None:
-    limits = httpx.Limits(max_connections=WRITERS)
+    # A connection idle for uvicorn's keep-alive timeout (5 s) is closed by the server: the
+    # client drops its own sooner, or one reused just as the server closes it fails. (On a
+    # loaded machine the 60 serialized creations can take that long.)
+    limits = httpx.Limits(max_connections=WRITERS, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=server_url, timeout=30, limits=limits) as http:
         created = await asyncio.gather(
             *(
