@@ -6,6 +6,7 @@ by the migrations' own downgrades: today's code writes tables an older revision 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -79,6 +80,21 @@ async def test_migrate_from_empty_to_head_matches_the_tables(empty_database_url:
         assert await store.schema_revision() == head_revision()
     finally:
         await store.close()
+
+
+def test_processes_migrating_an_empty_database_at_once_all_succeed(
+    empty_database_url: str,
+) -> None:
+    """Workers or replicas started together each migrate: one does, the other waits for it
+    and finds the database at head. (On SQLite alembic committed after each migration and
+    let the second in midway, where it failed on the indexes the first had made.)"""
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda _: run_cli("migrate", "--database-url", empty_database_url), range(2))
+        )
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert f"database schema at revision {head_revision()}" in result.stdout
 
 
 def test_the_head_read_from_file_names_is_the_one_alembic_finds() -> None:

@@ -3,6 +3,7 @@ pinging PostgreSQL connections that sat idle."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -98,10 +99,10 @@ def _tune_sqlite(sql_engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _switch_to_wal(cursor)
         for pragma in (
-            "journal_mode=WAL",
             "synchronous=NORMAL",
-            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
             "foreign_keys=ON",
             # ANALYZE samples this many rows per index: milliseconds at any size, and
             # statistics good enough to choose between indexes (see database.py).
@@ -114,3 +115,18 @@ def _tune_sqlite(sql_engine: AsyncEngine) -> None:
     def _on_begin(conn: SyncConnection) -> None:
         if conn.get_execution_options().get(WRITE_OPTION, False):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another process switches the same new
+    database: two connections switching at once each hold a read lock the other's switch
+    needs, and SQLite refuses one at once ("database is locked") instead of waiting."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

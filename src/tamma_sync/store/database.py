@@ -264,6 +264,11 @@ class Database:
     async def _upgrade(self) -> None:
         async with self.sql_engine.connect() as plain_conn:
             conn = await plain_conn.execution_options(**self._write_options)
+            # One transaction around every migration, begun before alembic sees the
+            # connection: alembic then commits nothing itself, where on SQLite it would
+            # commit after each migration and let a process starting at once in midway.
+            # On SQLite this BEGIN IMMEDIATE is the lock that process waits on.
+            await conn.begin()
             if not self.is_sqlite:
                 await conn.execute(
                     sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
