@@ -1,6 +1,6 @@
 """The instance explorer's filters (sourceId, createdSince/createdBefore, updatedBefore,
-idPrefix, currentActivity) over real HTTP, on SQLite and PostgreSQL: the same rows, totals
-and refusals."""
+idPrefix, currentActivity, statusText) over real HTTP, on SQLite and PostgreSQL: the same
+rows, totals and refusals."""
 
 from __future__ import annotations
 
@@ -195,6 +195,40 @@ def test_current_activity_is_an_exact_match(client: httpx.Client) -> None:
     assert ([item["id"] for item in rest["data"]], rest["total"]) == (["a4"], 4)
 
 
+#: (id, status text as its writer sent it): the original's free text, the .NET service's
+#: ELSA statuses, and a word that maps to no sub-status.
+STATUS_TEXTS = [
+    ("s1", "pending"),
+    ("s2", "Pending"),
+    ("s3", "awaiting-review"),
+    ("s4", "Running"),
+    ("s5", "awaiting-review"),
+    ("s6", "cancelled"),
+    ("s7", "awaiting-review "),
+]
+
+
+def test_status_text_is_an_exact_match_on_what_the_writer_sent(client: httpx.Client) -> None:
+    for n, (instance_id, status) in enumerate(STATUS_TEXTS):
+        post(client, instance_id, status=status, createdAt=100 + n, updatedAt=1_000 + n)
+    post(client, "s-deleted", status="awaiting-review")
+    assert client.delete(f"{LIST}/s-deleted").status_code == 200
+    assert ids(client, statusText="awaiting-review") == ["s3", "s5"]
+    assert ids(client, statusText="awaiting-review ") == ["s7"]  # not trimmed
+    assert ids(client, statusText="pending") == ["s1"]  # case-sensitive
+    assert ids(client, statusText="Pending") == ["s2"]
+    assert ids(client, statusText="await") == []  # not a prefix
+    assert len(ids(client, statusText="")) == len(STATUS_TEXTS)  # empty: no filter
+    # `status` is ELSA's Running/Finished (by the sub-status each text maps to), not the text.
+    assert ids(client, status="Running", statusText="cancelled") == []
+    assert ids(client, status="Finished", statusText="cancelled") == ["s6"]
+    assert ids(client, subStatus="Pending", statusText="Pending") == ["s2"]
+    assert ids(client, statusText="awaiting-review", orderBy="updatedAt") == ["s5", "s3"]
+    # Cancelling writes the original's "cancelled": the instance now matches that text.
+    assert client.post(f"{LIST}/s4/cancel").status_code == 200
+    assert ids(client, statusText="cancelled") == ["s4", "s6"]
+
+
 #: Instances made for walking pages: ties in both orders, so that the id breaks them.
 WALKED: list[dict[str, Any]] = [
     {
@@ -285,6 +319,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"sourceId": "\x00"}, "NUL"),
     ({"currentActivity": "review\x00"}, "NUL"),
     ({"currentActivity": "r" * 501}, "currentActivity"),
+    ({"statusText": "s" * 256}, "statusText"),
+    ({"statusText": "done\x00"}, "NUL"),
     ({"sourceId": "elsa-a", "createdSince": -1}, "createdSince"),
 ]
 

@@ -139,6 +139,28 @@ def test_an_instance_that_comes_to_match_appears_live(
     expect(page.locator('#results > li[data-id="refund-2"]')).to_have_count(0)
 
 
+def test_the_status_text_filter_matches_what_writers_sent_and_follows_changes(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    """The original's writers send free text (`pending`, `awaiting-review`): the explorer
+    finds it exactly, keeps it in the URL, and adds an instance that comes to say it."""
+    _seed(client)
+    for instance_id in ("order-4", "refund-2"):
+        put = client.put(f"/api/workflows/instances/{instance_id}", json={"status": "on-hold"})
+        assert put.status_code == 200, put.text
+    page.goto(f"{server_url}/instances")
+    page.locator("#more-filters > summary").click()
+    page.fill('input[name="statusText"]', "on-hold")
+    page.get_by_role("button", name="Apply").click()
+    _shown(page, ["refund-2", "order-4"])
+    assert parse_qs(urlsplit(page.url).query) == {"statusText": ["on-hold"]}
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    client.put("/api/workflows/instances/order-5", json={"status": "On-hold"})  # not it
+    client.put("/api/workflows/instances/order-1", json={"status": "on-hold"})
+    expect(_rows(page).first).to_have_attribute("data-id", "order-1", timeout=LIVE_MS)
+    expect(page.locator('#results > li[data-id="order-5"]')).to_have_count(0)
+
+
 def test_the_instance_page_shows_its_fields_variables_and_a_live_timeline(
     client: httpx.Client, server_url: str, page: Page
 ) -> None:

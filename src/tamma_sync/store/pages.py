@@ -41,6 +41,9 @@ class InstanceQuery:
     id_prefix: str | None = None
     """Literal text the id starts with, case-sensitive (no wildcards)."""
     current_activity: str | None = None
+    status_text: str | None = None
+    """The `status` string exactly as written (the original's free text: "pending",
+    "Running", "cancelled"…), case-sensitive."""
     order_by: OrderBy = "createdAt"
     descending: bool = False
     limit: int = 50
@@ -81,6 +84,7 @@ class PageShape(NamedTuple):
     updated_before: bool
     id_prefix: bool
     current_activity: bool
+    status_text: bool
     with_total: bool
 
     @classmethod
@@ -99,6 +103,7 @@ class PageShape(NamedTuple):
             updated_before=query.updated_before is not None,
             id_prefix=query.id_prefix is not None,
             current_activity=query.current_activity is not None,
+            status_text=query.status_text is not None,
             with_total=query.with_total,
         )
 
@@ -114,6 +119,7 @@ class PageShape(NamedTuple):
             or self.updated_before
             or self.id_prefix
             or self.current_activity
+            or self.status_text
         )
 
 
@@ -149,6 +155,7 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
         "id_prefix": query.id_prefix,
         "id_prefix_length": None if query.id_prefix is None else len(query.id_prefix),
         "current_activity": query.current_activity,
+        "status_text": query.status_text,
         "row_limit": query.limit + 1,  # one more than the page: is there a next one?
         "row_offset": 0 if query.after is not None else query.offset,
     }
@@ -268,6 +275,8 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
         conditions.append(
             instances.c.current_activity == sa.bindparam("current_activity", type_=sa.String)
         )
+    if shape.status_text:
+        conditions.append(instances.c.status == sa.bindparam("status_text", type_=sa.String))
     return conditions
 
 

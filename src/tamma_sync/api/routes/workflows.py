@@ -226,6 +226,17 @@ async def list_instances(
             description="Only instances at this activity (exact match). Empty: no filter.",
         ),
     ] = None,
+    status_text: Annotated[
+        str | None,
+        Query(
+            alias="statusText",
+            max_length=MAX_ID_LENGTH,
+            description="Only instances whose `status` field is this text exactly "
+            "(case-sensitive): the free text the original's writers send, such as `pending` "
+            "or `cancelled`. The `status` parameter filters by ELSA's Running/Finished "
+            "instead. Empty: no filter.",
+        ),
+    ] = None,
     order_by: Annotated[Literal["createdAt", "updatedAt"], Query(alias="orderBy")] = "createdAt",
     order_direction: Annotated[
         Literal["asc", "desc"] | None,
@@ -261,6 +272,7 @@ async def list_instances(
         updated_before=updated_before,
         id_prefix=id_prefix or None,
         current_activity=current_activity or None,
+        status_text=status_text or None,
         order_by=order_by,
         descending=descending,
         limit=size,

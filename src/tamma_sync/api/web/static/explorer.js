@@ -8,8 +8,8 @@ import {
 
 /** Every filter the page offers: the API's parameter names. */
 const FILTERS = [
-  'definitionId', 'status', 'subStatus', 'currentActivity', 'sourceId', 'correlationId', 'idPrefix',
-  'createdSince', 'createdBefore', 'updatedSince', 'updatedBefore', 'orderBy', 'orderDirection',
+  'definitionId', 'status', 'subStatus', 'currentActivity', 'statusText', 'sourceId',
+  'correlationId', 'idPrefix', 'createdSince', 'createdBefore', 'updatedSince', 'updatedBefore', 'orderBy', 'orderDirection',
   'pageSize',
 ];
 /** Filters holding epoch milliseconds, which the form shows as local date and time. */
@@ -134,6 +134,7 @@ async function more() {
 function matches(i) {
   const f = filters;
   if (f.currentActivity && i.currentActivity !== f.currentActivity) return false;
+  if (f.statusText && i.status !== f.statusText) return false;
   if (f.sourceId && i.sourceId !== f.sourceId) return false;
   if (f.correlationId && i.correlationId !== f.correlationId) return false;
   if (f.idPrefix && !i.id.startsWith(f.idPrefix)) return false;
