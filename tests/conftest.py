@@ -90,13 +90,15 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 @contextmanager
-def new_postgres_database() -> Iterator[str]:
-    """An empty PostgreSQL database of its own (async driver URL), dropped at the end."""
+def new_postgres_database(icu_locale: str | None = None) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (async driver URL), dropped at the end;
+    ordering text by `icu_locale` if given, else by the server's default."""
     admin_url = postgres_admin_url()
     if admin_url is None:
         pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV}")
     name = f"tamma_test_{uuid.uuid4().hex[:12]}"
-    run_async(_admin(f'CREATE DATABASE "{name}"'))
+    locale = f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'"
+    run_async(_admin(f'CREATE DATABASE "{name}"' + (locale if icu_locale else "")))
     try:
         yield _postgres_url(name)
     finally:
@@ -152,6 +154,16 @@ def postgres_database_url(postgres_databases: PostgresDatabases) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_en_us_database_url() -> Iterator[str]:
+    """A PostgreSQL database migrated to head whose collation orders text as people read
+    it (ICU's en-US: "a" < "B"), as production databases often do; the test server's
+    may order it by bytes, which would hide what such a collation changes."""
+    with new_postgres_database(icu_locale="en-US") as url:
+        run_async(_migrate(url))
+        yield url
+
+
+@pytest.fixture
 def empty_postgres_database_url() -> Iterator[str]:
     """An empty PostgreSQL database made for this test (async driver URL)."""
     with new_postgres_database() as url:
@@ -196,11 +208,19 @@ def empty_sqlite_database_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'tamma-sync.db'}"
 
 
+#: The database each `database_url` parameter names: the two dialects, and one more a test
+#: may ask for with `pytest.mark.parametrize("database_url", […], indirect=True)`.
+DATABASE_FIXTURES = {
+    "sqlite": "sqlite_database_url",
+    "postgresql": "postgres_database_url",
+    "postgresql-en-US": "postgres_en_us_database_url",
+}
+
+
 @pytest.fixture(params=DIALECTS)
 def database_url(request: pytest.FixtureRequest) -> str:
     """A database migrated to head, once on SQLite and once on PostgreSQL."""
-    fixture = "sqlite_database_url" if request.param == "sqlite" else "postgres_database_url"
-    url: str = request.getfixturevalue(fixture)
+    url: str = request.getfixturevalue(DATABASE_FIXTURES[request.param])
     return url
 
 

@@ -106,6 +106,13 @@ def test_the_new_filters_combine_with_each_other_and_the_old_ones(
     ]
 
 
+#: A database that orders text as people read it ("ord" < "ORD-3" < "ord-1") as well.
+ANY_COLLATION = pytest.mark.parametrize(
+    "database_url", ["sqlite", "postgresql", "postgresql-en-US"], indirect=True
+)
+
+
+@ANY_COLLATION
 def test_id_prefix_is_literal_and_case_sensitive(explorer: httpx.Client) -> None:
     assert ids(explorer, idPrefix="ord") == ["ord-1", "ord-2", "ord_x", "ordAx"]
     assert ids(explorer, idPrefix="ORD") == ["ORD-3"]
@@ -122,6 +129,27 @@ def test_id_prefix_is_literal_and_case_sensitive(explorer: httpx.Client) -> None
     assert ids(explorer, idPrefix="ord-1x") == []
     assert ids(explorer, idPrefix="x" * 255) == []
     assert len(ids(explorer, idPrefix="")) == len(EXPLORER)  # empty: no filter
+
+
+@ANY_COLLATION
+def test_ties_are_broken_by_the_ids_bytes_on_every_database(client: httpx.Client) -> None:
+    """Instances of one time are listed in the ids' byte order, whatever the database's
+    collation, and keyset pages walk the same order."""
+    tied = ["b", "é", "A-1", "a", "B", "Z"]
+    for instance_id in tied:
+        post(client, instance_id, createdAt=100, updatedAt=100)
+    in_byte_order = sorted(tied, key=lambda i: i.encode())
+    assert in_byte_order == ["A-1", "B", "Z", "a", "b", "é"]
+    assert ids(client) == in_byte_order
+    seen: list[str] = []
+    cursor = None
+    for _ in range(len(tied)):
+        page = client.get(LIST, params={"pageSize": 2} | ({"cursor": cursor} if cursor else {}))
+        seen += [item["id"] for item in page.json()["data"]]
+        cursor = page.json().get("nextCursor")
+        if cursor is None:
+            break
+    assert seen == in_byte_order
 
 
 def test_offset_pages_and_totals_follow_the_filters(explorer: httpx.Client) -> None:

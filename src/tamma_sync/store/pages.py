@@ -18,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 import sqlalchemy as sa
 
+from tamma_sync.fields import MAX_ID_LENGTH
 from tamma_sync.models import Instance, SubStatus, dump_json
 from tamma_sync.store.rows import INSTANCE_WIRE_KEYS
 from tamma_sync.store.tables import instance_counts, instance_totals, instances
@@ -153,7 +154,7 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
         "updated_since": query.updated_since,
         "updated_before": query.updated_before,
         "id_prefix": query.id_prefix,
-        "id_prefix_length": None if query.id_prefix is None else len(query.id_prefix),
+        "id_range_end": None if query.id_prefix is None else _after_every_id(query.id_prefix),
         "current_activity": query.current_activity,
         "status_text": query.status_text,
         "row_limit": query.limit + 1,  # one more than the page: is there a next one?
@@ -167,6 +168,13 @@ def page_parameters(tenant_id: str, query: InstanceQuery) -> dict[str, Any]:
     if query.after is not None:
         parameters["after_value"], parameters["after_id"] = query.after
     return parameters
+
+
+def _after_every_id(prefix: str) -> str:
+    """A text above every id (at most MAX_ID_LENGTH characters) that starts with `prefix`
+    and below every other text above the prefix: the prefix, then the highest code point
+    one more time than such an id can have characters after it."""
+    return prefix + "\U0010ffff" * (MAX_ID_LENGTH + 1 - len(prefix))
 
 
 @functools.cache
@@ -282,14 +290,14 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
 
 def _id_starts_with() -> sa.ColumnElement[bool]:
     """`id` starts with the bound prefix, literally and case-sensitively, with the same
-    rows on both databases: its first len(prefix) characters equal the prefix. LIKE
-    would need its wildcards escaped and is case-insensitive on SQLite; a range on `id`
-    is not a prefix match under PostgreSQL's non-"C" collations. Both count characters
-    (code points) in substr, as Python's len does; `=` compares exactly (SQLite's BINARY
-    collation, PostgreSQL's deterministic ones). No index serves it: it narrows what the
-    other filters find."""
-    head = sa.func.substr(instances.c.id, 1, sa.bindparam("id_prefix_length", type_=sa.Integer))
-    return head == sa.bindparam("id_prefix", type_=sa.String)
+    rows on both databases: ids compare byte by byte on both (tables.BYTEWISE_ID), and
+    UTF-8's byte order is code point order, so the ids starting with a prefix are exactly
+    those from the prefix up to `id_range_end` (`page_parameters`): one range of the
+    primary key. LIKE would need its wildcards escaped and is case-insensitive on SQLite."""
+    return sa.and_(
+        instances.c.id >= sa.bindparam("id_prefix", type_=sa.String),
+        instances.c.id < sa.bindparam("id_range_end", type_=sa.String),
+    )
 
 
 def _sub_status_values(count: int) -> list[sa.BindParameter[str]]:

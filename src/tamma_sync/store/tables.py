@@ -61,11 +61,16 @@ definitions = sa.Table(
     _live_index("ix_definitions_live", "tenant_id", "definition_id", "revision", "synced_at"),
 )
 
+#: Ids compare byte by byte on both databases (SQLite's BINARY; on PostgreSQL "C", whatever
+#: the database's collation): pages break ties between equal times in the same order, and
+#: the ids starting with a prefix are one range of the primary key (store/pages.py).
+BYTEWISE_ID = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
+
 instances = sa.Table(
     "instances",
     metadata,
     sa.Column("tenant_id", sa.String(255), primary_key=True),
-    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("id", BYTEWISE_ID, primary_key=True),
     sa.Column("definition_id", sa.String(255), nullable=False),
     sa.Column("status", sa.String(255)),
     sa.Column("sub_status", sa.String(20)),
