@@ -248,3 +248,38 @@ async def test_0011_cuts_an_activity_too_long_for_the_running_index(
         assert waiting == {cut: {SubStatus.SUSPENDED: 1}}
     finally:
         await store.close()
+
+
+async def test_an_upgraded_sqlite_database_has_statistics_for_its_new_indexes(
+    sqlite_database_url: str,
+) -> None:
+    """0015 makes the correlation index anew; SQLite would plan with no statistics for it
+    (and walk every row for a correlation id) until the next ANALYZE: the upgrade runs one."""
+    store = Store.from_url(sqlite_database_url)
+
+    async def analyzed() -> set[str]:
+        async with store.sql_engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT idx FROM sqlite_stat1 WHERE tbl = :t"), {"t": "instances"}
+            )
+            return {name for (name,) in rows}
+
+    try:
+        writes = [
+            InstanceWrite(
+                id=f"i{n}", definition_id="wf", correlation_id=f"c{n % 5}" if n % 3 else None
+            )
+            for n in range(60)
+        ]
+        await store.put_instances(DEFAULT_TENANT_ID, writes)
+        async with store.sql_engine.begin() as conn:
+            await conn.execute(sa.text("ANALYZE instances"))
+        await _at_revision(store, "0014")
+        assert "ix_instances_created" in await analyzed()
+        assert "ix_instances_correlation" not in await analyzed()
+
+        await store.migrate()
+
+        assert "ix_instances_correlation" in await analyzed()
+    finally:
+        await store.close()

@@ -243,10 +243,12 @@ class Database:
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent, safe across replicas);
         then, on SQLite, give the planner statistics if it has none (`_refresh_stats`): a
-        database may have grown in processes that never analyzed it."""
-        if await self.schema_revision() != migrations.head_revision():
+        database may have grown in processes that never analyzed it, and a migration may
+        have made an index that has none yet."""
+        upgraded = await self.schema_revision() != migrations.head_revision()
+        if upgraded:
             await self._upgrade()
-        if self.is_sqlite and not await self._has_sqlite_stats():
+        if self.is_sqlite and (upgraded or not await self._has_sqlite_stats()):
             await self._refresh_stats(["instances"])
 
     async def _has_sqlite_stats(self) -> bool:

@@ -21,7 +21,13 @@ import sqlalchemy as sa
 from tamma_sync.fields import MAX_ID_LENGTH
 from tamma_sync.models import Instance, SubStatus, dump_json
 from tamma_sync.store.rows import INSTANCE_WIRE_KEYS
-from tamma_sync.store.tables import instance_counts, instance_totals, instances
+from tamma_sync.store.tables import (
+    RUNNING,
+    RUNNING_SUB_STATUSES,
+    instance_counts,
+    instance_totals,
+    instances,
+)
 
 OrderBy = Literal["createdAt", "updatedAt"]
 
@@ -77,6 +83,8 @@ class PageShape(NamedTuple):
     definition: bool
     sub_statuses: int | None
     """How many sub-statuses a page may have (None: any)."""
+    running_only: bool
+    """Whether every sub-status asked for is a running one."""
     correlation: bool
     source: bool
     created_since: bool
@@ -96,6 +104,8 @@ class PageShape(NamedTuple):
             keyset=query.after is not None,
             definition=query.definition_id is not None,
             sub_statuses=None if query.sub_statuses is None else len(query.sub_statuses),
+            running_only=query.sub_statuses is not None
+            and all(value in RUNNING_SUB_STATUSES for value in query.sub_statuses),
             correlation=query.correlation_id is not None,
             source=query.source_id is not None,
             created_since=query.created_since is not None,
@@ -244,8 +254,12 @@ def count_statement(shape: PageShape) -> sa.Select[Any]:
     return sa.select(total).where(*conditions)
 
 
-def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnElement[bool]]:
-    conditions: list[sa.ColumnElement[bool]] = [
+#: A WHERE condition: an expression, or SQL text a partial index's condition is written in.
+Condition = sa.ColumnElement[bool] | sa.TextClause
+
+
+def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[Condition]:
+    conditions: list[Condition] = [
         instances.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
         instances.c.deleted_at.is_(None),
     ]
@@ -283,6 +297,11 @@ def _filters(shape: PageShape, *, by_sub_status: bool = True) -> list[sa.ColumnE
         conditions.append(
             instances.c.current_activity == sa.bindparam("current_activity", type_=sa.String)
         )
+        if shape.running_only:
+            # True already, said as `ix_instances_running_activity` says it: a planner uses
+            # a partial index only where the query repeats its condition (SQLite literally),
+            # and bound sub-statuses do not.
+            conditions.append(RUNNING)
     if shape.status_text:
         conditions.append(instances.c.status == sa.bindparam("status_text", type_=sa.String))
     return conditions

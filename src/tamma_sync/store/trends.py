@@ -159,8 +159,10 @@ async def trend(
         "until": window.until,
     }
     found: list[dict[TrendKind, int]] = [dict.fromkeys(KINDS, 0) for _ in range(window.slots)]
-    for minute, *counts in await db.read_rows(_in_window, parameters):
-        interval = found[(minute - window.since) // window.step_minutes]
-        for kind, count in zip(KINDS, counts, strict=True):
-            interval[kind] += count
+    since, step = window.since, window.step_minutes
+    for minute, started, finished, faulted in await db.read_rows(_in_window, parameters):
+        interval = found[(minute - since) // step]
+        interval["started"] += started
+        interval["finished"] += finished
+        interval["faulted"] += faulted
     return found
