@@ -1,6 +1,7 @@
 """Durable storage: the only package that speaks SQL."""
 
 from tamma_sync.store.catalog import CatalogTotals
+from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.database import WriteResult
 from tamma_sync.store.errors import (
     MigrationRefused,
@@ -21,6 +22,7 @@ __all__ = [
     "InstanceQuery",
     "Leadership",
     "MigrationRefused",
+    "ObservedChange",
     "PurgeCutoffs",
     "Store",
     "WriteResult",

@@ -3,9 +3,11 @@ feed and replicas follow it by `seq`."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import sqlalchemy as sa
 
-from tamma_sync.models import Change, EntityKind
+from tamma_sync.models import Change, ChangeOp, EntityKind, SubStatus
 from tamma_sync.store.database import Database
 from tamma_sync.store.tables import changes
 
@@ -49,16 +51,39 @@ async def first_seq(db: Database) -> int | None:
         return first
 
 
+class ObservedChange(NamedTuple):
+    """One change of an entity as its history shows it: what was done, when, and the
+    entity's wire JSON right after."""
+
+    seq: int
+    op: ChangeOp
+    revision: int
+    at: int
+    sub_status: SubStatus | None
+    data: dict[str, Any]
+
+
+_HISTORY_COLUMNS = (
+    changes.c.seq,
+    changes.c.op,
+    changes.c.revision,
+    changes.c.at,
+    changes.c.sub_status,
+    changes.c.data,
+)
+
+
 async def entity_history(
     db: Database, tenant_id: str, entity: EntityKind, entity_id: str, *, limit: int
-) -> tuple[list[Change], bool]:
+) -> tuple[list[ObservedChange], bool]:
     """The newest `limit` changes of one entity, oldest first, and whether older ones are
     still in the log. Read newest first along `ix_changes_entity`, so a long history costs
-    what its last page does."""
+    what its last page does; as plain tuples, not a model each: a history runs to
+    thousands of changes, written by the store itself."""
     async with db.reading() as conn:
         rows = (
             await conn.execute(
-                sa.select(changes)
+                sa.select(*_HISTORY_COLUMNS)
                 .where(
                     changes.c.tenant_id == tenant_id,
                     changes.c.entity_id == entity_id,
@@ -67,9 +92,14 @@ async def entity_history(
                 .order_by(changes.c.seq.desc())
                 .limit(limit + 1)
             )
-        ).mappings()
-        newest_first = [Change.model_validate(dict(row)) for row in rows]
-    return newest_first[:limit][::-1], len(newest_first) > limit
+        ).all()
+    newest_first = [
+        ObservedChange(
+            seq, ChangeOp(op), revision, at, None if sub is None else SubStatus(sub), data
+        )
+        for seq, op, revision, at, sub, data in rows[:limit]
+    ]
+    return newest_first[::-1], len(rows) > limit
 
 
 async def oldest_change_at(db: Database) -> int | None:

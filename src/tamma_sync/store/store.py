@@ -44,6 +44,7 @@ from tamma_sync.store import (
 )
 from tamma_sync.store.activities import RunningByActivity
 from tamma_sync.store.catalog import CatalogTotals
+from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
 from tamma_sync.store.database import CHANGES_CHANNEL, CommitListener, Database, WriteResult
 from tamma_sync.store.leadership import Leadership
@@ -357,7 +358,7 @@ class Store:
 
     async def entity_history(
         self, tenant_id: str, entity: EntityKind, entity_id: str, *, limit: int = 500
-    ) -> tuple[list[Change], bool]:
+    ) -> tuple[list[ObservedChange], bool]:
         """The newest `limit` changes of one entity, oldest first, and whether older ones
         are still in the log."""
         return await change_log.entity_history(self._db, tenant_id, entity, entity_id, limit=limit)
