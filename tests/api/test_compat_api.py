@@ -383,3 +383,20 @@ def test_a_posted_definition_drops_connections_as_the_original_did(client: httpx
     body = {"id": "wf", "name": "Flow", "connections": [{"source": {"activity": "a"}}]}
     assert client.post("/api/workflows/definitions", json=body).status_code == 201
     assert "connections" not in client.get("/api/workflows/definitions/wf").json()
+
+
+def test_a_synced_flowchart_has_its_connections_in_its_own_read_not_in_lists(
+    client: httpx.Client,
+) -> None:
+    """Connections are for the definition's page; the lists of every definition (the
+    original's, the dashboard's in full and compact) stay as large as they were."""
+    link = {"source": {"activity": "a", "port": "Done"}, "target": {"activity": "b"}}
+    definition = {"id": "wf", "name": "Flow", "activities": [], "connections": [link]}
+    synced = client.post("/api/sync/batch", json={"sourceId": "elsa", "definitions": [definition]})
+    assert synced.status_code == 200, synced.text
+    assert client.get("/api/workflows/definitions/wf").json()["connections"] == [link]
+    [listed] = client.get("/api/workflows/definitions").json()
+    assert listed["id"] == "wf" and listed["activities"] == [] and "connections" not in listed
+    for query in ("", "?compact=true"):
+        [shown] = client.get(f"/api/dashboard/workflows{query}").json()
+        assert shown["id"] == "wf" and "connections" not in shown

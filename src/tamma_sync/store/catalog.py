@@ -240,8 +240,12 @@ class _KeptDefinition:
     compact: bytes
 
 
-#: What a compact definition leaves out.
-_DEFINITION_BODY = frozenset({"activities", "connections", "variables"})
+#: What every listed definition leaves out: a flowchart's connections, read only by the
+#: definition's own page (`GET /api/workflows/definitions/{id}`), were an eighth of the
+#: dashboard's list of a thousand definitions.
+_NOT_LISTED = frozenset({"connections"})
+#: What a compact definition also leaves out.
+_DEFINITION_BODY = frozenset({"activities", "variables"}) | _NOT_LISTED
 
 
 def _stale_definitions(
@@ -270,8 +274,8 @@ class DefinitionListing:
     async def read(
         self, db: Database, tenant_id: str, *, compact: bool = False
     ) -> list[tuple[str, bytes]]:
-        """Every live definition of a tenant as (id, its wire JSON), ordered by id;
-        `compact` leaves out `activities`, `connections` and `variables`."""
+        """Every live definition of a tenant as (id, its wire JSON without `connections`),
+        ordered by id; `compact` also leaves out `activities` and `variables`."""
         live = (definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None))
         kept = self._kept.get(tenant_id, {})
         async with db.reading() as conn:
@@ -302,10 +306,11 @@ class DefinitionListing:
                         )
                         for row in rows.mappings():
                             wire = definition_of(row).to_wire()
+                            listed_wire = {k: v for k, v in wire.items() if k not in _NOT_LISTED}
                             summary = {k: v for k, v in wire.items() if k not in _DEFINITION_BODY}
                             fresh[row["definition_id"]] = _KeptDefinition(
                                 (row["revision"], row["synced_at"]),
-                                dump_json(wire),
+                                dump_json(listed_wire),
                                 dump_json(summary),
                             )
         refreshed = set(stale)

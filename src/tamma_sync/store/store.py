@@ -137,7 +137,9 @@ class Store:
     async def list_definition_json(
         self, tenant_id: str, *, compact: bool = False
     ) -> list[tuple[str, bytes]]:
-        """Every live definition of a tenant as (id, its wire JSON), ordered by id."""
+        """Every live definition of a tenant as (id, its wire JSON), ordered by id; without
+        `connections` (only a definition's own read has them), compact also without
+        `activities` and `variables`."""
         return await self._definition_listing.read(self._db, tenant_id, compact=compact)
 
     async def list_definitions(self, tenant_id: str) -> list[Definition]:
