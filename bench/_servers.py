@@ -161,3 +161,12 @@ def elsa_simulator(
         ready = "/elsa/api/package/version"
         with _child(command, ready, port, cwd, child_env(), "elsa-simulator") as child:
             yield child
+
+
+@contextlib.contextmanager
+def memory_server(workdir: Path) -> Iterator[Child]:
+    """`python -m bench._memory_server`: the compatible routes in memory, as a child process."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench._memory_server", "--port", str(port)]
+    with _child(command, "/readyz", port, workdir, child_env(), "memory-server") as child:
+        yield child

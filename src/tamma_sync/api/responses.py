@@ -19,8 +19,8 @@ class JsonBytes(Response):
     media_type = "application/json"
 
 
-def json_response(content: Any) -> JsonBytes:
-    return JsonBytes(orjson.dumps(content))
+def json_response(content: Any, status_code: int = 200) -> JsonBytes:
+    return JsonBytes(orjson.dumps(content), status_code=status_code)
 
 
 #: An encoded JSON value, whole or in consecutive pieces.

@@ -165,6 +165,11 @@ class ChangeFeed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wanted.wait(), self._poll_interval)
             self._wanted.clear()
+            if not self._subscriptions and self.newest_known > self.head:
+                # No one to hand them to: past the changes a broker told of, unread (a
+                # stream that starts later reads what it missed from the log itself).
+                self.head = self.newest_known
+                continue
             try:
                 await self._catch_up()
             except Exception as exc:  # the database is away: try again at the next wake

@@ -88,17 +88,38 @@ async def _sqlite_rows(
 ) -> Sequence[Sequence[Any]]:
     """Run a statement and fetch its rows in one trip to aiosqlite's thread instead of the
     four SQLAlchemy's adapter takes (cursor, execute, fetch, close): under load each trip
-    waits for the event loop's thread to let go of the GIL. Errors are raised as SQLAlchemy
-    raises them, so the API tells "database unavailable" from a bug the same way."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None, "a checked-out connection has its driver's"
+    waits for the event loop's thread to let go of the GIL."""
+    driver = await _sqlite_driver(conn)
     try:
         rows: Sequence[Sequence[Any]] = await driver.execute_fetchall(sql, values)
     except sqlite3.Error as exc:
-        raise sa.exc.DBAPIError.instance(
-            sql, values, exc, sqlite3.Error, dialect=conn.dialect
-        ) from exc
+        raise _as_sqlalchemy_error(conn, sql, values, exc) from exc
     return rows
+
+
+async def _sqlite_executemany(
+    conn: AsyncConnection, sql: str, values: list[tuple[Any, ...]]
+) -> None:
+    """`executemany` in one trip to aiosqlite's thread (SQLAlchemy's adapter takes three)."""
+    driver = await _sqlite_driver(conn)
+    try:
+        await driver.executemany(sql, values)
+    except sqlite3.Error as exc:
+        raise _as_sqlalchemy_error(conn, sql, values, exc) from exc
+
+
+async def _sqlite_driver(conn: AsyncConnection) -> Any:
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None, "a checked-out connection has its driver's"
+    return driver
+
+
+def _as_sqlalchemy_error(
+    conn: AsyncConnection, sql: str, values: Any, exc: sqlite3.Error
+) -> sa.exc.StatementError:
+    """The error as SQLAlchemy raises it, so the API tells "database unavailable" from a
+    bug the same way whichever way a statement ran."""
+    return sa.exc.DBAPIError.instance(sql, values, exc, sqlite3.Error, dialect=conn.dialect)
 
 
 class BulkStatement:
@@ -113,18 +134,19 @@ class BulkStatement:
 
     async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         for chunk in chunks(list(rows), BULK_CHUNK):
-            await conn.exec_driver_sql(
-                self._sql,
-                [
-                    tuple(
-                        (json_text(row[name]) if row[name] is not None else None)
-                        if is_json
-                        else row[name]
-                        for name, is_json in self._order
-                    )
-                    for row in chunk
-                ],
-            )
+            values = [
+                tuple(
+                    (json_text(row[name]) if row[name] is not None else None)
+                    if is_json
+                    else row[name]
+                    for name, is_json in self._order
+                )
+                for row in chunk
+            ]
+            if conn.dialect.name == "sqlite":
+                await _sqlite_executemany(conn, self._sql, values)
+            else:
+                await conn.exec_driver_sql(self._sql, values)
 
 
 class TableStats:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -42,6 +43,28 @@ MIGRATION_LOCK_KEY = 0x7A11A5C1
 _CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
 
 CommitListener = Callable[[int], None]
+
+#: Built once, each run by every write that does what it does (see `Transaction.finish`).
+_WRITE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.literal(WRITE_LOCK_KEY, sa.BigInteger)))
+_NEXT_CATALOG_REVISION = (
+    catalog_revision.update()
+    .values(revision=catalog_revision.c.revision + 1)
+    .returning(catalog_revision.c.revision)
+)
+_NEWEST_SEQ = sa.select(sa.func.max(changes.c.seq))
+_NEWEST_SEQ_NOTIFIED = sa.select(
+    sa.func.max(changes.c.seq),
+    sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(sa.func.max(changes.c.seq), sa.Text)),
+)
+
+
+@functools.cache
+def _one_by_id(table: sa.Table, id_column: sa.Column[str]) -> sa.Select[Any]:
+    """A tenant's row of `table` by id, live or tombstoned."""
+    return sa.select(table).where(
+        table.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
+        id_column == sa.bindparam("id", type_=sa.String),
+    )
 
 
 @dataclass
@@ -133,6 +156,10 @@ class Transaction:
     ) -> dict[str, dict[str, Any]]:
         """Stored rows (live or tombstoned) by id, for the ids that exist."""
         found: dict[str, dict[str, Any]] = {}
+        if len(ids) == 1:  # a single write's: compiled once
+            parameters = {"tenant_id": tenant_id, "id": ids[0]}
+            one = self.dialect.driver_form(_one_by_id(table, id_column))
+            return {row[id_column.name]: row for row in await one.mappings(self.conn, parameters)}
         for chunk in chunks(list(dict.fromkeys(ids))):
             rows = await self.conn.execute(
                 sa.select(table).where(
@@ -157,22 +184,18 @@ class Transaction:
         await self._move_counts()
         await add_deltas(self.conn, self.dialect, self.trend_deltas)
         if self.changes_catalog:
-            await self.conn.execute(
-                catalog_revision.update().values(revision=catalog_revision.c.revision + 1)
-            )
+            await self.dialect.driver_form(_NEXT_CATALOG_REVISION).rows(self.conn, {})
         if not self.pending_changes:
             return None
         await self.dialect.bulk_statement(changes, _CHANGE_COLUMNS).run(
             self.conn, self.pending_changes
         )
         self.inserted["changes"] += len(self.pending_changes)
-        # Writers are serialized: the newest seq is this transaction's.
-        last_seq: int = (
-            await self.conn.execute(sa.select(sa.func.max(changes.c.seq)))
-        ).scalar_one()
-        if not self.dialect.is_sqlite:  # delivered to every listener at commit
-            await self.conn.execute(sa.select(sa.func.pg_notify(CHANGES_CHANNEL, str(last_seq))))
-        return last_seq
+        # Writers are serialized: the newest seq is this transaction's. PostgreSQL delivers
+        # the notice to every listener at commit.
+        newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
+        [(last_seq, *_)] = await self.dialect.driver_form(newest).rows(self.conn, {})
+        return int(last_seq)
 
     async def _move_counts(self) -> None:
         """Move the kept counts, and their per-sub-status totals, by this transaction's
@@ -203,13 +226,10 @@ class Transaction:
 
     async def _add_counts(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """Add each row's `count` to the row with its key (inserting it if new)."""
-        for chunk in chunks(rows):
-            statement = self.dialect.insert(table)
-            statement = statement.on_conflict_do_update(
-                index_elements=[column.name for column in table.primary_key.columns],
-                set_={"count": table.c.count + statement.excluded["count"]},
-            )
-            await self.conn.execute(statement, chunk)
+        key = [column.name for column in table.primary_key.columns]
+        await self.dialect.bulk_statement(table, [*key, "count"], key, add=True).run(
+            self.conn, rows
+        )
 
 
 class Database:
@@ -334,9 +354,7 @@ class Database:
             write_conn = await conn.execution_options(**self._write_options)
             async with write_conn.begin():
                 if not self.is_sqlite:
-                    await write_conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
-                    )
+                    await self.dialect.driver_form(_WRITE_LOCK).rows(write_conn, {})
                 tx = Transaction(write_conn, self.dialect, now=self.clock())
                 yield tx
                 last_seq = await tx.finish()

@@ -22,7 +22,7 @@ class Dialect:
         self._dialect = dialect
         self.is_sqlite = dialect.name == "sqlite"
         self._bulk_statements: dict[
-            tuple[str, tuple[str, ...], tuple[str, ...]], BulkStatement
+            tuple[str, tuple[str, ...], tuple[str, ...], bool], BulkStatement
         ] = {}
         self._driver_sql: dict[sa.ClauseElement, DriverSql] = {}
 
@@ -38,18 +38,25 @@ class Dialect:
         return id_column == sa.any_(sa.bindparam("ids", list(ids), type_=_ID_ARRAY))
 
     def bulk_statement(
-        self, table: sa.Table, columns: list[str], conflict_key: list[str] | None = None
+        self,
+        table: sa.Table,
+        columns: list[str],
+        conflict_key: list[str] | None = None,
+        *,
+        add: bool = False,
     ) -> BulkStatement:
-        """An INSERT of `columns` (an upsert on `conflict_key`), compiled once."""
-        cache_key = (table.name, tuple(columns), tuple(conflict_key or ()))
+        """An INSERT of `columns` (an upsert on `conflict_key`: the other columns are
+        overwritten, or with `add` added to), compiled once."""
+        cache_key = (table.name, tuple(columns), tuple(conflict_key or ()), add)
         found = self._bulk_statements.get(cache_key)
         if found is None:
             statement = self.insert(table).values({name: sa.bindparam(name) for name in columns})
             if conflict_key is not None:
+                excluded = statement.excluded
                 statement = statement.on_conflict_do_update(
                     index_elements=conflict_key,
                     set_={
-                        name: statement.excluded[name]
+                        name: table.c[name] + excluded[name] if add else excluded[name]
                         for name in columns
                         if name not in conflict_key
                     },

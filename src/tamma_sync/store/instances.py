@@ -90,21 +90,43 @@ async def put_instances(
 
 
 async def update_instance(
-    tx: Transaction, tenant_id: str, instance_id: str, patch: InstancePatch
+    db: Database, tenant_id: str, instance_id: str, patch: InstancePatch
 ) -> Instance | None:
-    """Apply a partial update to a live instance in `tx`; None when there is no such
-    instance."""
-    row = await _live_instance_row(tx.conn, tx.dialect, tenant_id, instance_id)
+    """Apply a partial update to a live instance; None when there is no such instance.
+
+    A plain read comes first: a PUT for no instance, or one that changes nothing (the .NET
+    sync's every cycle), is answered from it without taking the write lock — as if it came
+    just before any write that commits meanwhile. One that changes something is applied in a
+    write transaction, to the row as read again under the lock."""
+    async with db.reading() as conn:
+        row = await _live_instance_row(conn, db.dialect, tenant_id, instance_id)
     if row is None:
         return None
+    write = _changing_write(tenant_id, row, patch, db.clock())
+    if write is None:
+        return instance_of(row)
+    async with db.writing() as tx:
+        row = await _live_instance_row(tx.conn, tx.dialect, tenant_id, instance_id)
+        if row is None:
+            return None
+        write = _changing_write(tenant_id, row, patch, tx.now)
+        if write is None:
+            return instance_of(row)
+        [stored], _ = await put_instances(tx, tenant_id, [write])
+    return instance_of(stored)
+
+
+def _changing_write(
+    tenant_id: str, row: dict[str, Any], patch: InstancePatch, now: int
+) -> InstanceWrite | None:
+    """The write `patch` makes of the live instance `row`; None if it changes nothing."""
     current = instance_of(row)
     write = patch.apply_to(current)
     # A PUT that only moves updatedAt (the .NET sync's every cycle) is no change.
     probe = write.model_copy(update={"updated_at": current.updated_at})
-    if merge_instance(tenant_id, probe, dict(row), tx.now)["content_hash"] == row["content_hash"]:
-        return current
-    [stored], _ = await put_instances(tx, tenant_id, [write])
-    return instance_of(stored)
+    if merge_instance(tenant_id, probe, row, now)["content_hash"] == row["content_hash"]:
+        return None
+    return write
 
 
 async def delete_instances(

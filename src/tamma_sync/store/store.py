@@ -187,9 +187,9 @@ class Store:
     async def update_instance(
         self, tenant_id: str, instance_id: str, patch: InstancePatch
     ) -> Instance | None:
-        """Apply a partial update to a live instance; None when there is no such instance."""
-        async with self._db.writing() as tx:
-            return await instances.update_instance(tx, tenant_id, instance_id, patch)
+        """Apply a partial update to a live instance; None when there is no such instance.
+        One that changes nothing writes nothing (see `instances.update_instance`)."""
+        return await instances.update_instance(self._db, tenant_id, instance_id, patch)
 
     async def get_instance(self, tenant_id: str, instance_id: str) -> Instance | None:
         return await instances.get_instance(self._db, tenant_id, instance_id)

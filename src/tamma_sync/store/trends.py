@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tamma_sync.models import SubStatus
 from tamma_sync.store.dialect import Dialect
-from tamma_sync.store.rows import chunks
 from tamma_sync.store.tables import instance_trends
 
 if TYPE_CHECKING:
@@ -106,13 +105,8 @@ async def add_deltas(conn: AsyncConnection, dialect: Dialect, deltas: TrendDelta
         }
         for (tenant_id, definition_id, span, minute), counted in sorted(deltas.items())
     ]
-    for chunk in chunks(rows):
-        statement = dialect.insert(instance_trends)
-        statement = statement.on_conflict_do_update(
-            index_elements=["tenant_id", "definition_id", "span_minutes", "minute"],
-            set_={kind: instance_trends.c[kind] + statement.excluded[kind] for kind in KINDS},
-        )
-        await conn.execute(statement, chunk)
+    key = ["tenant_id", "definition_id", "span_minutes", "minute"]
+    await dialect.bulk_statement(instance_trends, [*key, *KINDS], key, add=True).run(conn, rows)
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,21 @@ async def get_definition(definition_id: str, store: StoreDep, tenant: ViewWorkfl
     return definition
 
 
-@router.post("/instances", status_code=status.HTTP_201_CREATED, response_model_exclude_none=True)
-async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkflows) -> Instance:
+@router.post(
+    "/instances",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Instance,
+    response_model_exclude_none=True,
+)
+async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkflows) -> JsonBytes:
     """Create an instance (201). A caller-sent id is kept, and an instance already stored
     under it is replaced; an empty or missing id gets a UUID."""
     if not body.id:
         body.id = str(uuid.uuid4())
-    return await store.create_instance(tenant, body)
+    instance = await store.create_instance(tenant, body)
+    # Encoded here: the .NET sync's every request, where FastAPI would validate the stored
+    # instance against its own model again before encoding it.
+    return json_response(instance.to_wire(), status.HTTP_201_CREATED)
 
 
 @router.get("/instances", response_model=InstanceList)
@@ -299,19 +307,20 @@ async def get_instance(instance_id: str, store: StoreDep, tenant: ViewWorkflows)
 
 @router.put(
     "/instances/{instance_id}",
+    response_model=Instance,
     response_model_exclude_none=True,
     responses={404: {"description": "Instance not found"}},
 )
 async def update_instance(
     instance_id: str, body: InstancePatch, store: StoreDep, tenant: ManageWorkflows
-) -> Instance:
+) -> JsonBytes:
     """Update `status`, `subStatus`, `currentActivity`, `variables` (replaced, not merged),
     `updatedAt` and `finishedAt` of an instance; `id`, `definitionId` and the tenant never
     change. A PUT that changes nothing changes nothing: no new `updatedAt`, no event."""
     instance = await store.update_instance(tenant, instance_id, body)
     if instance is None:
         raise not_found("Instance")
-    return instance
+    return json_response(instance.to_wire())
 
 
 @router.post(

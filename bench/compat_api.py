@@ -1,0 +1,396 @@
+"""The original API's own protocol and pages, on tamma-sync against the framework's floor.
+
+For each server — `tamma-sync serve` on SQLite and on PostgreSQL, the same routes served from
+memory (`bench/_memory_server.py`: FastAPI on uvicorn without a database, the floor of what
+tamma-sync is built on) and, with `--other-url`, another implementation of the API (the
+original Fastify server, say) — one after another on this machine:
+
+1. **The .NET protocol, sequentially**, request for request as the .NET `WorkflowSyncService`
+   sends it: 100 definitions POSTed, then for each of `--protocol-instances` new instances
+   `PUT /api/workflows/instances/{id}` (404) and `POST /api/workflows/instances` (new
+   instances/s); then a later cycle, a `PUT` of each with a new `updatedAt` and, for one in
+   ten, a new status (updates/s). Then the stored instances are read back page by page:
+   each must be there with the status last sent.
+2. **Pages and the summary at concurrency 16**, once the server holds `--instances`
+   instances (the rest loaded by `POST /api/sync/batch` on tamma-sync, by concurrent POSTs
+   elsewhere: not timed): `page=N&pageSize=50` at several depths, the first page filtered by
+   `definitionId`, and `/api/dashboard/summary`; then the total is read back.
+
+`python -m bench.compat_api [--databases sqlite,postgresql] [--other-url URL] [--record]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from bench._common import (
+    TIMES,
+    Report,
+    Table,
+    common_arguments,
+    fmt,
+    fresh_database,
+    start_run,
+)
+from bench._scale_common import (
+    MEASUREMENT_HEADER,
+    Measurement,
+    Scenario,
+    measurement_row,
+    run_scenario,
+)
+from bench._servers import memory_server, tamma_sync_server
+from bench.sync_initial import Connection
+
+MODULE = "bench.compat_api"
+DEFINITIONS = 100
+PAGE_SIZE = 50
+#: Targets on this machine kind (2 cores).
+NEW_TARGET = 600.0
+UPDATE_TARGET = 1_100.0
+FIRST_PAGE_TARGET = 850.0
+BATCH = 1_000
+LOADERS = 8
+STATUSES = ("Running", "Finished")
+SUMMARY = "/api/dashboard/summary"
+
+
+@dataclass(frozen=True)
+class Server:
+    """One implementation of the API, serving on loopback."""
+
+    name: str
+    base_url: str
+    pids: list[int]
+    """Its processes, for their CPU (none for `--other-url`)."""
+    batch_load: bool
+    """Whether it takes `POST /api/sync/batch` (tamma-sync) for the untimed load."""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.base_url).port or 80
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _definition(number: int) -> dict[str, Any]:
+    return {
+        "id": f"def-{number:03d}",
+        "name": f"Definition {number}",
+        "version": 1,
+        "description": "",
+        "activities": [],
+    }
+
+
+def _instance(number: int, created_at: int, status: str = "Running") -> dict[str, Any]:
+    """The body the .NET sync sends for an ELSA instance (§4.4 of the contract)."""
+    return {
+        "id": f"inst-{number:07d}",
+        "definitionId": f"def-{number % DEFINITIONS:03d}",
+        "status": status,
+        "variables": {},
+        "createdAt": created_at + number,
+        "updatedAt": int(time.time() * 1000),
+    }
+
+
+def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, Any]:
+    """Definitions, `count` new instances (PUT 404 → POST), then a later cycle of PUTs;
+    sequential, one keep-alive connection, as the .NET service sends them."""
+    api = Connection(server.base_url, {"Accept": "application/json"})
+    statuses: dict[str, int] = {}
+
+    def call(method: str, path: str, body: dict[str, Any]) -> int:
+        status, data = api.call(method, path, body)
+        statuses[f"{method} {status}"] = statuses.get(f"{method} {status}", 0) + 1
+        if status >= 500:
+            raise RuntimeError(f"{method} {path}: {status} {data[:200]!r}")
+        return status
+
+    for number in range(DEFINITIONS):
+        call("POST", "/api/workflows/definitions", _definition(number))
+    started = time.perf_counter()
+    for number in range(count):
+        body = _instance(number, created_at)
+        if call("PUT", f"/api/workflows/instances/{body['id']}", body) == 404:
+            call("POST", "/api/workflows/instances", body)
+    new_s = time.perf_counter() - started
+    expected = {}
+    started = time.perf_counter()
+    for number in range(count):
+        body = _instance(number, created_at, STATUSES[number % 10 == 0])
+        call("PUT", f"/api/workflows/instances/{body['id']}", body)
+        expected[body["id"]] = body["status"]
+    update_s = time.perf_counter() - started
+    stored = _stored_statuses(api)
+    api.close()
+    lost = sum(stored.get(instance_id) != status for instance_id, status in expected.items())
+    return {
+        "instances": count,
+        "new_s": new_s,
+        "update_s": update_s,
+        "new_rate": count / new_s,
+        "update_rate": count / update_s,
+        "statuses": statuses,
+        "stored": len(stored),
+        "wrong_or_missing": lost,
+    }
+
+
+def _stored_statuses(api: Connection) -> dict[str, str]:
+    """Every stored instance's status, read page by page (200 a page)."""
+    found: dict[str, str] = {}
+    page = 1
+    while True:
+        status, data = api.call("GET", f"/api/workflows/instances?page={page}&pageSize=200")
+        assert status == 200, data[:200]
+        rows = orjson.loads(data)["data"]
+        found.update((row["id"], row["status"]) for row in rows)
+        if len(rows) < 200:
+            return found
+        page += 1
+
+
+def load(server: Server, first: int, last: int, created_at: int) -> None:
+    """Instances `first`…`last - 1`, as fast as the server takes them (not timed)."""
+    numbers = range(first, last)
+    if server.batch_load:
+        api = Connection(server.base_url, {"Accept": "application/json"})
+        for start in range(first, last, BATCH):
+            batch = {
+                "sourceId": "bench",
+                "instances": [_instance(n, created_at) for n in numbers[start - first :][:BATCH]],
+            }
+            status, data = api.call("POST", "/api/sync/batch", batch)
+            assert status == 200, data[:300]
+        api.close()
+        return
+
+    def post_share(share: int) -> None:
+        api = Connection(server.base_url, {"Accept": "application/json"})
+        for number in numbers[share::LOADERS]:
+            status, data = api.call(
+                "POST", "/api/workflows/instances", _instance(number, created_at)
+            )
+            assert status == 201, data[:300]
+        api.close()
+
+    with ThreadPoolExecutor(LOADERS) as pool:
+        list(pool.map(post_share, range(LOADERS)))
+
+
+def page_depths(instances: int) -> list[int]:
+    """Page numbers from the first to the last full page, at about 10 %, 50 % and 100 %."""
+    last = max(1, instances // PAGE_SIZE)
+    return sorted({1, max(1, last // 10), max(1, last // 2), last})
+
+
+def read_scenarios(instances: int, duration: float) -> list[Scenario]:
+    scenarios = [
+        Scenario(
+            f"page-{page}",
+            f"`page={page}` (offset {(page - 1) * PAGE_SIZE:,})",
+            [f"/api/workflows/instances?page={page}&pageSize={PAGE_SIZE}"],
+            16,
+            duration,
+            warmup=1.0,
+        )
+        for page in page_depths(instances)
+    ]
+    by_definition = [
+        f"/api/workflows/instances?page=1&pageSize={PAGE_SIZE}&definitionId=def-{n:03d}"
+        for n in random.Random(1).sample(range(DEFINITIONS), 20)
+    ]
+    scenarios.append(
+        Scenario("definition", "`definitionId`, first page", by_definition, 16, duration, 1.0)
+    )
+    scenarios.append(
+        Scenario(
+            "summary", "`/api/dashboard/summary`", ["/api/dashboard/summary"], 16, duration, 1.0
+        )
+    )
+    return scenarios
+
+
+def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    created_at = int(time.time() * 1000) - 86_400_000
+    progress(f"[{server.name}] .NET protocol, {args.protocol_instances:,} instances ...")
+    protocol = replay_protocol(server, args.protocol_instances, created_at)
+    progress(
+        f"  {protocol['new_rate']:,.0f} new/s, {protocol['update_rate']:,.0f} updates/s, "
+        f"{protocol['wrong_or_missing']} wrong or missing"
+    )
+    progress(f"[{server.name}] loading to {args.instances:,} instances ...")
+    load(server, args.protocol_instances, args.instances, created_at)
+    reads: dict[str, Measurement] = {}
+    for scenario in read_scenarios(args.instances, args.duration):
+        progress(f"[{server.name}] {scenario.label} ...")
+        reads[scenario.key] = run_scenario(scenario, server.pids, server.port)
+    api = Connection(server.base_url, {"Accept": "application/json"})
+    _, data = api.call("GET", "/api/workflows/instances?pageSize=1")
+    api.close()
+    return {"protocol": protocol, "reads": reads, "total_after": orjson.loads(data)["total"]}
+
+
+def servers(
+    args: argparse.Namespace, admin_url: str, workdir: Path
+) -> Iterator[tuple[str, Callable[[], AbstractContextManager[Server]]]]:
+    """Each server to measure, started when its turn comes."""
+
+    @contextmanager
+    def memory() -> Iterator[Server]:
+        with memory_server(workdir) as child:
+            yield Server("in memory", child.base_url, [child.pid], batch_load=False)
+
+    @contextmanager
+    def tamma_sync(kind: str) -> Iterator[Server]:
+        with (
+            fresh_database(kind, admin_url, workdir, f"compat-{kind}") as url,
+            tamma_sync_server(url, workdir / kind) as child,
+        ):
+            yield Server(f"tamma-sync {kind}", child.base_url, [child.pid], batch_load=True)
+
+    @contextmanager
+    def other() -> Iterator[Server]:
+        yield Server("other", args.other_url.rstrip("/"), [], batch_load=False)
+
+    yield "in memory", memory
+    for kind in args.databases.split(","):
+        yield f"tamma-sync {kind}", functools.partial(tamma_sync, kind)
+    if args.other_url:
+        yield "other", other
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--instances", type=int, default=100_000, help="for the reads (100000)")
+    parser.add_argument(
+        "--protocol-instances", type=int, default=3_000, help="replayed sequentially (3000)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per read (5)")
+    parser.add_argument(
+        "--other-url", help="another implementation of the API to measure, e.g. the original"
+    )
+    common_arguments(parser)
+    args = parser.parse_args(argv)
+    report, admin_url, _ = start_run(
+        "The original API's protocol and pages", MODULE, args, args.databases.split(",")
+    )
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tamma-bench-") as tmp:
+        for name, start in servers(args, admin_url, Path(tmp)):
+            with start() as server:
+                results[name] = measure(server, args)
+    report.raw = {
+        "args": vars(args),
+        "results": {
+            name: {**result, "reads": {k: m.as_json() for k, m in result["reads"].items()}}
+            for name, result in results.items()
+        },
+    }
+    write_report(report, args, results)
+    report.publish(record=args.record)
+
+
+def write_report(report: Report, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    floor = results["in memory"]
+    report.add(
+        f"Each server on its own, one after another: {DEFINITIONS} definitions; the .NET "
+        f"protocol replayed sequentially on {args.protocol_instances:,} new instances (PUT → "
+        "404 → POST), then a later cycle of PUTs (a new `updatedAt` each, a new status for one "
+        f"in ten); then {args.instances:,} instances in all and reads at concurrency 16 "
+        f"({args.duration:g} s each, closed loop, one client process). Baseline: the same "
+        "routes in memory on the same framework (`bench/_memory_server.py`)."
+    )
+    rows = []
+    for name, result in results.items():
+        p = result["protocol"]
+        rows.append(
+            [
+                name,
+                f"{fmt(p['new_rate'], 0)}/s",
+                f"{p['new_rate'] / floor['protocol']['new_rate']:.2f}{TIMES}",
+                f"{fmt(p['update_rate'], 0)}/s",
+                f"{p['update_rate'] / floor['protocol']['update_rate']:.2f}{TIMES}",
+                f"{p['stored']:,} stored, {p['wrong_or_missing']} wrong or missing",
+            ]
+        )
+    report.add(
+        Table(
+            ".NET protocol, sequential",
+            ["server", "new instances", "vs memory", "later cycle (PUT)", "vs memory", "check"],
+            rows,
+        )
+    )
+    rows = []
+    for name, result in results.items():
+        for key, m in result["reads"].items():
+            base = floor["reads"][key].rate
+            rows.append(
+                [name, *measurement_row(m)[:7], f"{m.rate / base:.2f}{TIMES}" if base else "—"]
+            )
+    report.add(
+        Table(
+            "Reads at concurrency 16",
+            ["server", *MEASUREMENT_HEADER[:7], "throughput vs memory"],
+            rows,
+        )
+    )
+    report.add(
+        "Totals read back after the reads: "
+        + ", ".join(f"{name} {result['total_after']:,}" for name, result in results.items())
+    )
+    last_page = f"page-{page_depths(args.instances)[-1]}"
+    for name, result in results.items():
+        if not name.startswith("tamma-sync"):
+            continue
+        p, reads = result["protocol"], result["reads"]
+        first, deep = reads["page-1"], reads[last_page]
+        checks = [
+            (
+                f"new instances {fmt(p['new_rate'], 0)}/s ≥ {NEW_TARGET:,.0f}",
+                p["new_rate"] >= NEW_TARGET,
+            ),
+            (
+                f"later cycle {fmt(p['update_rate'], 0)}/s ≥ {UPDATE_TARGET:,.0f}",
+                p["update_rate"] >= UPDATE_TARGET,
+            ),
+            (
+                f"first page {fmt(first.rate, 0)} req/s ≥ {FIRST_PAGE_TARGET:,.0f}",
+                first.rate >= FIRST_PAGE_TARGET,
+            ),
+            (
+                f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's",
+                deep.rate >= first.rate,
+            ),
+            (
+                "nothing lost",
+                p["wrong_or_missing"] == 0 and result["total_after"] == args.instances,
+            ),
+        ]
+        report.verdict(
+            f"- **{name}**: "
+            + "; ".join(f"{text}: {'met' if ok else '**missed**'}" for text, ok in checks)
+        )
+
+
+if __name__ == "__main__":
+    main()
