@@ -19,6 +19,7 @@ from tamma_sync.models import (
     InstancePosition,
     InstanceWrite,
 )
+from tamma_sync.store.anchors import OffsetAnchors
 from tamma_sync.store.database import Database, Transaction, WriteResult
 from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.pages import (
@@ -179,17 +180,22 @@ async def _live_instance_row(
     return found[0] if found else None
 
 
-async def list_instances(db: Database, tenant_id: str, query: InstanceQuery) -> InstancePage:
+async def list_instances(
+    db: Database, tenant_id: str, query: InstanceQuery, anchors: OffsetAnchors
+) -> InstancePage:
     """One page of instances in a total order on (order column, id).
 
     Offset pages are stable under updates when ordered by `createdAt`, which never
-    changes; keyset pages (`after`) cost the same at any depth.
+    changes; deep ones start from `anchors` where they can; keyset pages (`after`) cost
+    the same at any depth.
     """
     shape = PageShape.of(query)
     parameters = page_parameters(tenant_id, query)
     page = db.dialect.driver_form(page_statement(shape))
     async with db.reading() as conn:
-        rows = await page.rows(conn, parameters)
+        rows = await anchors.page_rows(conn, db.dialect, shape, parameters)
+        if rows is None:
+            rows = await page.rows(conn, parameters)
         total: int | None = None  # counted as bigint: an int from both drivers
         if query.with_total:
             # A page past the end has no row to carry the total.

@@ -24,6 +24,8 @@ from tamma_sync.store.rows import INSTANCE_WIRE_KEYS
 from tamma_sync.store.tables import (
     RUNNING,
     RUNNING_SUB_STATUSES,
+    catalog_revision,
+    changes,
     instance_counts,
     instance_totals,
     instances,
@@ -80,6 +82,8 @@ class PageShape(NamedTuple):
     order_by: OrderBy
     descending: bool
     keyset: bool
+    skipping: bool
+    """Whether an offset page skips rows (not the first page)."""
     definition: bool
     sub_statuses: int | None
     """How many sub-statuses a page may have (None: any)."""
@@ -102,6 +106,7 @@ class PageShape(NamedTuple):
             order_by=query.order_by,
             descending=query.descending,
             keyset=query.after is not None,
+            skipping=query.after is None and query.offset > 0,
             definition=query.definition_id is not None,
             sub_statuses=None if query.sub_statuses is None else len(query.sub_statuses),
             running_only=query.sub_statuses is not None
@@ -191,9 +196,7 @@ def _after_every_id(prefix: str) -> str:
 def page_statement(shape: PageShape) -> sa.Select[Any]:
     """One page in a total order on (order column, id), the wire fields first and, when
     asked for, the total as the last column of every row."""
-    order_column = (
-        instances.c.created_at if shape.order_by == "createdAt" else (instances.c.updated_at)
-    )
+    order_column, key = _order_key(shape)
     # Several sub-statuses: one index range each, merged. Walking the order and dropping the
     # other sub-statuses reads every row when none of the wanted ones exists.
     branch_count = shape.sub_statuses if shape.sub_statuses and shape.sub_statuses > 1 else 0
@@ -205,8 +208,9 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
             sa.bindparam("after_id", type_=sa.String),
         )
         conditions.append(position < bound if shape.descending else position > bound)
-    key = (order_column, instances.c.id)
     rows = sa.select(*_WIRE_COLUMNS).where(*conditions).order_by(*_ordering(key, shape))
+    if shape.skipping and not branch_count:
+        return _skipping_page(shape, conditions, key)
     if branch_count:
         branches = [
             sa.select(
@@ -225,6 +229,94 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
     if shape.with_total:
         statement = statement.add_columns(count_statement(shape).scalar_subquery())
     return statement
+
+
+def _skipping_page(
+    shape: PageShape, conditions: list[Condition], key: tuple[sa.Column[Any], ...]
+) -> sa.Select[Any]:
+    """An offset page past the first: the rows it skips are walked in an index that holds
+    the order and the filters (`tables._live_index`: no table row read for them), and only
+    the page's own rows are read whole. (OFFSET over whole rows read every skipped one: a
+    page 100,000 rows deep read 100,000 rows.)"""
+    keys = (
+        sa.select(instances.c.tenant_id, instances.c.id)
+        .where(*conditions)
+        .order_by(*_ordering(key, shape))
+        .limit(sa.bindparam("row_limit", type_=sa.Integer))
+        .offset(sa.bindparam("row_offset", type_=sa.BigInteger))
+        .subquery("page_keys")
+    )
+    statement = (
+        sa.select(*_WIRE_COLUMNS)
+        .join_from(
+            instances,
+            keys,
+            sa.and_(instances.c.tenant_id == keys.c.tenant_id, instances.c.id == keys.c.id),
+        )
+        .order_by(*_ordering(key, shape))
+    )
+    if shape.with_total:
+        statement = statement.add_columns(count_statement(shape).scalar_subquery())
+    return statement
+
+
+#: What moves every row's position in some listing: an instance or definition written
+#: (each records a change) or live instances purged (which moves the kept counts, and so
+#: the catalog revision). Read in the same statement as what it vouches for.
+_DATA_REVISION = (
+    sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0)).scalar_subquery(),
+    sa.select(catalog_revision.c.revision).scalar_subquery(),
+)
+
+
+@functools.cache
+def anchor_statement(shape: PageShape) -> sa.Select[Any]:
+    """The (order value, id) of the row `anchor_offset` rows into a listing, and the data's
+    revision (`_DATA_REVISION`) it holds for."""
+    order_column, key = _order_key(shape)
+    return (
+        sa.select(*_DATA_REVISION, order_column, instances.c.id)
+        .where(*_filters(shape))
+        .order_by(*_ordering(key, shape))
+        .limit(1)
+        .offset(sa.bindparam("anchor_offset", type_=sa.BigInteger))
+    )
+
+
+@functools.cache
+def anchored_page_statement(shape: PageShape) -> sa.Select[Any]:
+    """An offset page walked from an anchor (`anchor_statement`) instead of from the first
+    row: `row_offset` counts from the anchor's row. No row at all unless the data is still
+    at the anchor's revision (`changes_seq`, `catalog_revision`)."""
+    order_column, key = _order_key(shape)
+    position = sa.tuple_(order_column, instances.c.id)
+    anchor = sa.tuple_(
+        sa.bindparam("anchor_value", type_=sa.BigInteger),
+        sa.bindparam("anchor_id", type_=sa.String),
+    )
+    changes_seq, catalog = _DATA_REVISION
+    statement = (
+        sa.select(*_WIRE_COLUMNS)
+        .where(
+            *_filters(shape),
+            position <= anchor if shape.descending else position >= anchor,
+            changes_seq == sa.bindparam("changes_seq", type_=sa.BigInteger),
+            catalog == sa.bindparam("catalog_revision", type_=sa.BigInteger),
+        )
+        .order_by(*_ordering(key, shape))
+        .limit(sa.bindparam("row_limit", type_=sa.Integer))
+        .offset(sa.bindparam("row_offset", type_=sa.BigInteger))
+    )
+    if shape.with_total:
+        statement = statement.add_columns(count_statement(shape).scalar_subquery())
+    return statement
+
+
+def _order_key(shape: PageShape) -> tuple[sa.Column[int], tuple[sa.Column[Any], ...]]:
+    order_column = (
+        instances.c.created_at if shape.order_by == "createdAt" else instances.c.updated_at
+    )
+    return order_column, (order_column, instances.c.id)
 
 
 def _ordering(

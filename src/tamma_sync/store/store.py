@@ -43,6 +43,7 @@ from tamma_sync.store import (
     trends,
 )
 from tamma_sync.store.activities import RunningByActivity
+from tamma_sync.store.anchors import OffsetAnchors
 from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
@@ -63,6 +64,7 @@ class Store:
     def __init__(self, sql_engine: AsyncEngine, *, clock: Callable[[], int] = now_ms) -> None:
         self._db = Database(sql_engine, clock)
         self._definition_listing = catalog.DefinitionListing()
+        self._offset_anchors = OffsetAnchors()
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 20, clock: Callable[[], int] = now_ms) -> Store:
@@ -205,7 +207,7 @@ class Store:
 
     async def list_instances(self, tenant_id: str, query: InstanceQuery) -> InstancePage:
         """One page of instances in a total order on (order column, id)."""
-        return await instances.list_instances(self._db, tenant_id, query)
+        return await instances.list_instances(self._db, tenant_id, query, self._offset_anchors)
 
     async def running_by_activity(
         self, tenant_id: str, definition_id: str

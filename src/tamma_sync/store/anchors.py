@@ -1,0 +1,96 @@
+"""Offset pages at any depth: where every thousandth row of a listing is, remembered.
+
+An offset page N rows deep walks N index entries before its first row, and the original
+API's `page`/`pageSize` paging has no other way to go deep. An anchor is the (order value,
+id) of the row at a multiple of `ANCHOR_STEP` in one listing — one tenant, its filter
+values, its order — found once by that walk; a page at any depth then walks fewer than
+`ANCHOR_STEP` entries from the nearest anchor before it.
+
+An anchor holds for the revision of the data it was read at (`pages.anchor_statement`),
+and the page's statement checks that revision in its own snapshot: once a write has moved
+rows, it returns nothing, the anchor is forgotten and the page is read the long way. So a
+page is never off by the rows a write moved, whichever process wrote them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.pages import PageShape, anchor_statement, anchored_page_statement
+
+#: Rows between anchors: at most this many index entries walked before a page's first row.
+ANCHOR_STEP = 1_000
+#: Anchors kept per process, least recently used dropped first (about 100 bytes each).
+CAPACITY = 10_000
+#: Page parameters an anchor does not depend on.
+_PAGE_ONLY = frozenset({"row_limit", "row_offset", "branch_limit"})
+
+
+class Anchor(NamedTuple):
+    changes_seq: int
+    catalog_revision: int
+    value: int
+    """The row's order value (createdAt or updatedAt)."""
+    id: str
+
+
+class OffsetAnchors:
+    """The anchors of the listings this process served, by listing and position."""
+
+    def __init__(self, step: int = ANCHOR_STEP, capacity: int = CAPACITY) -> None:
+        self.step = step
+        self._capacity = capacity
+        self._anchors: OrderedDict[Hashable, Anchor] = OrderedDict()
+
+    async def page_rows(
+        self,
+        conn: AsyncConnection,
+        dialect: Dialect,
+        shape: PageShape,
+        parameters: Mapping[str, Any],
+    ) -> Sequence[Sequence[Any]] | None:
+        """An offset page's rows walked from its anchor; None when it has none — a page
+        less than a step deep, one past the end, or one whose rows a write moved since its
+        anchor was read (that anchor is then forgotten)."""
+        offset: int = parameters["row_offset"]
+        at = offset // self.step * self.step
+        if not shape.skipping or at == 0 or (shape.sub_statuses or 0) > 1:
+            return None
+        listing = tuple(sorted((k, v) for k, v in parameters.items() if k not in _PAGE_ONLY))
+        key = (shape, listing, at)
+        anchor = self._anchors.get(key)
+        if anchor is None:
+            found = await dialect.driver_form(anchor_statement(shape)).rows(
+                conn, {**parameters, "anchor_offset": at}
+            )
+            if not found:
+                return None
+            anchor = self._remember(key, Anchor(*found[0]))
+        else:
+            self._anchors.move_to_end(key)
+        rows = await dialect.driver_form(anchored_page_statement(shape)).rows(
+            conn,
+            {
+                **parameters,
+                "row_offset": offset - at,
+                "anchor_value": anchor.value,
+                "anchor_id": anchor.id,
+                "changes_seq": anchor.changes_seq,
+                "catalog_revision": anchor.catalog_revision,
+            },
+        )
+        if not rows:
+            self._anchors.pop(key, None)
+            return None
+        return rows
+
+    def _remember(self, key: Hashable, anchor: Anchor) -> Anchor:
+        self._anchors[key] = anchor
+        if len(self._anchors) > self._capacity:
+            self._anchors.popitem(last=False)
+        return anchor
