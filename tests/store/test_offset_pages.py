@@ -1,4 +1,4 @@
-"""Offset pages deeper than a thousand rows (started from remembered anchors) hold exactly
+"""Offset pages deeper than the anchors' step (started from remembered anchors) hold exactly
 the rows OFFSET would, before and after writes — this process's and another's — that move
 every row's position."""
 

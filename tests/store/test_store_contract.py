@@ -599,3 +599,27 @@ async def test_a_sqlite_database_gets_planner_statistics_when_it_opens(
         assert "ix_instances_definition_updated" in indexes
     finally:
         await store.close()
+
+
+async def test_a_connection_back_in_the_pool_mid_transaction_holds_no_lock(
+    sqlite_database_url: str,
+) -> None:
+    """SQLite: a read returns its connection without a rollback (it starts no transaction),
+    but one given back inside a transaction — a write cut short before its own rollback —
+    is rolled back, or it would hold the database's write lock and every later write would
+    wait for it in vain."""
+    store = Store.from_url(sqlite_database_url)
+    try:
+        async with store.sql_engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("BEGIN IMMEDIATE")
+            assert driver.in_transaction
+        other = Store.from_url(sqlite_database_url)  # another process: no pool to share
+        try:
+            written, _ = await asyncio.wait_for(other.put_instances(T, [instance("i1")]), 5)
+        finally:
+            await other.close()
+        assert [row.id for row in written] == ["i1"]
+    finally:
+        await store.close()

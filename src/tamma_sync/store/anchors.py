@@ -1,4 +1,4 @@
-"""Offset pages at any depth: where every thousandth row of a listing is, remembered.
+"""Offset pages at any depth: where every 250th row of a listing is, remembered.
 
 An offset page N rows deep walks N index entries before its first row, and the original
 API's `page`/`pageSize` paging has no other way to go deep. An anchor is the (order value,
@@ -24,9 +24,9 @@ from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.pages import PageShape, anchor_statement, anchored_page_statement
 
 #: Rows between anchors: at most this many index entries walked before a page's first row.
-ANCHOR_STEP = 1_000
+ANCHOR_STEP = 250
 #: Anchors kept per process, least recently used dropped first (about 100 bytes each).
-CAPACITY = 10_000
+CAPACITY = 50_000
 #: Page parameters an anchor does not depend on.
 _PAGE_ONLY = frozenset({"row_limit", "row_offset", "branch_limit"})
 
