@@ -13,8 +13,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
-from sqlalchemy.pool import PoolResetState
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from tamma_sync.store.rows import json_text
 
