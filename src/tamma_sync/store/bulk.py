@@ -20,8 +20,9 @@ BULK_CHUNK = 1_000
 
 class DriverSql(NamedTuple):
     """A statement as its driver runs it: the SQL text, and the names of the values it
-    takes in their order. Run through the driver (`exec_driver_sql`; on SQLite aiosqlite
-    itself, see `_sqlite_rows`), a statement skips SQLAlchemy's per-execution work —
+    takes in their order. Run through the driver (the DBAPI cursor of SQLAlchemy's asyncpg
+    adapter, `_through_dbapi_cursor`; on SQLite aiosqlite itself, `_sqlite_rows`), a
+    statement skips SQLAlchemy's per-execution work —
     parameter and result processing, a third of the store's share of a page read — so the
     values it binds must be ready for the driver, and what it returns gets no conversion
     but the JSON decoding `mappings` does."""
