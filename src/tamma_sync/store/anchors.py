@@ -59,7 +59,7 @@ class OffsetAnchors:
         anchor was read (that anchor is then forgotten)."""
         offset: int = parameters["row_offset"]
         at = offset // self.step * self.step
-        if not shape.skipping or at == 0 or (shape.sub_statuses or 0) > 1:
+        if not shape.skipping or at == 0 or shape.sub_status_branches:
             return None
         listing = tuple(sorted((k, v) for k, v in parameters.items() if k not in _PAGE_ONLY))
         key = (shape, listing, at)

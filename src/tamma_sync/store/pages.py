@@ -124,6 +124,13 @@ class PageShape(NamedTuple):
         )
 
     @property
+    def sub_status_branches(self) -> int:
+        """How many index ranges, one per sub-status, a page merges (0: one walk). Several
+        sub-statuses are read one range each: walking the order and dropping the other
+        sub-statuses reads every row when none of the wanted ones exists."""
+        return self.sub_statuses if self.sub_statuses and self.sub_statuses > 1 else 0
+
+    @property
     def counts_rows(self) -> bool:
         """Whether a filter is one the kept counts are not kept by, so the total must count
         the matching rows themselves."""
@@ -197,9 +204,7 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
     """One page in a total order on (order column, id), the wire fields first and, when
     asked for, the total as the last column of every row."""
     order_column, key = _order_key(shape)
-    # Several sub-statuses: one index range each, merged. Walking the order and dropping the
-    # other sub-statuses reads every row when none of the wanted ones exists.
-    branch_count = shape.sub_statuses if shape.sub_statuses and shape.sub_statuses > 1 else 0
+    branch_count = shape.sub_status_branches
     conditions = _filters(shape, by_sub_status=not branch_count)
     if shape.keyset:
         position = sa.tuple_(order_column, instances.c.id)
@@ -226,9 +231,7 @@ def page_statement(shape: PageShape) -> sa.Select[Any]:
     statement = rows.limit(sa.bindparam("row_limit", type_=sa.Integer)).offset(
         sa.bindparam("row_offset", type_=sa.BigInteger)
     )
-    if shape.with_total:
-        statement = statement.add_columns(count_statement(shape).scalar_subquery())
-    return statement
+    return _with_total(statement, shape)
 
 
 def _skipping_page(
@@ -255,9 +258,7 @@ def _skipping_page(
         )
         .order_by(*_ordering(key, shape))
     )
-    if shape.with_total:
-        statement = statement.add_columns(count_statement(shape).scalar_subquery())
-    return statement
+    return _with_total(statement, shape)
 
 
 #: What moves every row's position in some listing: an instance or definition written
@@ -307,9 +308,7 @@ def anchored_page_statement(shape: PageShape) -> sa.Select[Any]:
         .limit(sa.bindparam("row_limit", type_=sa.Integer))
         .offset(sa.bindparam("row_offset", type_=sa.BigInteger))
     )
-    if shape.with_total:
-        statement = statement.add_columns(count_statement(shape).scalar_subquery())
-    return statement
+    return _with_total(statement, shape)
 
 
 def _order_key(shape: PageShape) -> tuple[sa.Column[int], tuple[sa.Column[Any], ...]]:
@@ -317,6 +316,13 @@ def _order_key(shape: PageShape) -> tuple[sa.Column[int], tuple[sa.Column[Any], 
         instances.c.created_at if shape.order_by == "createdAt" else instances.c.updated_at
     )
     return order_column, (order_column, instances.c.id)
+
+
+def _with_total(statement: sa.Select[Any], shape: PageShape) -> sa.Select[Any]:
+    """The page, with the total as the last column of every row when asked for."""
+    if shape.with_total:
+        return statement.add_columns(count_statement(shape).scalar_subquery())
+    return statement
 
 
 def _ordering(
