@@ -20,10 +20,9 @@ BULK_CHUNK = 1_000
 
 class DriverSql(NamedTuple):
     """A statement as its driver runs it: the SQL text, and the names of the values it
-    takes in their order. Run through the driver (the DBAPI cursor of SQLAlchemy's asyncpg
-    adapter, `_through_dbapi_cursor`; on SQLite aiosqlite itself, `_sqlite_rows`), a
-    statement skips SQLAlchemy's per-execution work —
-    parameter and result processing, a third of the store's share of a page read — so the
+    takes in their order. Run through the driver (`run_steps`), a statement skips
+    SQLAlchemy's per-execution work — parameter and result processing, a third of the
+    store's share of a page read — so the
     values it binds must be ready for the driver, and what it returns gets no conversion
     but the JSON decoding `mappings` does."""
 
@@ -57,16 +56,18 @@ class DriverSql(NamedTuple):
             json_text_at,
         )
 
+    def step(self, parameters: Mapping[str, Any]) -> Step:
+        """This statement with the named values (more may be given than it takes)."""
+        values = tuple(
+            parameters[name] if name in parameters else self.fixed[name] for name in self.names
+        )
+        return Step(self.sql, values)
+
     async def rows(
         self, conn: AsyncConnection, parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
         """Run once with the named values (more may be given than it takes); its rows."""
-        values = tuple(
-            parameters[name] if name in parameters else self.fixed[name] for name in self.names
-        )
-        if conn.dialect.name == "sqlite":
-            return await _sqlite_rows(conn, self.sql, values)
-        return await _through_dbapi_cursor(conn, self.sql, values, many=False)
+        return await run_steps(conn, [self.step(parameters)])
 
     async def mappings(
         self, conn: AsyncConnection, parameters: Mapping[str, Any]
@@ -84,24 +85,71 @@ class DriverSql(NamedTuple):
         return found
 
 
-async def _sqlite_rows(
-    conn: AsyncConnection, sql: str, values: tuple[Any, ...]
+class Step(NamedTuple):
+    """One statement of a trip to the driver, with its values: a tuple, or with `many` a
+    list of tuples (executemany)."""
+
+    sql: str
+    values: Any
+    many: bool = False
+
+
+async def run_steps(conn: AsyncConnection, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
+    """Run statements in order in one trip to the driver; the rows of the last one.
+
+    On SQLite that is one call on aiosqlite's thread instead of one per statement (and of
+    the four SQLAlchemy's adapter takes for each: cursor, execute, fetch, close): under load
+    each trip waits for the event loop's thread to let go of the GIL, and a write's last
+    statements (counts, trends, change rows, newest seq) were most of its time. On
+    PostgreSQL each statement is still a round trip, on the DBAPI cursor of SQLAlchemy's
+    asyncpg adapter (`_through_dbapi_cursor`)."""
+    if not steps:
+        return []
+    if conn.dialect.name == "sqlite":
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None, "a checked-out connection has its driver's"
+        return await on_sqlite_thread(driver, conn.dialect, steps)
+    return await _through_dbapi_cursor(conn, steps)
+
+
+async def on_sqlite_thread(
+    driver: Any, dialect: sa.Dialect, steps: Sequence[Step]
 ) -> Sequence[Sequence[Any]]:
-    """Run a statement and fetch its rows in one trip to aiosqlite's thread instead of the
-    four SQLAlchemy's adapter takes (cursor, execute, fetch, close): under load each trip
-    waits for the event loop's thread to let go of the GIL."""
-    driver = await _sqlite_driver(conn)
-    try:
-        rows: Sequence[Sequence[Any]] = await driver.execute_fetchall(sql, values)
-    except sqlite3.Error as exc:
-        raise _as_sqlalchemy_error(conn, sql, values, exc) from exc
+    """The steps as one function queued to the thread of `driver`, an aiosqlite
+    connection. aiosqlite has no public call for that: `_execute` (queue a function on the
+    thread) and `_conn` (the sqlite3 connection, used on that thread only) are its own
+    private names, pinned by the version in constraints.txt, and every statement of the
+    test suite's SQLite runs goes through here."""
+
+    def run() -> Sequence[Sequence[Any]]:
+        cursor = driver._conn.cursor()
+        try:
+            rows: Sequence[Sequence[Any]] = []
+            for step in steps:
+                try:
+                    if step.many:
+                        cursor.executemany(step.sql, step.values)
+                        rows = []
+                    else:
+                        rows = cursor.execute(step.sql, step.values).fetchall()
+                except sqlite3.Error as exc:
+                    # As SQLAlchemy raises it, so the API tells "database unavailable" from
+                    # a bug the same way whichever way a statement ran.
+                    raise sa.exc.DBAPIError.instance(
+                        step.sql, step.values, exc, sqlite3.Error, dialect=dialect
+                    ) from exc
+            return rows
+        finally:
+            cursor.close()
+
+    rows: Sequence[Sequence[Any]] = await driver._execute(run)
     return rows
 
 
 async def _through_dbapi_cursor(
-    conn: AsyncConnection, sql: str, values: Any, *, many: bool
+    conn: AsyncConnection, steps: Sequence[Step]
 ) -> Sequence[Sequence[Any]]:
-    """Run a statement on the DBAPI cursor of SQLAlchemy's asyncpg adapter (which starts a
+    """Run statements on the DBAPI cursor of SQLAlchemy's asyncpg adapter (which starts a
     transaction where one is due and translates asyncpg's errors), past the `Connection`'s
     execution: for a statement given as text, that builds the result's column map again on
     every run, about a third of a single-row read's time. Errors are raised as SQLAlchemy
@@ -111,53 +159,33 @@ async def _through_dbapi_cursor(
         dbapi_connection = sync_conn.connection.dbapi_connection
         assert dbapi_connection is not None, "a checked-out connection has its driver's"
         cursor = dbapi_connection.cursor()
+        rows: Sequence[Sequence[Any]] = []
         try:
-            if many:
-                cursor.executemany(sql, values)
-                return []
-            cursor.execute(sql, values)
-            return cursor.fetchall() if cursor.description is not None else []
-        except sync_conn.dialect.loaded_dbapi.Error as exc:
-            dead = sync_conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
-            if dead:
-                sync_conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                sql,
-                values,
-                exc,
-                sync_conn.dialect.loaded_dbapi.Error,
-                dialect=sync_conn.dialect,
-                connection_invalidated=dead,
-            ) from exc
+            for step in steps:
+                try:
+                    if step.many:
+                        cursor.executemany(step.sql, step.values)
+                        rows = []
+                    else:
+                        cursor.execute(step.sql, step.values)
+                        rows = cursor.fetchall() if cursor.description is not None else []
+                except sync_conn.dialect.loaded_dbapi.Error as exc:
+                    dead = sync_conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+                    if dead:
+                        sync_conn.invalidate(exc)
+                    raise sa.exc.DBAPIError.instance(
+                        step.sql,
+                        step.values,
+                        exc,
+                        sync_conn.dialect.loaded_dbapi.Error,
+                        dialect=sync_conn.dialect,
+                        connection_invalidated=dead,
+                    ) from exc
+            return rows
         finally:
             cursor.close()
 
     return await conn.run_sync(run)
-
-
-async def _sqlite_executemany(
-    conn: AsyncConnection, sql: str, values: list[tuple[Any, ...]]
-) -> None:
-    """`executemany` in one trip to aiosqlite's thread (SQLAlchemy's adapter takes three)."""
-    driver = await _sqlite_driver(conn)
-    try:
-        await driver.executemany(sql, values)
-    except sqlite3.Error as exc:
-        raise _as_sqlalchemy_error(conn, sql, values, exc) from exc
-
-
-async def _sqlite_driver(conn: AsyncConnection) -> Any:
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None, "a checked-out connection has its driver's"
-    return driver
-
-
-def _as_sqlalchemy_error(
-    conn: AsyncConnection, sql: str, values: Any, exc: sqlite3.Error
-) -> sa.exc.StatementError:
-    """The error as SQLAlchemy raises it, so the API tells "database unavailable" from a
-    bug the same way whichever way a statement ran."""
-    return sa.exc.DBAPIError.instance(sql, values, exc, sqlite3.Error, dialect=conn.dialect)
 
 
 class BulkStatement:
@@ -170,21 +198,27 @@ class BulkStatement:
         json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
         self._order = [(name, name in json_columns) for name in driver.names]
 
+    def steps(self, rows: Sequence[Mapping[str, Any]]) -> list[Step]:
+        """The executemany steps that insert `rows` (none for no rows)."""
+        return [
+            Step(
+                self._sql,
+                [
+                    tuple(
+                        (json_text(row[name]) if row[name] is not None else None)
+                        if is_json
+                        else row[name]
+                        for name, is_json in self._order
+                    )
+                    for row in chunk
+                ],
+                many=True,
+            )
+            for chunk in chunks(list(rows), BULK_CHUNK)
+        ]
+
     async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        for chunk in chunks(list(rows), BULK_CHUNK):
-            values = [
-                tuple(
-                    (json_text(row[name]) if row[name] is not None else None)
-                    if is_json
-                    else row[name]
-                    for name, is_json in self._order
-                )
-                for row in chunk
-            ]
-            if conn.dialect.name == "sqlite":
-                await _sqlite_executemany(conn, self._sql, values)
-            else:
-                await _through_dbapi_cursor(conn, self._sql, values, many=True)
+        await run_steps(conn, self.steps(rows))
 
 
 class TableStats:

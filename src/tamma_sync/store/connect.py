@@ -15,7 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
+from sqlalchemy.util import await_only
 
+from tamma_sync.store.bulk import Step, on_sqlite_thread
 from tamma_sync.store.rows import json_text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -128,7 +130,9 @@ def _tune_sqlite(sql_engine: AsyncEngine) -> None:
     @event.listens_for(sql_engine.sync_engine, "begin")
     def _on_begin(conn: SyncConnection) -> None:
         if conn.get_execution_options().get(WRITE_OPTION, False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # One trip to aiosqlite's thread (SQLAlchemy's `exec_driver_sql` takes three).
+            driver = conn.connection.driver_connection
+            await_only(on_sqlite_thread(driver, conn.dialect, [Step("BEGIN IMMEDIATE", ())]))
 
 
 def _switch_to_wal(cursor: Any) -> None:

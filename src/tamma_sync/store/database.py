@@ -23,14 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tamma_sync.models import ChangeOp, EntityKind, now_ms
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import TableStats
+from tamma_sync.store.bulk import Step, TableStats, run_steps
 from tamma_sync.store.connect import WRITE_OPTION
 from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.errors import is_disk_full
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.rows import chunks
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
-from tamma_sync.store.trends import TrendDeltas, add_deltas, count_transitions, new_deltas
+from tamma_sync.store.trends import TrendDeltas, count_transitions, delta_steps, new_deltas
 
 #: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
 CHANGES_CHANNEL = "tamma_sync_changes"
@@ -178,28 +178,27 @@ class Transaction:
         await self.dialect.bulk_statement(table, columns, key).run(self.conn, rows)
 
     async def finish(self) -> int | None:
-        """What every write does last, just before commit: move the kept counts and the
-        trends, move the catalog revision on, append the change rows. The newest change
-        seq, if any."""
-        await self._move_counts()
-        await add_deltas(self.conn, self.dialect, self.trend_deltas)
+        """What every write does last, just before commit, in one trip to the driver: move
+        the kept counts and the trends, move the catalog revision on, append the change
+        rows. The newest change seq, if any."""
+        steps = [*self._count_steps(), *delta_steps(self.dialect, self.trend_deltas)]
         if self.changes_catalog:
-            await self.dialect.driver_form(_NEXT_CATALOG_REVISION).rows(self.conn, {})
-        if not self.pending_changes:
-            return None
-        await self.dialect.bulk_statement(changes, _CHANGE_COLUMNS).run(
-            self.conn, self.pending_changes
-        )
-        self.inserted["changes"] += len(self.pending_changes)
-        # Writers are serialized: the newest seq is this transaction's. PostgreSQL delivers
-        # the notice to every listener at commit.
-        newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
-        [(last_seq, *_)] = await self.dialect.driver_form(newest).rows(self.conn, {})
-        return int(last_seq)
+            steps.append(self.dialect.driver_form(_NEXT_CATALOG_REVISION).step({}))
+        if self.pending_changes:
+            steps += self.dialect.bulk_statement(changes, _CHANGE_COLUMNS).steps(
+                self.pending_changes
+            )
+            self.inserted["changes"] += len(self.pending_changes)
+            # Writers are serialized: the newest seq is this transaction's. PostgreSQL
+            # delivers the notice to every listener at commit.
+            newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
+            steps.append(self.dialect.driver_form(newest).step({}))
+        rows = await run_steps(self.conn, steps)
+        return int(rows[0][0]) if self.pending_changes else None
 
-    async def _move_counts(self) -> None:
-        """Move the kept counts, and their per-sub-status totals, by this transaction's
-        deltas."""
+    def _count_steps(self) -> list[Step]:
+        """What moves the kept counts, and their per-sub-status totals, by this
+        transaction's deltas."""
         totals: collections.Counter[tuple[str, str]] = collections.Counter()
         rows = []
         for (tenant_id, source_id, definition_id, sub_status), delta in self.count_deltas.items():
@@ -214,22 +213,20 @@ class Transaction:
                         "count": delta,
                     }
                 )
-        await self._add_counts(instance_counts, rows)
-        await self._add_counts(
-            instance_totals,
-            [
-                {"tenant_id": tenant_id, "sub_status": sub_status, "count": delta}
-                for (tenant_id, sub_status), delta in totals.items()
-                if delta
-            ],
-        )
+        total_rows = [
+            {"tenant_id": tenant_id, "sub_status": sub_status, "count": delta}
+            for (tenant_id, sub_status), delta in totals.items()
+            if delta
+        ]
+        return [
+            *self._add_counts(instance_counts, rows),
+            *self._add_counts(instance_totals, total_rows),
+        ]
 
-    async def _add_counts(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """Add each row's `count` to the row with its key (inserting it if new)."""
+    def _add_counts(self, table: sa.Table, rows: list[dict[str, Any]]) -> list[Step]:
+        """What adds each row's `count` to the row with its key (inserting it if new)."""
         key = [column.name for column in table.primary_key.columns]
-        await self.dialect.bulk_statement(table, [*key, "count"], key, add=True).run(
-            self.conn, rows
-        )
+        return self.dialect.bulk_statement(table, [*key, "count"], key, add=True).steps(rows)
 
 
 class Database:

@@ -47,19 +47,25 @@ async def put_instances(
     tenant_id: str,
     writes: Sequence[InstanceWrite],
     source_id: str | None = None,
+    *,
+    known_rows: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], WriteResult]:
     """Write what changed in `tx`; returns every instance's stored row (changed or not).
-    `source_id`, when given, tags every row with it (a sync batch's source)."""
+    `source_id`, when given, tags every row with it (a sync batch's source). `known_rows`:
+    the rows of the writes' ids as read in `tx` already, when the caller has them."""
     result = WriteResult()
-    existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, [w.id for w in writes])
-    stored: list[dict[str, Any]] = []
+    existing = known_rows
+    if existing is None:
+        ids = [w.id for w in writes]
+        existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, ids)
+    rows: list[dict[str, Any]] = []
     to_write: dict[str, dict[str, Any]] = {}
     for write in writes:
         old = existing.get(write.id)
         live = old if old is not None and old["deleted_at"] is None else None
         row = merge_instance(tenant_id, write, live, tx.now, source_id)
         if live is not None and live["content_hash"] == row["content_hash"]:
-            stored.append(live)
+            rows.append(live)
             result.unchanged += 1
             continue
         row["revision"] = (old["revision"] + 1) if old is not None else 1
@@ -70,7 +76,7 @@ async def put_instances(
         tx.count(tenant_id, row, +1)
         tx.observe(tenant_id, live, row)
         existing[write.id] = to_write[write.id] = row
-        stored.append(row)
+        rows.append(row)
         op = ChangeOp.UPDATE if live is not None else ChangeOp.CREATE
         if live is not None:
             result.updated += 1
@@ -87,7 +93,7 @@ async def put_instances(
             sub_status=row["sub_status"],
         )
     await tx.upsert_rows(instances, ["tenant_id", "id"], list(to_write.values()))
-    return stored, result
+    return rows, result
 
 
 async def update_instance(
@@ -113,8 +119,8 @@ async def update_instance(
         write = _changing_write(tenant_id, row, patch, tx.now)
         if write is None:
             return instance_of(row)
-        [stored], _ = await put_instances(tx, tenant_id, [write])
-    return instance_of(stored)
+        [written], _ = await put_instances(tx, tenant_id, [write], known_rows={instance_id: row})
+    return instance_of(written)
 
 
 def _changing_write(

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tamma_sync.models import SubStatus
+from tamma_sync.store.bulk import Step
 from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.tables import instance_trends
 
@@ -92,9 +92,9 @@ def count_transitions(
             deltas[tenant_id, ALL_DEFINITIONS, span, start][kind] += 1
 
 
-async def add_deltas(conn: AsyncConnection, dialect: Dialect, deltas: TrendDeltas) -> None:
-    """Add `deltas` to the rollups, inserting the spans that have none yet (in the write
-    transaction `conn`, which writers take one at a time)."""
+def delta_steps(dialect: Dialect, deltas: TrendDeltas) -> list[Step]:
+    """What adds `deltas` to the rollups, inserting the spans that have none yet (run in
+    the write transaction, which writers take one at a time)."""
     rows = [
         {
             "tenant_id": tenant_id,
@@ -106,7 +106,7 @@ async def add_deltas(conn: AsyncConnection, dialect: Dialect, deltas: TrendDelta
         for (tenant_id, definition_id, span, minute), counted in sorted(deltas.items())
     ]
     key = ["tenant_id", "definition_id", "span_minutes", "minute"]
-    await dialect.bulk_statement(instance_trends, [*key, *KINDS], key, add=True).run(conn, rows)
+    return dialect.bulk_statement(instance_trends, [*key, *KINDS], key, add=True).steps(rows)
 
 
 @dataclass(frozen=True)
