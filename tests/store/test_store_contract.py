@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 from operator import attrgetter
 
@@ -351,6 +352,13 @@ async def test_commit_listeners_hear_the_last_seq_after_commit(store: Store) -> 
     await store.put_instances(T, [instance("i2"), instance("i3")])
     assert heard == [1, 3]
     assert await store.last_seq() == 3
+    # A write's change rows take their seqs in the order it made them.
+    ids = ["o4", "o1", "o3", "o0", "o2"]
+    await store.put_instances(T, [instance(id, variables={"n": n}) for n, id in enumerate(ids)])
+    logged = await store.changes_after(3, limit=10)
+    assert [(change.seq, change.entity_id) for change in logged] == list(enumerate(ids, 4))
+    assert [change.data["variables"] for change in logged] == [{"n": n} for n in range(5)]
+    assert heard == [1, 3, 8]
 
 
 async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:
@@ -622,4 +630,42 @@ async def test_a_connection_back_in_the_pool_mid_transaction_holds_no_lock(
             await other.close()
         assert [row.id for row in written] == ["i1"]
     finally:
+        await store.close()
+
+
+async def test_a_read_by_key_waits_for_a_locked_sqlite_without_stalling_the_event_loop(
+    sqlite_database_url: str,
+) -> None:
+    """SQLite: a read by key runs on a connection of the event loop's own thread, which
+    never waits. While another process holds the database exclusively, the read goes to
+    the pool's connections instead, which wait in their threads: the loop keeps serving,
+    and the read answers once the lock is gone."""
+    writer = Store.from_url(sqlite_database_url)
+    await writer.put_instances(T, [instance("i1")])
+    await writer.close()
+    locker = sqlite3.connect(sqlite_database_url.removeprefix("sqlite+aiosqlite:///"))
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    locker.execute("SELECT count(*) FROM instances").fetchall()
+    store = Store.from_url(sqlite_database_url)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        read = asyncio.create_task(store.get_instance(T, "i1"))
+        await asyncio.sleep(0.5)
+        assert not read.done()
+        assert ticks >= 10  # about 50, unless the read blocks the loop
+        locker.close()
+        found = await asyncio.wait_for(read, 10)
+        assert found is not None and found.id == "i1"
+    finally:
+        ticker.cancel()
+        locker.close()
         await store.close()

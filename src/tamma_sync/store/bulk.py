@@ -74,8 +74,12 @@ class DriverSql(NamedTuple):
     ) -> list[dict[str, Any]]:
         """The rows as dicts by column name, JSON columns decoded, as SQLAlchemy's
         `mappings()` gives them."""
+        return self.as_mappings(await self.rows(conn, parameters))
+
+    def as_mappings(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """This statement's rows as dicts by column name, JSON columns decoded."""
         found = []
-        for row in await self.rows(conn, parameters):
+        for row in rows:
             mapping = dict(zip(self.columns, row, strict=True))
             for at in self.json_text_at:
                 name = self.columns[at]
@@ -133,17 +137,19 @@ async def on_sqlite_thread(
                     else:
                         rows = cursor.execute(step.sql, step.values).fetchall()
                 except sqlite3.Error as exc:
-                    # As SQLAlchemy raises it, so the API tells "database unavailable" from
-                    # a bug the same way whichever way a statement ran.
-                    raise sa.exc.DBAPIError.instance(
-                        step.sql, step.values, exc, sqlite3.Error, dialect=dialect
-                    ) from exc
+                    raise sqlite_error(step, exc, dialect) from exc
             return rows
         finally:
             cursor.close()
 
     rows: Sequence[Sequence[Any]] = await driver._execute(run)
     return rows
+
+
+def sqlite_error(step: Step, exc: sqlite3.Error, dialect: sa.Dialect) -> sa.exc.StatementError:
+    """An SQLite error as SQLAlchemy raises it, so the API tells "database unavailable"
+    from a bug the same way whichever way a statement ran."""
+    return sa.exc.DBAPIError.instance(step.sql, step.values, exc, sqlite3.Error, dialect=dialect)
 
 
 async def _through_dbapi_cursor(
@@ -190,35 +196,38 @@ async def _through_dbapi_cursor(
 
 class BulkStatement:
     """A compiled INSERT run through the driver's executemany with parameters built here:
-    SQLAlchemy's per-row parameter processing is most of a sync batch's cost otherwise.
-    JSON columns are serialized with the store's own `dump_json`."""
+    SQLAlchemy's per-row parameter processing is most of a sync batch's cost otherwise."""
 
     def __init__(self, driver: DriverSql, table: sa.Table) -> None:
         self._sql = driver.sql
-        json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
-        self._order = [(name, name in json_columns) for name in driver.names]
+        self._names = driver.names
+        self._table = table
 
     def steps(self, rows: Sequence[Mapping[str, Any]]) -> list[Step]:
         """The executemany steps that insert `rows` (none for no rows)."""
         return [
-            Step(
-                self._sql,
-                [
-                    tuple(
-                        (json_text(row[name]) if row[name] is not None else None)
-                        if is_json
-                        else row[name]
-                        for name, is_json in self._order
-                    )
-                    for row in chunk
-                ],
-                many=True,
-            )
+            Step(self._sql, driver_rows(self._table, self._names, chunk), many=True)
             for chunk in chunks(list(rows), BULK_CHUNK)
         ]
 
     async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         await run_steps(conn, self.steps(rows))
+
+
+def driver_rows(
+    table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Rows of `table` as the driver takes them: each a tuple of the values of `names`,
+    JSON columns as their text (serialized by the store's own `json_text`)."""
+    json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
+    order = [(name, name in json_columns) for name in names]
+    return [
+        tuple(
+            (json_text(row[name]) if row[name] is not None else None) if is_json else row[name]
+            for name, is_json in order
+        )
+        for row in rows
+    ]
 
 
 class TableStats:

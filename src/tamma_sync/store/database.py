@@ -23,14 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tamma_sync.models import ChangeOp, EntityKind, now_ms
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import Step, TableStats, run_steps
+from tamma_sync.store.bulk import TableStats, driver_rows, run_steps
 from tamma_sync.store.connect import WRITE_OPTION
-from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.dialect import Dialect, Upsert
 from tamma_sync.store.errors import is_disk_full
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
+from tamma_sync.store.loop_reads import LoopThreadReads
 from tamma_sync.store.rows import chunks
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
-from tamma_sync.store.trends import TrendDeltas, count_transitions, delta_steps, new_deltas
+from tamma_sync.store.trends import (
+    ADD_TO_ROLLUPS,
+    TrendDeltas,
+    count_transitions,
+    new_deltas,
+    rollup_rows,
+)
 
 #: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
 CHANGES_CHANNEL = "tamma_sync_changes"
@@ -39,8 +46,23 @@ WRITE_LOCK_KEY = 0x7A11A5C0
 #: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
 #: together do not race.
 MIGRATION_LOCK_KEY = 0x7A11A5C1
-#: Change-log columns a write supplies (`seq` is the database's).
-_CHANGE_COLUMNS = [column.name for column in changes.columns if column.name != "seq"]
+#: A write's last statements are one statement on PostgreSQL while they add at most this
+#: many rows: an API write's (a new instance adds 9, a finished one 11), not a sync batch's.
+_ONE_STATEMENT_ROWS = 32
+#: What a write's last statements do: append the change rows (`seq` is the database's)…
+_APPEND_CHANGES = Upsert(
+    changes, tuple(column.name for column in changes.columns if column.name != "seq")
+)
+#: …and add to the kept counts and their per-sub-status totals.
+_ADD_TO_COUNTS = Upsert(
+    instance_counts,
+    ("tenant_id", "source_id", "definition_id", "sub_status", "count"),
+    ("tenant_id", "source_id", "definition_id", "sub_status"),
+    add=True,
+)
+_ADD_TO_TOTALS = Upsert(
+    instance_totals, ("tenant_id", "sub_status", "count"), ("tenant_id", "sub_status"), add=True
+)
 
 CommitListener = Callable[[int], None]
 
@@ -174,29 +196,48 @@ class Transaction:
         self, table: sa.Table, key: list[str], rows: list[dict[str, Any]]
     ) -> None:
         """Insert rows, overwriting every column of those whose key already exists."""
-        columns = [column.name for column in table.columns]
-        await self.dialect.bulk_statement(table, columns, key).run(self.conn, rows)
+        upsert = Upsert(table, tuple(column.name for column in table.columns), tuple(key))
+        await self.dialect.bulk_statement(upsert).run(self.conn, rows)
 
     async def finish(self) -> int | None:
         """What every write does last, just before commit, in one trip to the driver: move
         the kept counts and the trends, move the catalog revision on, append the change
-        rows. The newest change seq, if any."""
-        steps = [*self._count_steps(), *delta_steps(self.dialect, self.trend_deltas)]
+        rows. The newest change seq, if any.
+
+        On PostgreSQL a trip is a round trip per statement, so a write that adds only a
+        few rows (an API call's) sends them all as one statement instead, its parts
+        data-modifying CTEs (`_last_statements_as_one`)."""
+        added = [*self._count_rows(), (ADD_TO_ROLLUPS, rollup_rows(self.trend_deltas))]
+        if self.pending_changes:
+            self.inserted["changes"] += len(self.pending_changes)
+            parts = [*added, (_APPEND_CHANGES, self.pending_changes)]
+            if not self.dialect.is_sqlite and sum(len(rows) for _, rows in parts) <= (
+                _ONE_STATEMENT_ROWS
+            ):
+                statement, values = _last_statements_as_one(
+                    self.dialect, parts, self.changes_catalog
+                )
+                [(last_seq, _)] = await self.dialect.driver_form(statement).rows(self.conn, values)
+                return int(last_seq)
+        steps = [
+            step
+            for upsert, rows in added
+            for step in self.dialect.bulk_statement(upsert).steps(rows)
+        ]
         if self.changes_catalog:
             steps.append(self.dialect.driver_form(_NEXT_CATALOG_REVISION).step({}))
-        if self.pending_changes:
-            steps += self.dialect.bulk_statement(changes, _CHANGE_COLUMNS).steps(
-                self.pending_changes
-            )
-            self.inserted["changes"] += len(self.pending_changes)
-            # Writers are serialized: the newest seq is this transaction's. PostgreSQL
-            # delivers the notice to every listener at commit.
-            newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
-            steps.append(self.dialect.driver_form(newest).step({}))
-        rows = await run_steps(self.conn, steps)
-        return int(rows[0][0]) if self.pending_changes else None
+        if not self.pending_changes:
+            await run_steps(self.conn, steps)
+            return None
+        steps += self.dialect.bulk_statement(_APPEND_CHANGES).steps(self.pending_changes)
+        # Writers are serialized: the newest seq is this transaction's. PostgreSQL delivers
+        # the notice to every listener at commit.
+        newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
+        steps.append(self.dialect.driver_form(newest).step({}))
+        [(last_seq, *_)] = await run_steps(self.conn, steps)
+        return int(last_seq)
 
-    def _count_steps(self) -> list[Step]:
+    def _count_rows(self) -> list[tuple[Upsert, list[dict[str, Any]]]]:
         """What moves the kept counts, and their per-sub-status totals, by this
         transaction's deltas."""
         totals: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -218,15 +259,51 @@ class Transaction:
             for (tenant_id, sub_status), delta in totals.items()
             if delta
         ]
-        return [
-            *self._add_counts(instance_counts, rows),
-            *self._add_counts(instance_totals, total_rows),
-        ]
+        return [(_ADD_TO_COUNTS, rows), (_ADD_TO_TOTALS, total_rows)]
 
-    def _add_counts(self, table: sa.Table, rows: list[dict[str, Any]]) -> list[Step]:
-        """What adds each row's `count` to the row with its key (inserting it if new)."""
-        key = [column.name for column in table.primary_key.columns]
-        return self.dialect.bulk_statement(table, [*key, "count"], key, add=True).steps(rows)
+
+def _last_statements_as_one(
+    dialect: Dialect, parts: list[tuple[Upsert, list[dict[str, Any]]]], changes_catalog: bool
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """PostgreSQL: a write's last statements as one, and its values. `parts`: the rows each
+    upsert adds, the change rows last (one INSERT, its VALUES in the order they were
+    recorded in, as their seqs will be)."""
+    parts = [(upsert, rows) for upsert, rows in parts if rows]
+    values = {
+        f"w{at}_{number}_{name}": value
+        for at, (upsert, rows) in enumerate(parts)
+        for number, row in enumerate(driver_rows(upsert.table, upsert.columns, rows))
+        for name, value in zip(upsert.columns, row, strict=True)
+    }
+    shape = tuple((upsert, len(rows)) for upsert, rows in parts)
+    return _one_statement(dialect, shape, changes_catalog), values
+
+
+@functools.cache
+def _one_statement(
+    dialect: Dialect, shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool
+) -> sa.Select[Any]:
+    """Each upsert of `shape` (with its number of rows) a data-modifying CTE, the last one
+    appending the change rows, whose seqs give the newest and its NOTIFY. Built once per
+    shape: an API write takes one of a few dozen."""
+    statements = [
+        dialect.upsert_statement(
+            upsert,
+            [
+                {name: sa.bindparam(f"w{at}_{number}_{name}") for name in upsert.columns}
+                for number in range(rows)
+            ],
+        )
+        for at, (upsert, rows) in enumerate(shape)
+    ]
+    *writes, appending = statements
+    ctes = [statement.cte(f"w{at}") for at, statement in enumerate(writes)]
+    if changes_catalog:
+        ctes.append(_NEXT_CATALOG_REVISION.cte("next_revision"))
+    appended = appending.returning(changes.c.seq).cte("appended")
+    newest = sa.func.max(appended.c.seq)
+    notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
+    return sa.select(newest, notify).add_cte(*ctes)
 
 
 class Database:
@@ -247,8 +324,16 @@ class Database:
         )
         self.disk_full = False
         """Whether a write failed for want of room (a full disk) and none committed since."""
+        path = sql_engine.url.database
+        self._loop_reads = (
+            LoopThreadReads(path, sql_engine.dialect)
+            if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:")
+            else None
+        )
 
     async def close(self) -> None:
+        if self._loop_reads is not None:
+            self._loop_reads.close()
         await self.sql_engine.dispose()
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -415,3 +500,15 @@ class Database:
         """`read_rows` as dicts by column name, JSON columns decoded."""
         async with self.reading() as conn:
             return await self.dialect.driver_form(statement).mappings(conn, parameters)
+
+    async def read_by_key(
+        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """`read_mappings` for a statement that reads a few rows by key: on SQLite, on the
+        event loop's own thread (`LoopThreadReads`)."""
+        driver_sql = self.dialect.driver_form(statement)
+        if self._loop_reads is not None:
+            rows = self._loop_reads.rows(driver_sql.step(parameters))
+            if rows is not None:
+                return driver_sql.as_mappings(rows)
+        return await self.read_mappings(statement, parameters)

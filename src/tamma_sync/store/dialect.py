@@ -3,7 +3,8 @@ a statement matches many ids, and statements compiled once for the driver."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,15 +16,23 @@ _ID_ARRAY = postgresql.ARRAY(sa.String())
 Insert = sqlite.Insert | postgresql.Insert
 
 
+class Upsert(NamedTuple):
+    """An INSERT of `columns` into `table`; with a conflict `key`, an upsert: the other
+    columns are overwritten, or with `add` added to."""
+
+    table: sa.Table
+    columns: tuple[str, ...]
+    key: tuple[str, ...] | None = None
+    add: bool = False
+
+
 class Dialect:
     """One database's dialect, and the statements compiled for it (each once)."""
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self._dialect = dialect
         self.is_sqlite = dialect.name == "sqlite"
-        self._bulk_statements: dict[
-            tuple[str, tuple[str, ...], tuple[str, ...], bool], BulkStatement
-        ] = {}
+        self._bulk_statements: dict[Upsert, BulkStatement] = {}
         self._driver_sql: dict[sa.ClauseElement, DriverSql] = {}
 
     def insert(self, table: sa.Table) -> Insert:
@@ -37,33 +46,34 @@ class Dialect:
             return id_column.in_(ids)
         return id_column == sa.any_(sa.bindparam("ids", list(ids), type_=_ID_ARRAY))
 
-    def bulk_statement(
-        self,
-        table: sa.Table,
-        columns: list[str],
-        conflict_key: list[str] | None = None,
-        *,
-        add: bool = False,
-    ) -> BulkStatement:
-        """An INSERT of `columns` (an upsert on `conflict_key`: the other columns are
-        overwritten, or with `add` added to), compiled once."""
-        cache_key = (table.name, tuple(columns), tuple(conflict_key or ()), add)
-        found = self._bulk_statements.get(cache_key)
+    def bulk_statement(self, upsert: Upsert) -> BulkStatement:
+        """`upsert` as an executemany statement, compiled once."""
+        found = self._bulk_statements.get(upsert)
         if found is None:
-            statement = self.insert(table).values({name: sa.bindparam(name) for name in columns})
-            if conflict_key is not None:
-                excluded = statement.excluded
-                statement = statement.on_conflict_do_update(
-                    index_elements=conflict_key,
-                    set_={
-                        name: table.c[name] + excluded[name] if add else excluded[name]
-                        for name in columns
-                        if name not in conflict_key
-                    },
-                )
-            found = BulkStatement(self.driver_form(statement), table)
-            self._bulk_statements[cache_key] = found
+            statement = self.upsert_statement(
+                upsert, [{name: sa.bindparam(name) for name in upsert.columns}]
+            )
+            found = BulkStatement(self.driver_form(statement), upsert.table)
+            self._bulk_statements[upsert] = found
         return found
+
+    def upsert_statement(
+        self, upsert: Upsert, value_lists: Sequence[Mapping[str, sa.BindParameter[Any]]]
+    ) -> Insert:
+        """`upsert` as a statement inserting one row per value list."""
+        statement = self.insert(upsert.table).values(list(value_lists))
+        if upsert.key is None:
+            return statement
+        excluded = statement.excluded
+        table = upsert.table
+        return statement.on_conflict_do_update(
+            index_elements=list(upsert.key),
+            set_={
+                name: table.c[name] + excluded[name] if upsert.add else excluded[name]
+                for name in upsert.columns
+                if name not in upsert.key
+            },
+        )
 
     def driver_form(self, statement: sa.ClauseElement) -> DriverSql:
         """The statement compiled for this database, once."""

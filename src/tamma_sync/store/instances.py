@@ -105,8 +105,7 @@ async def update_instance(
     sync's every cycle), is answered from it without taking the write lock — as if it came
     just before any write that commits meanwhile. One that changes something is applied in a
     write transaction, to the row as read again under the lock."""
-    async with db.reading() as conn:
-        row = await _live_instance_row(conn, db.dialect, tenant_id, instance_id)
+    row = await _read_live_instance(db, tenant_id, instance_id)
     if row is None:
         return None
     write = _changing_write(tenant_id, row, patch, db.clock())
@@ -173,9 +172,17 @@ async def delete_instances(
 
 
 async def get_instance(db: Database, tenant_id: str, instance_id: str) -> Instance | None:
-    async with db.reading() as conn:
-        row = await _live_instance_row(conn, db.dialect, tenant_id, instance_id)
+    row = await _read_live_instance(db, tenant_id, instance_id)
     return instance_of(row) if row is not None else None
+
+
+async def _read_live_instance(
+    db: Database, tenant_id: str, instance_id: str
+) -> dict[str, Any] | None:
+    found = await db.read_by_key(
+        _live_instance, {"tenant_id": tenant_id, "instance_id": instance_id}
+    )
+    return found[0] if found else None
 
 
 async def _live_instance_row(

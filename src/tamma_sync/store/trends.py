@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from tamma_sync.models import SubStatus
-from tamma_sync.store.bulk import Step
-from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.dialect import Upsert
 from tamma_sync.store.tables import instance_trends
 
 if TYPE_CHECKING:
@@ -92,10 +91,19 @@ def count_transitions(
             deltas[tenant_id, ALL_DEFINITIONS, span, start][kind] += 1
 
 
-def delta_steps(dialect: Dialect, deltas: TrendDeltas) -> list[Step]:
-    """What adds `deltas` to the rollups, inserting the spans that have none yet (run in
-    the write transaction, which writers take one at a time)."""
-    rows = [
+#: What adds trend deltas to the rollups, inserting the spans that have none yet.
+ADD_TO_ROLLUPS = Upsert(
+    instance_trends,
+    ("tenant_id", "definition_id", "span_minutes", "minute", *KINDS),
+    ("tenant_id", "definition_id", "span_minutes", "minute"),
+    add=True,
+)
+
+
+def rollup_rows(deltas: TrendDeltas) -> list[dict[str, Any]]:
+    """`deltas` as the rows `ADD_TO_ROLLUPS` adds (in the write transaction, which writers
+    take one at a time)."""
+    return [
         {
             "tenant_id": tenant_id,
             "definition_id": definition_id,
@@ -105,8 +113,6 @@ def delta_steps(dialect: Dialect, deltas: TrendDeltas) -> list[Step]:
         }
         for (tenant_id, definition_id, span, minute), counted in sorted(deltas.items())
     ]
-    key = ["tenant_id", "definition_id", "span_minutes", "minute"]
-    return dialect.bulk_statement(instance_trends, [*key, *KINDS], key, add=True).steps(rows)
 
 
 @dataclass(frozen=True)
