@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from dataclasses import replace
 from operator import attrgetter
 
@@ -669,3 +670,34 @@ async def test_a_read_by_key_waits_for_a_locked_sqlite_without_stalling_the_even
         ticker.cancel()
         locker.close()
         await store.close()
+
+
+async def test_a_long_read_leaves_the_event_loop_to_others(sqlite_database_url: str) -> None:
+    """SQLite: a read that turns out to take long on the event loop's thread (past its
+    budget of SQLite steps) is cut short there and read through the pool, in its own
+    thread: the loop keeps serving while it runs, and its answer is whole."""
+    store = Store.from_url(sqlite_database_url)
+    counting = sa.text(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+        "SELECT count(*) FROM c"
+    )
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        started = time.monotonic()
+        [(counted,)] = await store._db.read_rows(counting, {})
+        took = time.monotonic() - started
+    finally:
+        ticker.cancel()
+        await store.close()
+    assert counted == 2_000_000
+    # On the loop, the read would be one gap as long as itself.
+    assert max(gaps) < took / 2, (max(gaps), took)

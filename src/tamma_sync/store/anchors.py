@@ -18,9 +18,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from tamma_sync.store.dialect import Dialect
+from tamma_sync.store.database import Database
 from tamma_sync.store.pages import PageShape, anchor_statement, anchored_page_statement
 
 #: Rows between anchors: at most this many index entries walked before a page's first row.
@@ -48,11 +46,7 @@ class OffsetAnchors:
         self._anchors: OrderedDict[Hashable, Anchor] = OrderedDict()
 
     async def page_rows(
-        self,
-        conn: AsyncConnection,
-        dialect: Dialect,
-        shape: PageShape,
-        parameters: Mapping[str, Any],
+        self, db: Database, shape: PageShape, parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]] | None:
         """An offset page's rows walked from its anchor; None when it has none — a page
         less than a step deep, one past the end, or one whose rows a write moved since its
@@ -65,16 +59,16 @@ class OffsetAnchors:
         key = (shape, listing, at)
         anchor = self._anchors.get(key)
         if anchor is None:
-            found = await dialect.driver_form(anchor_statement(shape)).rows(
-                conn, {**parameters, "anchor_offset": at}
+            found = await db.read_rows(
+                anchor_statement(shape), {**parameters, "anchor_offset": at}, skipping=at
             )
             if not found:
                 return None
             anchor = self._remember(key, Anchor(*found[0]))
         else:
             self._anchors.move_to_end(key)
-        rows = await dialect.driver_form(anchored_page_statement(shape)).rows(
-            conn,
+        rows = await db.read_rows(
+            anchored_page_statement(shape),
             {
                 **parameters,
                 "row_offset": offset - at,
@@ -83,6 +77,7 @@ class OffsetAnchors:
                 "changes_seq": anchor.changes_seq,
                 "catalog_revision": anchor.catalog_revision,
             },
+            skipping=offset - at,
         )
         if not rows:
             self._anchors.pop(key, None)

@@ -39,6 +39,9 @@ from tamma_sync.store.trends import (
     rollup_rows,
 )
 
+#: Rows a read on SQLite may walk past before its own (an offset) and still run on the
+#: event loop's thread: about four steps each, a fifth of `loop_reads.STEP_BUDGET`.
+LOOP_SKIP_LIMIT = 2_500
 #: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
 CHANGES_CHANNEL = "tamma_sync_changes"
 #: Key of the PostgreSQL advisory lock that serializes writers across processes.
@@ -306,6 +309,26 @@ def _one_statement(
     return sa.select(newest, notify).add_cte(*ctes)
 
 
+class _SharedRead:
+    """The pool connection the reads of one response share, checked out by the first that
+    needs one."""
+
+    def __init__(self, sql_engine: AsyncEngine) -> None:
+        self._sql_engine = sql_engine
+        self._conn: AsyncConnection | None = None
+
+    async def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = self._sql_engine.connect()
+            await conn.start()
+            self._conn = conn
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
 class Database:
     """One database: serialized write transactions, reads, schema and leadership."""
 
@@ -319,7 +342,7 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._commit_listeners: list[CommitListener] = []
         self._stats = TableStats()
-        self._shared_read: ContextVar[AsyncConnection | None] = ContextVar(
+        self._shared_read: ContextVar[_SharedRead | None] = ContextVar(
             f"tamma_sync_shared_read_{id(self)}", default=None
         )
         self.disk_full = False
@@ -467,7 +490,7 @@ class Database:
         and its total — is read by one statement."""
         shared = self._shared_read.get()
         if shared is not None:
-            yield shared
+            yield await shared.connection()
             return
         async with self.sql_engine.connect() as conn:
             yield conn
@@ -475,40 +498,38 @@ class Database:
     @asynccontextmanager
     async def reading_together(self) -> AsyncIterator[None]:
         """Let the reads awaited inside share one connection: one pool checkout for a
-        response made of several small reads, instead of one each.
-        The reads must be awaited one after another, not gathered."""
+        response made of several small reads, instead of one each (none if each of them
+        runs on SQLite's loop-thread connection). The reads must be awaited one after
+        another, not gathered."""
         if self._shared_read.get() is not None:
             yield
             return
-        async with self.sql_engine.connect() as conn:
-            token = self._shared_read.set(conn)
-            try:
-                yield
-            finally:
-                self._shared_read.reset(token)
+        shared = _SharedRead(self.sql_engine)
+        token = self._shared_read.set(shared)
+        try:
+            yield
+        finally:
+            self._shared_read.reset(token)
+            await shared.close()
 
     async def read_rows(
-        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
+        self, statement: sa.ClauseElement, parameters: Mapping[str, Any], *, skipping: int = 0
     ) -> Sequence[Sequence[Any]]:
-        """The rows of a statement compiled once and run through the driver."""
+        """The rows of a statement compiled once and run through the driver. On SQLite a
+        read runs on the event loop's own thread (`LoopThreadReads`) unless it walks past
+        more than `LOOP_SKIP_LIMIT` rows before its own (`skipping`: an offset), or turns
+        out to take long there; else, and on PostgreSQL, through the pool."""
+        driver_sql = self.dialect.driver_form(statement)
+        if self._loop_reads is not None and skipping <= LOOP_SKIP_LIMIT:
+            rows = self._loop_reads.rows(driver_sql.step(parameters))
+            if rows is not None:
+                return rows
         async with self.reading() as conn:
-            return await self.dialect.driver_form(statement).rows(conn, parameters)
+            return await driver_sql.rows(conn, parameters)
 
     async def read_mappings(
         self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
         """`read_rows` as dicts by column name, JSON columns decoded."""
-        async with self.reading() as conn:
-            return await self.dialect.driver_form(statement).mappings(conn, parameters)
-
-    async def read_by_key(
-        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        """`read_mappings` for a statement that reads a few rows by key: on SQLite, on the
-        event loop's own thread (`LoopThreadReads`)."""
-        driver_sql = self.dialect.driver_form(statement)
-        if self._loop_reads is not None:
-            rows = self._loop_reads.rows(driver_sql.step(parameters))
-            if rows is not None:
-                return driver_sql.as_mappings(rows)
-        return await self.read_mappings(statement, parameters)
+        rows = await self.read_rows(statement, parameters)
+        return self.dialect.driver_form(statement).as_mappings(rows)

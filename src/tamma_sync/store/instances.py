@@ -179,7 +179,7 @@ async def get_instance(db: Database, tenant_id: str, instance_id: str) -> Instan
 async def _read_live_instance(
     db: Database, tenant_id: str, instance_id: str
 ) -> dict[str, Any] | None:
-    found = await db.read_by_key(
+    found = await db.read_mappings(
         _live_instance, {"tenant_id": tenant_id, "instance_id": instance_id}
     )
     return found[0] if found else None
@@ -204,19 +204,17 @@ async def list_instances(
     """
     shape = PageShape.of(query)
     parameters = page_parameters(tenant_id, query)
-    page = db.dialect.driver_form(page_statement(shape))
-    async with db.reading() as conn:
-        rows = await anchors.page_rows(conn, db.dialect, shape, parameters)
+    async with db.reading_together():
+        rows = await anchors.page_rows(db, shape, parameters)
         if rows is None:
-            rows = await page.rows(conn, parameters)
+            rows = await db.read_rows(page_statement(shape), parameters, skipping=query.offset)
         total: int | None = None  # counted as bigint: an int from both drivers
         if query.with_total:
             # A page past the end has no row to carry the total.
             if rows:
                 total = rows[0][-1]
             else:
-                count = db.dialect.driver_form(count_statement(shape))
-                [(total,)] = await count.rows(conn, parameters)
+                [(total,)] = await db.read_rows(count_statement(shape), parameters)
     wire, next_after = page_of(rows, query)
     return InstancePage(wire=wire, total=total, next_after=next_after)
 
