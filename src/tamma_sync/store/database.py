@@ -217,9 +217,7 @@ class Transaction:
             if not self.dialect.is_sqlite and sum(len(rows) for _, rows in parts) <= (
                 _ONE_STATEMENT_ROWS
             ):
-                statement, values = _last_statements_as_one(
-                    self.dialect, parts, self.changes_catalog
-                )
+                statement, values = _last_statements_as_one(parts, self.changes_catalog)
                 [(last_seq, _)] = await self.dialect.driver_form(statement).rows(self.conn, values)
                 return int(last_seq)
         steps = [
@@ -266,7 +264,7 @@ class Transaction:
 
 
 def _last_statements_as_one(
-    dialect: Dialect, parts: list[tuple[Upsert, list[dict[str, Any]]]], changes_catalog: bool
+    parts: list[tuple[Upsert, list[dict[str, Any]]]], changes_catalog: bool
 ) -> tuple[sa.Select[Any], dict[str, Any]]:
     """PostgreSQL: a write's last statements as one, and its values. `parts`: the rows each
     upsert adds, the change rows last (one INSERT, its VALUES in the order they were
@@ -279,23 +277,21 @@ def _last_statements_as_one(
         for name, value in zip(upsert.columns, row, strict=True)
     }
     shape = tuple((upsert, len(rows)) for upsert, rows in parts)
-    return _one_statement(dialect, shape, changes_catalog), values
+    return _one_statement(shape, changes_catalog), values
 
 
 @functools.cache
-def _one_statement(
-    dialect: Dialect, shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool
-) -> sa.Select[Any]:
+def _one_statement(shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool) -> sa.Select[Any]:
     """Each upsert of `shape` (with its number of rows) a data-modifying CTE, the last one
     appending the change rows, whose seqs give the newest and its NOTIFY. Built once per
     shape: an API write takes one of a few dozen."""
     statements = [
-        dialect.upsert_statement(
-            upsert,
+        upsert.statement(
             [
                 {name: sa.bindparam(f"w{at}_{number}_{name}") for name in upsert.columns}
                 for number in range(rows)
             ],
+            on_sqlite=False,
         )
         for at, (upsert, rows) in enumerate(shape)
     ]

@@ -25,6 +25,24 @@ class Upsert(NamedTuple):
     key: tuple[str, ...] | None = None
     add: bool = False
 
+    def statement(
+        self, value_lists: Sequence[Mapping[str, sa.BindParameter[Any]]], *, on_sqlite: bool
+    ) -> Insert:
+        """This upsert as a statement inserting one row per value list."""
+        insert = sqlite.insert if on_sqlite else postgresql.insert
+        statement = insert(self.table).values(list(value_lists))
+        if self.key is None:
+            return statement
+        excluded = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=list(self.key),
+            set_={
+                name: self.table.c[name] + excluded[name] if self.add else excluded[name]
+                for name in self.columns
+                if name not in self.key
+            },
+        )
+
 
 class Dialect:
     """One database's dialect, and the statements compiled for it (each once)."""
@@ -50,30 +68,13 @@ class Dialect:
         """`upsert` as an executemany statement, compiled once."""
         found = self._bulk_statements.get(upsert)
         if found is None:
-            statement = self.upsert_statement(
-                upsert, [{name: sa.bindparam(name) for name in upsert.columns}]
-            )
+            value_list: dict[str, sa.BindParameter[Any]] = {
+                name: sa.bindparam(name) for name in upsert.columns
+            }
+            statement = upsert.statement([value_list], on_sqlite=self.is_sqlite)
             found = BulkStatement(self.driver_form(statement), upsert.table)
             self._bulk_statements[upsert] = found
         return found
-
-    def upsert_statement(
-        self, upsert: Upsert, value_lists: Sequence[Mapping[str, sa.BindParameter[Any]]]
-    ) -> Insert:
-        """`upsert` as a statement inserting one row per value list."""
-        statement = self.insert(upsert.table).values(list(value_lists))
-        if upsert.key is None:
-            return statement
-        excluded = statement.excluded
-        table = upsert.table
-        return statement.on_conflict_do_update(
-            index_elements=list(upsert.key),
-            set_={
-                name: table.c[name] + excluded[name] if upsert.add else excluded[name]
-                for name in upsert.columns
-                if name not in upsert.key
-            },
-        )
 
     def driver_form(self, statement: sa.ClauseElement) -> DriverSql:
         """The statement compiled for this database, once."""
