@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -128,21 +128,35 @@ async def on_sqlite_thread(
     def run() -> Sequence[Sequence[Any]]:
         cursor = driver._conn.cursor()
         try:
-            rows: Sequence[Sequence[Any]] = []
-            for step in steps:
-                try:
-                    if step.many:
-                        cursor.executemany(step.sql, step.values)
-                        rows = []
-                    else:
-                        rows = cursor.execute(step.sql, step.values).fetchall()
-                except sqlite3.Error as exc:
-                    raise sqlite_error(step, exc, dialect) from exc
-            return rows
+            return _run_on_cursor(
+                cursor, steps, sqlite3.Error, lambda step, exc: sqlite_error(step, exc, dialect)
+            )
         finally:
             cursor.close()
 
     rows: Sequence[Sequence[Any]] = await driver._execute(run)
+    return rows
+
+
+def _run_on_cursor(
+    cursor: Any,
+    steps: Sequence[Step],
+    errors: type[Exception],
+    as_error: Callable[[Step, Any], Exception],
+) -> Sequence[Sequence[Any]]:
+    """Run the steps on a DBAPI cursor; the rows of the last one. A driver's error (of
+    `errors`) is raised as `as_error` makes it of the step that failed."""
+    rows: Sequence[Sequence[Any]] = []
+    for step in steps:
+        try:
+            if step.many:
+                cursor.executemany(step.sql, step.values)
+                rows = []
+            else:
+                cursor.execute(step.sql, step.values)
+                rows = cursor.fetchall() if cursor.description is not None else []
+        except errors as exc:
+            raise as_error(step, exc) from exc
     return rows
 
 
@@ -165,29 +179,24 @@ async def _through_dbapi_cursor(
         dbapi_connection = sync_conn.connection.dbapi_connection
         assert dbapi_connection is not None, "a checked-out connection has its driver's"
         cursor = dbapi_connection.cursor()
-        rows: Sequence[Sequence[Any]] = []
+
+        def as_sqlalchemy_error(step: Step, exc: Any) -> Exception:
+            dead = sync_conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if dead:
+                sync_conn.invalidate(exc)
+            error: Exception = sa.exc.DBAPIError.instance(
+                step.sql,
+                step.values,
+                exc,
+                sync_conn.dialect.loaded_dbapi.Error,
+                dialect=sync_conn.dialect,
+                connection_invalidated=dead,
+            )
+            return error
+
         try:
-            for step in steps:
-                try:
-                    if step.many:
-                        cursor.executemany(step.sql, step.values)
-                        rows = []
-                    else:
-                        cursor.execute(step.sql, step.values)
-                        rows = cursor.fetchall() if cursor.description is not None else []
-                except sync_conn.dialect.loaded_dbapi.Error as exc:
-                    dead = sync_conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
-                    if dead:
-                        sync_conn.invalidate(exc)
-                    raise sa.exc.DBAPIError.instance(
-                        step.sql,
-                        step.values,
-                        exc,
-                        sync_conn.dialect.loaded_dbapi.Error,
-                        dialect=sync_conn.dialect,
-                        connection_invalidated=dead,
-                    ) from exc
-            return rows
+            errors = sync_conn.dialect.loaded_dbapi.Error
+            return _run_on_cursor(cursor, steps, errors, as_sqlalchemy_error)
         finally:
             cursor.close()
 
