@@ -128,7 +128,7 @@ async def on_sqlite_thread(
     def run() -> Sequence[Sequence[Any]]:
         cursor = driver._conn.cursor()
         try:
-            return _run_on_cursor(
+            return run_on_cursor(
                 cursor, steps, sqlite3.Error, lambda step, exc: sqlite_error(step, exc, dialect)
             )
         finally:
@@ -138,7 +138,7 @@ async def on_sqlite_thread(
     return rows
 
 
-def _run_on_cursor(
+def run_on_cursor(
     cursor: Any,
     steps: Sequence[Step],
     errors: type[Exception],
@@ -196,7 +196,7 @@ async def _through_dbapi_cursor(
 
         try:
             errors = sync_conn.dialect.loaded_dbapi.Error
-            return _run_on_cursor(cursor, steps, errors, as_sqlalchemy_error)
+            return run_on_cursor(cursor, steps, errors, as_sqlalchemy_error)
         finally:
             cursor.close()
 

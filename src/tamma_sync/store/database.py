@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -23,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tamma_sync.models import ChangeOp, EntityKind, now_ms
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import TableStats, driver_rows, run_steps
+from tamma_sync.store.bulk import Step, TableStats, driver_rows, run_steps
 from tamma_sync.store.connect import WRITE_OPTION
 from tamma_sync.store.dialect import Dialect, Upsert
-from tamma_sync.store.errors import is_disk_full
+from tamma_sync.store.errors import describe_database_error, is_disk_full
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.loop_reads import LoopThreadReads
+from tamma_sync.store.loop_writes import LoopThreadWrites
 from tamma_sync.store.rows import chunks
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
 from tamma_sync.store.trends import (
@@ -38,6 +40,8 @@ from tamma_sync.store.trends import (
     new_deltas,
     rollup_rows,
 )
+
+log = logging.getLogger(__name__)
 
 #: Rows a read on SQLite may walk past before its own (an offset) and still run on the
 #: event loop's thread: about four steps each, a fifth of `loop_reads.STEP_BUDGET`.
@@ -112,9 +116,12 @@ class WriteResult:
 class Transaction:
     """One write transaction: its connection and the change rows it will append."""
 
-    conn: AsyncConnection
+    sql_conn: AsyncConnection | None
+    """The pool's connection it runs on; None when it runs on SQLite's loop-thread
+    connection (`on_loop`)."""
     dialect: Dialect
     now: int
+    on_loop: LoopThreadWrites | None = None
     pending_changes: list[dict[str, Any]] = field(default_factory=list)
     count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
         default_factory=collections.Counter
@@ -125,6 +132,28 @@ class Transaction:
     refreshed_definitions: bool = False
     """A definition's `syncedAt` moved without a change record (a POST that changed
     nothing else)."""
+
+    @property
+    def conn(self) -> AsyncConnection:
+        """The connection, for statements SQLAlchemy runs: a write on SQLite's loop-thread
+        connection has none (it runs driver statements only, `run`)."""
+        if self.sql_conn is None:
+            raise RuntimeError("a write on the loop's thread runs driver statements only")
+        return self.sql_conn
+
+    async def run(self, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
+        """Driver statements in one trip (`run_steps`), on whichever connection this
+        transaction runs on; the rows of the last one."""
+        if self.on_loop is not None:
+            return self.on_loop.run(steps)
+        return await run_steps(self.conn, steps)
+
+    async def read_mappings(
+        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """A read in this transaction, as dicts by column name (`DriverSql.as_mappings`)."""
+        driver_sql = self.dialect.driver_form(statement)
+        return driver_sql.as_mappings(await self.run([driver_sql.step(parameters)]))
 
     @property
     def changes_catalog(self) -> bool:
@@ -183,8 +212,8 @@ class Transaction:
         found: dict[str, dict[str, Any]] = {}
         if len(ids) == 1:  # a single write's: compiled once
             parameters = {"tenant_id": tenant_id, "id": ids[0]}
-            one = self.dialect.driver_form(_one_by_id(table, id_column))
-            return {row[id_column.name]: row for row in await one.mappings(self.conn, parameters)}
+            found_one = await self.read_mappings(_one_by_id(table, id_column), parameters)
+            return {row[id_column.name]: row for row in found_one}
         for chunk in chunks(list(dict.fromkeys(ids))):
             rows = await self.conn.execute(
                 sa.select(table).where(
@@ -200,7 +229,7 @@ class Transaction:
     ) -> None:
         """Insert rows, overwriting every column of those whose key already exists."""
         upsert = Upsert(table, tuple(column.name for column in table.columns), tuple(key))
-        await self.dialect.bulk_statement(upsert).run(self.conn, rows)
+        await self.run(self.dialect.bulk_statement(upsert).steps(rows))
 
     async def finish(self) -> int | None:
         """What every write does last, just before commit, in one trip to the driver: move
@@ -228,14 +257,14 @@ class Transaction:
         if self.changes_catalog:
             steps.append(self.dialect.driver_form(_NEXT_CATALOG_REVISION).step({}))
         if not self.pending_changes:
-            await run_steps(self.conn, steps)
+            await self.run(steps)
             return None
         steps += self.dialect.bulk_statement(_APPEND_CHANGES).steps(self.pending_changes)
         # Writers are serialized: the newest seq is this transaction's. PostgreSQL delivers
         # the notice to every listener at commit.
         newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
         steps.append(self.dialect.driver_form(newest).step({}))
-        [(last_seq, *_)] = await run_steps(self.conn, steps)
+        [(last_seq, *_)] = await self.run(steps)
         return int(last_seq)
 
     def _count_rows(self) -> list[tuple[Upsert, list[dict[str, Any]]]]:
@@ -343,16 +372,17 @@ class Database:
         )
         self.disk_full = False
         """Whether a write failed for want of room (a full disk) and none committed since."""
-        path = sql_engine.url.database
-        self._loop_reads = (
-            LoopThreadReads(path, sql_engine.dialect)
-            if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:")
-            else None
-        )
+        # SQLite's loop-thread connections, for a database in a file of its own.
+        path = sql_engine.url.database if self.is_sqlite else None
+        if path in (None, "", ":memory:") or path.startswith("file:"):
+            path = None
+        self._loop_reads = LoopThreadReads(path, sql_engine.dialect) if path else None
+        self._loop_writes = LoopThreadWrites(path, sql_engine.dialect) if path else None
 
     async def close(self) -> None:
-        if self._loop_reads is not None:
-            self._loop_reads.close()
+        for loop_connection in (self._loop_reads, self._loop_writes):
+            if loop_connection is not None:
+                loop_connection.close()
         await self.sql_engine.dispose()
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -436,11 +466,14 @@ class Database:
         return {WRITE_OPTION: True, "isolation_level": "READ COMMITTED"}
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[Transaction]:
+    async def writing(self, *, single_row: bool = False) -> AsyncIterator[Transaction]:
         """A write transaction (`_transaction`): one that fails for want of room marks the
-        database `disk_full`, and the next that commits clears it."""
+        database `disk_full`, and the next that commits clears it. `single_row`: the write
+        runs driver statements only (`Transaction.run`), as a single instance's does: on
+        SQLite it then runs on the loop's thread while the write lock is free
+        (`LoopThreadWrites`)."""
         try:
-            async with self._transaction() as tx:
+            async with self._transaction(single_row) as tx:
                 yield tx
         except Exception as exc:
             if is_disk_full(exc):
@@ -449,20 +482,46 @@ class Database:
         self.disk_full = False
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Transaction]:
+    async def _transaction(self, single_row: bool) -> AsyncIterator[Transaction]:
         """One serialized write transaction; change rows are appended just before commit."""
-        async with self._write_lock, self.sql_engine.connect() as conn:
-            write_conn = await conn.execution_options(**self._write_options)
-            async with write_conn.begin():
-                if not self.is_sqlite:
-                    await self.dialect.driver_form(_WRITE_LOCK).rows(write_conn, {})
-                tx = Transaction(write_conn, self.dialect, now=self.clock())
-                yield tx
-                last_seq = await tx.finish()
+        checkpoint_due = False
+        async with self._write_lock:
+            if single_row and self._loop_writes is not None and self._loop_writes.begin():
+                tx = Transaction(None, self.dialect, now=self.clock(), on_loop=self._loop_writes)
+                try:
+                    yield tx
+                    last_seq = await tx.finish()
+                    checkpoint_due = self._loop_writes.commit()
+                except BaseException:
+                    self._loop_writes.rollback()
+                    raise
+            else:
+                async with self.sql_engine.connect() as conn:
+                    write_conn = await conn.execution_options(**self._write_options)
+                    async with write_conn.begin():
+                        if not self.is_sqlite:
+                            await self.dialect.driver_form(_WRITE_LOCK).rows(write_conn, {})
+                        tx = Transaction(write_conn, self.dialect, now=self.clock())
+                        yield tx
+                        last_seq = await tx.finish()
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
+        if checkpoint_due:
+            await self._checkpoint_wal()
         await self._refresh_stats(self._stats.grown_enough(tx.inserted))
+
+    async def _checkpoint_wal(self) -> None:
+        """A passive checkpoint of SQLite's WAL, in the pool's thread: what a commit on the
+        loop's thread does not do itself (`LoopThreadWrites`), every so many of them, as a
+        commit in the pool does once the WAL holds 1,000 pages. Its write has committed
+        whatever happens here: a checkpoint that fails is logged, and the next one tries
+        again."""
+        try:
+            async with self.sql_engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("checkpointing the WAL failed: %s", describe_database_error(exc))
 
     async def _refresh_stats(self, tables: Sequence[str]) -> None:
         """ANALYZE `tables`, which grew a lot since this process last did. PostgreSQL: during

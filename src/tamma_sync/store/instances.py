@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tamma_sync.models import (
     ENDED_SUB_STATUSES,
@@ -21,7 +20,6 @@ from tamma_sync.models import (
 )
 from tamma_sync.store.anchors import OffsetAnchors
 from tamma_sync.store.database import Database, Transaction, WriteResult
-from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.pages import (
     InstancePage,
     InstanceQuery,
@@ -111,8 +109,9 @@ async def update_instance(
     write = _changing_write(tenant_id, row, patch, db.clock())
     if write is None:
         return instance_of(row)
-    async with db.writing() as tx:
-        row = await _live_instance_row(tx.conn, tx.dialect, tenant_id, instance_id)
+    async with db.writing(single_row=True) as tx:
+        found = await tx.read_mappings(_live_instance, _live_instance_key(tenant_id, instance_id))
+        row = found[0] if found else None
         if row is None:
             return None
         write = _changing_write(tenant_id, row, patch, tx.now)
@@ -179,18 +178,12 @@ async def get_instance(db: Database, tenant_id: str, instance_id: str) -> Instan
 async def _read_live_instance(
     db: Database, tenant_id: str, instance_id: str
 ) -> dict[str, Any] | None:
-    found = await db.read_mappings(
-        _live_instance, {"tenant_id": tenant_id, "instance_id": instance_id}
-    )
+    found = await db.read_mappings(_live_instance, _live_instance_key(tenant_id, instance_id))
     return found[0] if found else None
 
 
-async def _live_instance_row(
-    conn: AsyncConnection, dialect: Dialect, tenant_id: str, instance_id: str
-) -> dict[str, Any] | None:
-    parameters = {"tenant_id": tenant_id, "instance_id": instance_id}
-    found = await dialect.driver_form(_live_instance).mappings(conn, parameters)
-    return found[0] if found else None
+def _live_instance_key(tenant_id: str, instance_id: str) -> dict[str, str]:
+    return {"tenant_id": tenant_id, "instance_id": instance_id}
 
 
 async def list_instances(

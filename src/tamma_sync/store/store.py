@@ -177,7 +177,7 @@ class Store:
         self, tenant_id: str, writes: Sequence[InstanceWrite]
     ) -> tuple[list[Instance], WriteResult]:
         """Create or replace whole instances; unchanged ones are left exactly as they were."""
-        async with self._db.writing() as tx:
+        async with self._db.writing(single_row=len(writes) == 1) as tx:
             rows, result = await instances.put_instances(tx, tenant_id, writes)
         return [instance_of(row) for row in rows], result
 
