@@ -213,8 +213,8 @@ class Settings(BaseSettings):
         le=1000,
         description="PostgreSQL connections a process keeps open; bursts may open half as "
         "many again. Budget it against max_connections across replicas. SQLite ignores it "
-        "(two pooled connections per process, and one for small reads on the event "
-        "loop's thread: more threads only fight over the GIL).",
+        "(two pooled connections per process, and two on the event loop's thread for "
+        "small reads and single-row writes: more threads only fight over the GIL).",
     )
     migrate_on_start: bool = Field(
         default=True, description="Apply database migrations when the server starts."

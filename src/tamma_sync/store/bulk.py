@@ -122,8 +122,8 @@ async def on_sqlite_thread(
     """The steps as one function queued to the thread of `driver`, an aiosqlite
     connection. aiosqlite has no public call for that: `_execute` (queue a function on the
     thread) and `_conn` (the sqlite3 connection, used on that thread only) are its own
-    private names, pinned by the version in constraints.txt, and every statement of the
-    test suite's SQLite runs goes through here."""
+    private names, pinned by the version in constraints.txt, and every SQLite statement
+    the test suite runs through the pool goes through here."""
 
     def run() -> Sequence[Sequence[Any]]:
         cursor = driver._conn.cursor()
