@@ -378,8 +378,11 @@ class Database:
             path = None
         self._loop_reads = LoopThreadReads(path, sql_engine.dialect) if path else None
         self._loop_writes = LoopThreadWrites(path, sql_engine.dialect) if path else None
+        self._checkpoint: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         for loop_connection in (self._loop_reads, self._loop_writes):
             if loop_connection is not None:
                 loop_connection.close()
@@ -508,15 +511,22 @@ class Database:
             for listener in self._commit_listeners:
                 listener(last_seq)
         if checkpoint_due:
-            await self._checkpoint_wal()
+            await self._checkpoint_soon()
         await self._refresh_stats(self._stats.grown_enough(tx.inserted))
 
+    async def _checkpoint_soon(self) -> None:
+        """Start a passive checkpoint of SQLite's WAL in the pool's thread: what commits on
+        the loop's thread do not do themselves (`LoopThreadWrites`), every so many of them,
+        as a commit in the pool does once the WAL holds 1,000 pages. The write that calls
+        for it waits only for the one before, if that has not ended yet: so the WAL holds
+        at most twice as many commits' pages as it would with SQLite's own checkpoints."""
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
+        self._checkpoint = asyncio.create_task(self._checkpoint_wal())
+
     async def _checkpoint_wal(self) -> None:
-        """A passive checkpoint of SQLite's WAL, in the pool's thread: what a commit on the
-        loop's thread does not do itself (`LoopThreadWrites`), every so many of them, as a
-        commit in the pool does once the WAL holds 1,000 pages. Its write has committed
-        whatever happens here: a checkpoint that fails is logged, and the next one tries
-        again."""
+        """A passive checkpoint. The writes it follows have committed whatever happens
+        here: a checkpoint that fails is logged, and the next one tries again."""
         try:
             async with self.sql_engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")

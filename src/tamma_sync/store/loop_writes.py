@@ -8,10 +8,9 @@ statements, `COMMIT`, with nothing awaited in between. It never waits: the BEGIN
 refused at once while another process holds the write lock, and the write then goes
 through the pool, whose connections wait in their threads. Its commits never checkpoint
 the WAL (a checkpoint copies pages into the database file and syncs it: milliseconds);
-after every `CHECKPOINT_EVERY` of them, the write that made the last one runs a passive
-checkpoint in the pool's thread before it returns, the write lock already let go
-(`Database._checkpoint_wal`), as a commit in the pool checkpoints once the WAL holds
-1,000 pages.
+after every `CHECKPOINT_EVERY` of them, the store starts a passive checkpoint in the
+pool's thread (`Database._checkpoint_soon`), as a commit in the pool checkpoints once the
+WAL holds 1,000 pages.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ import sqlalchemy as sa
 
 from tamma_sync.store.bulk import Step, run_on_cursor, sqlite_error
 
-#: Commits on the loop's thread between two checkpoints of the WAL: about SQLite's own
-#: 1,000 pages, at about 15 pages per instance written.
-CHECKPOINT_EVERY = 64
+#: Commits on the loop's thread between two checkpoints of the WAL: about half SQLite's
+#: own 1,000 pages, at about 19 pages per instance written.
+CHECKPOINT_EVERY = 32
 
 
 class LoopThreadWrites:
