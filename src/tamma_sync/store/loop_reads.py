@@ -32,7 +32,7 @@ STEP_BUDGET = 50_000
 _STEPS_PER_CHECK = 1_000
 
 
-#: What makes SQLite refuse a read here that the pool can still do.
+#: What makes SQLite refuse a read here that the pool can still do (primary result codes).
 _ELSEWHERE = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT)
 
 
@@ -55,7 +55,7 @@ class LoopThreadReads:
                 self._conn = self._open()
             return self._conn.execute(step.sql, step.values).fetchall()
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in _ELSEWHERE:
+            if exc.sqlite_errorcode & 0xFF in _ELSEWHERE:  # extended codes too
                 return None
             raise sqlite_error(step, exc, self._dialect) from exc
         except sqlite3.Error as exc:
