@@ -24,15 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tamma_sync.models import ChangeOp, EntityKind, now_ms
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import Step, TableStats, driver_rows, run_steps
+from tamma_sync.store.bulk import Step, TableStats, run_steps
 from tamma_sync.store.connect import WRITE_OPTION
 from tamma_sync.store.dialect import Dialect, Upsert
 from tamma_sync.store.errors import describe_database_error, is_disk_full
+from tamma_sync.store.last_statements import ADD_TO_COUNTS, ADD_TO_TOTALS, run_last_statements
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.loop_reads import LoopThreadReads
 from tamma_sync.store.loop_writes import LoopThreadWrites
 from tamma_sync.store.rows import chunks
-from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
 from tamma_sync.store.trends import (
     ADD_TO_ROLLUPS,
     TrendDeltas,
@@ -46,45 +46,15 @@ log = logging.getLogger(__name__)
 #: Rows a read on SQLite may walk past before its own (an offset) and still run on the
 #: event loop's thread: about four steps each, a fifth of `loop_reads.STEP_BUDGET`.
 LOOP_SKIP_LIMIT = 2_500
-#: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
-CHANGES_CHANNEL = "tamma_sync_changes"
 #: Key of the PostgreSQL advisory lock that serializes writers across processes.
 WRITE_LOCK_KEY = 0x7A11A5C0
 #: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
 #: together do not race.
 MIGRATION_LOCK_KEY = 0x7A11A5C1
-#: A write's last statements are one statement on PostgreSQL while they add at most this
-#: many rows: an API write's (a new instance adds 9, a finished one 11), not a sync batch's.
-_ONE_STATEMENT_ROWS = 32
-#: What a write's last statements do: append the change rows (`seq` is the database's)…
-_APPEND_CHANGES = Upsert(
-    changes, tuple(column.name for column in changes.columns if column.name != "seq")
-)
-#: …and add to the kept counts and their per-sub-status totals.
-_ADD_TO_COUNTS = Upsert(
-    instance_counts,
-    ("tenant_id", "source_id", "definition_id", "sub_status", "count"),
-    ("tenant_id", "source_id", "definition_id", "sub_status"),
-    add=True,
-)
-_ADD_TO_TOTALS = Upsert(
-    instance_totals, ("tenant_id", "sub_status", "count"), ("tenant_id", "sub_status"), add=True
-)
-
 CommitListener = Callable[[int], None]
 
-#: Built once, each run by every write that does what it does (see `Transaction.finish`).
+#: Built once: the lock every PostgreSQL write takes first.
 _WRITE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.literal(WRITE_LOCK_KEY, sa.BigInteger)))
-_NEXT_CATALOG_REVISION = (
-    catalog_revision.update()
-    .values(revision=catalog_revision.c.revision + 1)
-    .returning(catalog_revision.c.revision)
-)
-_NEWEST_SEQ = sa.select(sa.func.max(changes.c.seq))
-_NEWEST_SEQ_NOTIFIED = sa.select(
-    sa.func.max(changes.c.seq),
-    sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(sa.func.max(changes.c.seq), sa.Text)),
-)
 
 
 @functools.cache
@@ -232,40 +202,14 @@ class Transaction:
         await self.run(self.dialect.bulk_statement(upsert).steps(rows))
 
     async def finish(self) -> int | None:
-        """What every write does last, just before commit, in one trip to the driver: move
-        the kept counts and the trends, move the catalog revision on, append the change
-        rows. The newest change seq, if any.
-
-        On PostgreSQL a trip is a round trip per statement, so a write that adds only a
-        few rows (an API call's) sends them all as one statement instead, its parts
-        data-modifying CTEs (`_last_statements_as_one`)."""
+        """What every write does last, just before commit, in one trip to the driver
+        (`last_statements`): move the kept counts and the trends, move the catalog revision
+        on, append the change rows. The newest change seq, if any."""
+        self.inserted["changes"] += len(self.pending_changes)
         added = [*self._count_rows(), (ADD_TO_ROLLUPS, rollup_rows(self.trend_deltas))]
-        if self.pending_changes:
-            self.inserted["changes"] += len(self.pending_changes)
-            parts = [*added, (_APPEND_CHANGES, self.pending_changes)]
-            if not self.dialect.is_sqlite and sum(len(rows) for _, rows in parts) <= (
-                _ONE_STATEMENT_ROWS
-            ):
-                statement, values = _last_statements_as_one(parts, self.changes_catalog)
-                [(last_seq, _)] = await self.dialect.driver_form(statement).rows(self.conn, values)
-                return int(last_seq)
-        steps = [
-            step
-            for upsert, rows in added
-            for step in self.dialect.bulk_statement(upsert).steps(rows)
-        ]
-        if self.changes_catalog:
-            steps.append(self.dialect.driver_form(_NEXT_CATALOG_REVISION).step({}))
-        if not self.pending_changes:
-            await self.run(steps)
-            return None
-        steps += self.dialect.bulk_statement(_APPEND_CHANGES).steps(self.pending_changes)
-        # Writers are serialized: the newest seq is this transaction's. PostgreSQL delivers
-        # the notice to every listener at commit.
-        newest = _NEWEST_SEQ if self.dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
-        steps.append(self.dialect.driver_form(newest).step({}))
-        [(last_seq, *_)] = await self.run(steps)
-        return int(last_seq)
+        return await run_last_statements(
+            self.run, self.dialect, added, self.changes_catalog, self.pending_changes
+        )
 
     def _count_rows(self) -> list[tuple[Upsert, list[dict[str, Any]]]]:
         """What moves the kept counts, and their per-sub-status totals, by this
@@ -289,49 +233,7 @@ class Transaction:
             for (tenant_id, sub_status), delta in totals.items()
             if delta
         ]
-        return [(_ADD_TO_COUNTS, rows), (_ADD_TO_TOTALS, total_rows)]
-
-
-def _last_statements_as_one(
-    parts: list[tuple[Upsert, list[dict[str, Any]]]], changes_catalog: bool
-) -> tuple[sa.Select[Any], dict[str, Any]]:
-    """PostgreSQL: a write's last statements as one, and its values. `parts`: the rows each
-    upsert adds, the change rows last (one INSERT, its VALUES in the order they were
-    recorded in, as their seqs will be)."""
-    parts = [(upsert, rows) for upsert, rows in parts if rows]
-    values = {
-        f"w{at}_{number}_{name}": value
-        for at, (upsert, rows) in enumerate(parts)
-        for number, row in enumerate(driver_rows(upsert.table, upsert.columns, rows))
-        for name, value in zip(upsert.columns, row, strict=True)
-    }
-    shape = tuple((upsert, len(rows)) for upsert, rows in parts)
-    return _one_statement(shape, changes_catalog), values
-
-
-@functools.cache
-def _one_statement(shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool) -> sa.Select[Any]:
-    """Each upsert of `shape` (with its number of rows) a data-modifying CTE, the last one
-    appending the change rows, whose seqs give the newest and its NOTIFY. Built once per
-    shape: an API write takes one of a few dozen."""
-    statements = [
-        upsert.statement(
-            [
-                {name: sa.bindparam(f"w{at}_{number}_{name}") for name in upsert.columns}
-                for number in range(rows)
-            ],
-            on_sqlite=False,
-        )
-        for at, (upsert, rows) in enumerate(shape)
-    ]
-    *writes, appending = statements
-    ctes = [statement.cte(f"w{at}") for at, statement in enumerate(writes)]
-    if changes_catalog:
-        ctes.append(_NEXT_CATALOG_REVISION.cte("next_revision"))
-    appended = appending.returning(changes.c.seq).cte("appended")
-    newest = sa.func.max(appended.c.seq)
-    notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
-    return sa.select(newest, notify).add_cte(*ctes)
+        return [(ADD_TO_COUNTS, rows), (ADD_TO_TOTALS, total_rows)]
 
 
 class _SharedRead:

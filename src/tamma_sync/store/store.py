@@ -47,7 +47,8 @@ from tamma_sync.store.anchors import OffsetAnchors
 from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
-from tamma_sync.store.database import CHANGES_CHANNEL, CommitListener, Database, WriteResult
+from tamma_sync.store.database import CommitListener, Database, WriteResult
+from tamma_sync.store.last_statements import CHANGES_CHANNEL
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs

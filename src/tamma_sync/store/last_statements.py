@@ -1,0 +1,129 @@
+"""What every write does last, just before commit, in one trip to the driver: add to the
+kept counts, their totals and the trend rollups, move the catalog revision on, append the
+change rows and read the newest seq (with its NOTIFY on PostgreSQL).
+
+On SQLite a trip runs every statement in one call (`bulk.run_steps`). On PostgreSQL each
+statement is a round trip, so a write that adds only a few rows (an API call's, not a sync
+batch's) sends them all as one statement of data-modifying CTEs; the change rows are one
+INSERT whose VALUES keep the order they were recorded in, and the newest seq is the
+largest it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from tamma_sync.store.bulk import Step, driver_rows
+from tamma_sync.store.dialect import Dialect, Upsert
+from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
+
+#: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
+CHANGES_CHANNEL = "tamma_sync_changes"
+#: The last statements are one statement on PostgreSQL while they add at most this many
+#: rows: an API write's (a new instance adds 9, a finished one 11), not a sync batch's.
+ONE_STATEMENT_ROWS = 32
+
+#: Appending the change rows (`seq` is the database's)…
+APPEND_CHANGES = Upsert(
+    changes, tuple(column.name for column in changes.columns if column.name != "seq")
+)
+#: …adding to the kept counts and their per-sub-status totals…
+ADD_TO_COUNTS = Upsert(
+    instance_counts,
+    ("tenant_id", "source_id", "definition_id", "sub_status", "count"),
+    ("tenant_id", "source_id", "definition_id", "sub_status"),
+    add=True,
+)
+ADD_TO_TOTALS = Upsert(
+    instance_totals, ("tenant_id", "sub_status", "count"), ("tenant_id", "sub_status"), add=True
+)
+#: …moving the catalog revision on, and reading the newest seq. Writers are serialized:
+#: the newest seq is this transaction's. PostgreSQL delivers the notice to every listener
+#: at commit.
+_NEXT_CATALOG_REVISION = (
+    catalog_revision.update()
+    .values(revision=catalog_revision.c.revision + 1)
+    .returning(catalog_revision.c.revision)
+)
+_NEWEST_SEQ = sa.select(sa.func.max(changes.c.seq))
+_NEWEST_SEQ_NOTIFIED = sa.select(
+    sa.func.max(changes.c.seq),
+    sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(sa.func.max(changes.c.seq), sa.Text)),
+)
+
+Rows = list[dict[str, Any]]
+Run = Callable[[Sequence[Step]], Awaitable[Sequence[Sequence[Any]]]]
+
+
+async def run_last_statements(
+    run: Run,
+    dialect: Dialect,
+    added: Sequence[tuple[Upsert, Rows]],
+    changes_catalog: bool,
+    pending_changes: Rows,
+) -> int | None:
+    """Add each upsert's rows (`added`), move the catalog revision on if
+    `changes_catalog`, append `pending_changes`, through `run` (one trip); the newest
+    change seq, None without changes."""
+    if pending_changes:
+        parts = [*added, (APPEND_CHANGES, pending_changes)]
+        if not dialect.is_sqlite and sum(len(rows) for _, rows in parts) <= ONE_STATEMENT_ROWS:
+            statement, values = _as_one(parts, changes_catalog)
+            [(last_seq, _)] = await run([dialect.driver_form(statement).step(values)])
+            return int(last_seq)
+    steps = [step for upsert, rows in added for step in dialect.bulk_statement(upsert).steps(rows)]
+    if changes_catalog:
+        steps.append(dialect.driver_form(_NEXT_CATALOG_REVISION).step({}))
+    if not pending_changes:
+        await run(steps)
+        return None
+    steps += dialect.bulk_statement(APPEND_CHANGES).steps(pending_changes)
+    newest = _NEWEST_SEQ if dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
+    steps.append(dialect.driver_form(newest).step({}))
+    [(last_seq, *_)] = await run(steps)
+    return int(last_seq)
+
+
+def _as_one(
+    parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool
+) -> tuple[sa.Select[Any], Mapping[str, Any]]:
+    """PostgreSQL: the statements as one, and its values. `parts`: the rows each upsert
+    adds, the change rows last."""
+    parts = [(upsert, rows) for upsert, rows in parts if rows]
+    values = {
+        f"w{at}_{number}_{name}": value
+        for at, (upsert, rows) in enumerate(parts)
+        for number, row in enumerate(driver_rows(upsert.table, upsert.columns, rows))
+        for name, value in zip(upsert.columns, row, strict=True)
+    }
+    shape = tuple((upsert, len(rows)) for upsert, rows in parts)
+    return _one_statement(shape, changes_catalog), values
+
+
+@functools.cache
+def _one_statement(shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool) -> sa.Select[Any]:
+    """Each upsert of `shape` (with its number of rows) a data-modifying CTE, the last one
+    appending the change rows, whose seqs give the newest and its NOTIFY. Built once per
+    shape: an API write takes one of a few dozen."""
+    statements = [
+        upsert.statement(
+            [
+                {name: sa.bindparam(f"w{at}_{number}_{name}") for name in upsert.columns}
+                for number in range(rows)
+            ],
+            on_sqlite=False,
+        )
+        for at, (upsert, rows) in enumerate(shape)
+    ]
+    *writes, appending = statements
+    ctes = [statement.cte(f"w{at}") for at, statement in enumerate(writes)]
+    if changes_catalog:
+        ctes.append(_NEXT_CATALOG_REVISION.cte("next_revision"))
+    appended = appending.returning(changes.c.seq).cte("appended")
+    newest = sa.func.max(appended.c.seq)
+    notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
+    return sa.select(newest, notify).add_cte(*ctes)
