@@ -1,5 +1,5 @@
 """SQLite's small reads and single-row writes on the event loop's thread
-(`store/loop_reads.py`, `store/loop_writes.py`): they never stall the loop, whatever
+(`store/loop_thread.py`): they never stall the loop, whatever
 another process or the statement itself does, and a write is whole or not at all."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import asyncio
 import os
 import sqlite3
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +18,38 @@ from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
 from tamma_sync.store import Store
 
 T = DEFAULT_TENANT_ID
+R = TypeVar("R")
+
+
+async def _still_waiting_after_half_a_second(operation: Coroutine[Any, Any, R]) -> asyncio.Task[R]:
+    """Start `operation`: half a second later it must still be waiting, and the event loop
+    must have kept running meanwhile (a 10 ms ticker ticks about 50 times, unless the
+    operation blocks the loop)."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    task = asyncio.create_task(operation)
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        ticker.cancel()
+    assert not task.done()
+    assert ticks >= 10
+    return task
+
+
+def _hold(database_url: str, how: str) -> sqlite3.Connection:
+    """Another process's connection to the database, holding it as `how` says."""
+    holder = sqlite3.connect(database_url.removeprefix("sqlite+aiosqlite:///"))
+    holder.isolation_level = None
+    holder.execute(how)
+    return holder
 
 
 async def test_a_read_by_key_waits_for_a_locked_sqlite_without_stalling_the_event_loop(
@@ -33,25 +67,12 @@ async def test_a_read_by_key_waits_for_a_locked_sqlite_without_stalling_the_even
     locker.execute("BEGIN EXCLUSIVE")
     locker.execute("SELECT count(*) FROM instances").fetchall()
     store = Store.from_url(sqlite_database_url)
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
     try:
-        read = asyncio.create_task(store.get_instance(T, "i1"))
-        await asyncio.sleep(0.5)
-        assert not read.done()
-        assert ticks >= 10  # about 50, unless the read blocks the loop
+        read = await _still_waiting_after_half_a_second(store.get_instance(T, "i1"))
         locker.close()
         found = await asyncio.wait_for(read, 10)
         assert found is not None and found.id == "i1"
     finally:
-        ticker.cancel()
         locker.close()
         await store.close()
 
@@ -87,14 +108,6 @@ async def test_a_long_read_leaves_the_event_loop_to_others(sqlite_database_url: 
     assert max(gaps) < took / 2, (max(gaps), took)
 
 
-def _hold(database_url: str, how: str) -> sqlite3.Connection:
-    """Another process's connection to the database, holding it as `how` says."""
-    holder = sqlite3.connect(database_url.removeprefix("sqlite+aiosqlite:///"))
-    holder.isolation_level = None
-    holder.execute(how)
-    return holder
-
-
 async def test_a_write_waits_for_another_writer_without_stalling_the_event_loop(
     sqlite_database_url: str,
 ) -> None:
@@ -104,28 +117,15 @@ async def test_a_write_waits_for_another_writer_without_stalling_the_event_loop(
     store = Store.from_url(sqlite_database_url)
     await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf"))
     holder = _hold(sqlite_database_url, "BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
     try:
-        write = asyncio.create_task(
+        write = await _still_waiting_after_half_a_second(
             store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
         )
-        await asyncio.sleep(0.5)
-        assert not write.done()
-        assert ticks >= 10  # about 50, unless the write blocks the loop
         holder.rollback()
         written = await asyncio.wait_for(write, 10)
         assert written.id == "i1"
         assert await store.get_instance(T, "i1") is not None
     finally:
-        ticker.cancel()
         holder.close()
         await store.close()
 

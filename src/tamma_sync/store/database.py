@@ -30,8 +30,7 @@ from tamma_sync.store.dialect import Dialect, Upsert
 from tamma_sync.store.errors import describe_database_error, is_disk_full
 from tamma_sync.store.last_statements import ADD_TO_COUNTS, ADD_TO_TOTALS, run_last_statements
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
-from tamma_sync.store.loop_reads import LoopThreadReads
-from tamma_sync.store.loop_writes import LoopThreadWrites
+from tamma_sync.store.loop_thread import LoopThreadReads, LoopThreadWrites
 from tamma_sync.store.rows import chunks
 from tamma_sync.store.trends import (
     ADD_TO_ROLLUPS,
@@ -44,7 +43,7 @@ from tamma_sync.store.trends import (
 log = logging.getLogger(__name__)
 
 #: Rows a read on SQLite may walk past before its own (an offset) and still run on the
-#: event loop's thread: about four steps each, a fifth of `loop_reads.STEP_BUDGET`.
+#: event loop's thread: about four steps each, a fifth of `loop_thread.STEP_BUDGET`.
 LOOP_SKIP_LIMIT = 2_500
 #: Key of the PostgreSQL advisory lock that serializes writers across processes.
 WRITE_LOCK_KEY = 0x7A11A5C0
