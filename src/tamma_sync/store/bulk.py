@@ -22,9 +22,8 @@ class DriverSql(NamedTuple):
     """A statement as its driver runs it: the SQL text, and the names of the values it
     takes in their order. Run through the driver (`run_steps`), a statement skips
     SQLAlchemy's per-execution work — parameter and result processing, a third of the
-    store's share of a page read — so the
-    values it binds must be ready for the driver, and what it returns gets no conversion
-    but the JSON decoding `mappings` does."""
+    store's share of a page read — so the values it binds must be ready for the driver,
+    and what it returns gets no conversion but the JSON decoding `as_mappings` does."""
 
     sql: str
     names: tuple[str, ...]
@@ -69,15 +68,9 @@ class DriverSql(NamedTuple):
         """Run once with the named values (more may be given than it takes); its rows."""
         return await run_steps(conn, [self.step(parameters)])
 
-    async def mappings(
-        self, conn: AsyncConnection, parameters: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        """The rows as dicts by column name, JSON columns decoded, as SQLAlchemy's
-        `mappings()` gives them."""
-        return self.as_mappings(await self.rows(conn, parameters))
-
     def as_mappings(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-        """This statement's rows as dicts by column name, JSON columns decoded."""
+        """This statement's rows as dicts by column name, JSON columns decoded, as
+        SQLAlchemy's `mappings()` gives them."""
         found = []
         for row in rows:
             mapping = dict(zip(self.columns, row, strict=True))
@@ -218,9 +211,6 @@ class BulkStatement:
             Step(self._sql, driver_rows(self._table, self._names, chunk), many=True)
             for chunk in chunks(list(rows), BULK_CHUNK)
         ]
-
-    async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        await run_steps(conn, self.steps(rows))
 
 
 def driver_rows(
