@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tamma_sync.elsa import ElsaClient
-from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
+from tamma_sync.models import DEFAULT_TENANT_ID, InstancePatch, InstanceWrite
 from tamma_sync.settings import SourceSettings
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import InstanceQuery, Store
@@ -69,8 +69,9 @@ async def test_reads_after_postgres_restarts_answer_at_once(
 ) -> None:
     """Pooled connections are pinged only once they sat idle (under load that round trip
     was a fifth of a page's server CPU): the pool's connections, all opened before the
-    restart, are replaced before the first reads after it, which answer. The restart is of
-    a cluster of the test's own: the machine's server has other users."""
+    restart, are replaced before the first reads after it, which answer; so is the one the
+    store holds out of the pool for single-row reads and writes, which commit. The restart
+    is of a cluster of the test's own: the machine's server has other users."""
     store = Store.from_url(throwaway_database_url)
     await store.migrate()
     try:
@@ -84,6 +85,10 @@ async def test_reads_after_postgres_restarts_answer_at_once(
         pages = await asyncio.gather(*(store.list_instances(T, InstanceQuery()) for _ in range(6)))
         assert [page.total for page in pages] == [1] * 6
         assert all(await asyncio.gather(*(store.get_instance(T, "i1") for _ in range(6))))
+        await store.create_instance(T, InstanceWrite(id="i2", definition_id="wf"))
+        await store.update_instance(T, "i2", InstancePatch(status="Finished"))
+        found = await store.get_instance(T, "i2")
+        assert found is not None and found.status == "Finished"
     finally:
         await store.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -91,6 +91,11 @@ class Step(NamedTuple):
     many: bool = False
 
 
+#: What runs steps in one trip to the driver on a connection (see `run_steps`): the rows
+#: of the last one.
+Run = Callable[[Sequence[Step]], Awaitable[Sequence[Sequence[Any]]]]
+
+
 async def run_steps(conn: AsyncConnection, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
     """Run statements in order in one trip to the driver; the rows of the last one.
 
@@ -174,17 +179,9 @@ async def _through_dbapi_cursor(
         cursor = dbapi_connection.cursor()
 
         def as_sqlalchemy_error(step: Step, exc: Any) -> Exception:
-            dead = sync_conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+            error, dead = sqlalchemy_error(sync_conn.dialect, dbapi_connection, cursor, step, exc)
             if dead:
                 sync_conn.invalidate(exc)
-            error: Exception = sa.exc.DBAPIError.instance(
-                step.sql,
-                step.values,
-                exc,
-                sync_conn.dialect.loaded_dbapi.Error,
-                dialect=sync_conn.dialect,
-                connection_invalidated=dead,
-            )
             return error
 
         try:
@@ -194,6 +191,24 @@ async def _through_dbapi_cursor(
             cursor.close()
 
     return await conn.run_sync(run)
+
+
+def sqlalchemy_error(
+    dialect: sa.Dialect, dbapi_connection: Any, cursor: Any, step: Step, exc: Any
+) -> tuple[Exception, bool]:
+    """An error of `step` as SQLAlchemy's DBAPI adapter raised it, as SQLAlchemy raises it,
+    and whether it means the connection is dead (then to be invalidated, as SQLAlchemy
+    does)."""
+    dead = dialect.is_disconnect(exc, dbapi_connection, cursor)
+    error: Exception = sa.exc.DBAPIError.instance(
+        step.sql,
+        step.values,
+        exc,
+        dialect.loaded_dbapi.Error,
+        dialect=dialect,
+        connection_invalidated=dead,
+    )
+    return error, dead
 
 
 class BulkStatement:

@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tamma_sync.models import ChangeOp, EntityKind, now_ms
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import Step, TableStats, run_steps
+from tamma_sync.store.bulk import Run, Step, TableStats, run_steps
 from tamma_sync.store.connect import WRITE_OPTION
 from tamma_sync.store.dialect import Dialect, Upsert
 from tamma_sync.store.errors import describe_database_error, is_disk_full
+from tamma_sync.store.held_connection import HeldConnection
 from tamma_sync.store.last_statements import ADD_TO_COUNTS, ADD_TO_TOTALS, run_last_statements
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.loop_thread import LoopThreadReads, LoopThreadWrites
@@ -52,8 +53,12 @@ WRITE_LOCK_KEY = 0x7A11A5C0
 MIGRATION_LOCK_KEY = 0x7A11A5C1
 CommitListener = Callable[[int], None]
 
-#: Built once: the lock every PostgreSQL write takes first.
+#: Built once: the lock every PostgreSQL write takes first…
 _WRITE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.literal(WRITE_LOCK_KEY, sa.BigInteger)))
+#: …sent with its BEGIN in one trip on the held connection (`HeldConnection.transaction`).
+_BEGIN_WRITE = (
+    f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+)
 
 
 @functools.cache
@@ -86,11 +91,13 @@ class Transaction:
     """One write transaction: its connection and the change rows it will append."""
 
     sql_conn: AsyncConnection | None
-    """The pool's connection it runs on; None when it runs on SQLite's loop-thread
-    connection (`on_loop`)."""
+    """The pool's connection it runs on; None when it runs on a connection of the store's
+    own (`direct`)."""
     dialect: Dialect
     now: int
-    on_loop: LoopThreadWrites | None = None
+    direct: Run | None = None
+    """What runs its statements on SQLite's loop-thread connection (`LoopThreadWrites`) or
+    PostgreSQL's held one (`HeldConnection`), when it runs on one."""
     pending_changes: list[dict[str, Any]] = field(default_factory=list)
     count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
         default_factory=collections.Counter
@@ -98,23 +105,25 @@ class Transaction:
     trend_deltas: TrendDeltas = field(default_factory=new_deltas)
     inserted: collections.Counter[str] = field(default_factory=collections.Counter)
     """Rows added per table, for planner statistics."""
+    written_last: list[tuple[Upsert, list[dict[str, Any]]]] = field(default_factory=list)
+    """Rows to write with the last statements (`upsert_rows(last=True)`)."""
     refreshed_definitions: bool = False
     """A definition's `syncedAt` moved without a change record (a POST that changed
     nothing else)."""
 
     @property
     def conn(self) -> AsyncConnection:
-        """The connection, for statements SQLAlchemy runs: a write on SQLite's loop-thread
-        connection has none (it runs driver statements only, `run`)."""
+        """The connection, for statements SQLAlchemy runs: a write on a connection of the
+        store's own has none (it runs driver statements only, `run`)."""
         if self.sql_conn is None:
-            raise RuntimeError("a write on the loop's thread runs driver statements only")
+            raise RuntimeError("a single-row write runs driver statements only")
         return self.sql_conn
 
     async def run(self, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
         """Driver statements in one trip (`run_steps`), on whichever connection this
         transaction runs on; the rows of the last one."""
-        if self.on_loop is not None:
-            return self.on_loop.run(steps)
+        if self.direct is not None:
+            return await self.direct(steps)
         return await run_steps(self.conn, steps)
 
     async def read_mappings(
@@ -194,18 +203,28 @@ class Transaction:
         return found
 
     async def upsert_rows(
-        self, table: sa.Table, key: list[str], rows: list[dict[str, Any]]
+        self, table: sa.Table, key: list[str], rows: list[dict[str, Any]], *, last: bool = False
     ) -> None:
-        """Insert rows, overwriting every column of those whose key already exists."""
+        """Insert rows, overwriting every column of those whose key already exists. `last`:
+        write them with the last statements (`finish`), one trip fewer, for a caller after
+        which this transaction reads nothing of `table`."""
         upsert = Upsert(table, tuple(column.name for column in table.columns), tuple(key))
-        await self.run(self.dialect.bulk_statement(upsert).steps(rows))
+        if last:
+            self.written_last.append((upsert, rows))
+        else:
+            await self.run(self.dialect.bulk_statement(upsert).steps(rows))
 
     async def finish(self) -> int | None:
         """What every write does last, just before commit, in one trip to the driver
-        (`last_statements`): move the kept counts and the trends, move the catalog revision
-        on, append the change rows. The newest change seq, if any."""
+        (`last_statements`): write the rows left for it, move the kept counts and the
+        trends, move the catalog revision on, append the change rows. The newest change
+        seq, if any."""
         self.inserted["changes"] += len(self.pending_changes)
-        added = [*self._count_rows(), (ADD_TO_ROLLUPS, rollup_rows(self.trend_deltas))]
+        added = [
+            *self.written_last,
+            *self._count_rows(),
+            (ADD_TO_ROLLUPS, rollup_rows(self.trend_deltas)),
+        ]
         return await run_last_statements(
             self.run, self.dialect, added, self.changes_catalog, self.pending_changes
         )
@@ -279,6 +298,10 @@ class Database:
             path = None
         self._loop_reads = LoopThreadReads(path, sql_engine.dialect) if path else None
         self._loop_writes = LoopThreadWrites(path, sql_engine.dialect) if path else None
+        # PostgreSQL's held connection, when the pool has more than that one to lend.
+        pool = sql_engine.pool
+        lends_more = isinstance(pool, sa.pool.QueuePool) and pool.size() > 1
+        self._held = HeldConnection(sql_engine) if lends_more and not self.is_sqlite else None
         self._checkpoint: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -287,6 +310,8 @@ class Database:
         for loop_connection in (self._loop_reads, self._loop_writes):
             if loop_connection is not None:
                 loop_connection.close()
+        if self._held is not None:
+            await self._held.close()
         await self.sql_engine.dispose()
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -388,32 +413,40 @@ class Database:
     @asynccontextmanager
     async def _transaction(self, single_row: bool) -> AsyncIterator[Transaction]:
         """One serialized write transaction; change rows are appended just before commit."""
-        checkpoint_due = False
-        async with self._write_lock:
-            if single_row and self._loop_writes is not None and self._loop_writes.begin():
-                tx = Transaction(None, self.dialect, now=self.clock(), on_loop=self._loop_writes)
-                try:
-                    yield tx
-                    last_seq = await tx.finish()
-                    checkpoint_due = self._loop_writes.commit()
-                except BaseException:
-                    self._loop_writes.rollback()
-                    raise
-            else:
-                async with self.sql_engine.connect() as conn:
-                    write_conn = await conn.execution_options(**self._write_options)
-                    async with write_conn.begin():
-                        if not self.is_sqlite:
-                            await self.dialect.driver_form(_WRITE_LOCK).rows(write_conn, {})
-                        tx = Transaction(write_conn, self.dialect, now=self.clock())
-                        yield tx
-                        last_seq = await tx.finish()
+        async with self._write_lock, self._begin(single_row) as tx:
+            yield tx
+            last_seq = await tx.finish()
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
-        if checkpoint_due:
+        if self._loop_writes is not None and self._loop_writes.take_checkpoint_due():
             await self._checkpoint_soon()
         await self._refresh_stats(self._stats.grown_enough(tx.inserted))
+
+    @asynccontextmanager
+    async def _begin(self, single_row: bool) -> AsyncIterator[Transaction]:
+        """A write transaction, committed when the block ends. A single row's runs on a
+        connection of the store's own while that is free (SQLite's `LoopThreadWrites`,
+        PostgreSQL's `HeldConnection`), else on one of the pool's."""
+        if single_row and self._loop_writes is not None and self._loop_writes.begin():
+            try:
+                yield Transaction(None, self.dialect, self.clock(), self._loop_writes.run)
+                self._loop_writes.commit()
+            except BaseException:
+                self._loop_writes.rollback()
+                raise
+            return
+        if single_row and self._held is not None:
+            async with self._held.transaction(_BEGIN_WRITE) as direct:
+                if direct is not None:
+                    yield Transaction(None, self.dialect, self.clock(), direct)
+                    return
+        async with self.sql_engine.connect() as conn:
+            write_conn = await conn.execution_options(**self._write_options)
+            async with write_conn.begin():
+                if not self.is_sqlite:
+                    await self.dialect.driver_form(_WRITE_LOCK).rows(write_conn, {})
+                yield Transaction(write_conn, self.dialect, self.clock())
 
     async def _checkpoint_soon(self) -> None:
         """Start a passive checkpoint of SQLite's WAL in the pool's thread: what commits on
@@ -484,12 +517,16 @@ class Database:
         """The rows of a statement compiled once and run through the driver. On SQLite a
         read runs on the event loop's own thread (`LoopThreadReads`) unless it walks past
         more than `LOOP_SKIP_LIMIT` rows before its own (`skipping`: an offset), or turns
-        out to take long there; else, and on PostgreSQL, through the pool."""
+        out to take long there; on PostgreSQL on the held connection (`HeldConnection`)
+        while no other task uses it; else through the pool."""
         driver_sql = self.dialect.driver_form(statement)
+        found: Sequence[Sequence[Any]] | None = None
         if self._loop_reads is not None and skipping <= LOOP_SKIP_LIMIT:
-            rows = self._loop_reads.rows(driver_sql.step(parameters))
-            if rows is not None:
-                return rows
+            found = self._loop_reads.rows(driver_sql.step(parameters))
+        elif self._held is not None:
+            found = await self._held.rows(driver_sql.step(parameters))
+        if found is not None:
+            return found
         async with self.reading() as conn:
             return await driver_sql.rows(conn, parameters)
 

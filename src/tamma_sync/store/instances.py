@@ -47,10 +47,13 @@ async def put_instances(
     source_id: str | None = None,
     *,
     known_rows: dict[str, dict[str, Any]] | None = None,
+    last: bool = False,
 ) -> tuple[list[dict[str, Any]], WriteResult]:
     """Write what changed in `tx`; returns every instance's stored row (changed or not).
     `source_id`, when given, tags every row with it (a sync batch's source). `known_rows`:
-    the rows of the writes' ids as read in `tx` already, when the caller has them."""
+    the rows of the writes' ids as read in `tx` already, when the caller has them. `last`:
+    nothing in `tx` reads instances after: the rows are written with its last statements
+    (`Transaction.upsert_rows`)."""
     result = WriteResult()
     existing = known_rows
     if existing is None:
@@ -90,7 +93,7 @@ async def put_instances(
             definition_id=row["definition_id"],
             sub_status=row["sub_status"],
         )
-    await tx.upsert_rows(instances, ["tenant_id", "id"], list(to_write.values()))
+    await tx.upsert_rows(instances, ["tenant_id", "id"], list(to_write.values()), last=last)
     return rows, result
 
 
@@ -117,7 +120,8 @@ async def update_instance(
         write = _changing_write(tenant_id, row, patch, tx.now)
         if write is None:
             return instance_of(row)
-        [written], _ = await put_instances(tx, tenant_id, [write], known_rows={instance_id: row})
+        known_rows = {instance_id: row}
+        [written], _ = await put_instances(tx, tenant_id, [write], known_rows=known_rows, last=True)
     return instance_of(written)
 
 

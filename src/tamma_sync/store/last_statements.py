@@ -12,12 +12,12 @@ largest it returns.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from tamma_sync.store.bulk import Step, driver_rows
+from tamma_sync.store.bulk import Run, driver_rows
 from tamma_sync.store.dialect import Dialect, Upsert
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
 
@@ -56,7 +56,6 @@ _NEWEST_SEQ_NOTIFIED = sa.select(
 )
 
 Rows = list[dict[str, Any]]
-Run = Callable[[Sequence[Step]], Awaitable[Sequence[Sequence[Any]]]]
 
 
 async def run_last_statements(

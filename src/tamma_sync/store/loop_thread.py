@@ -122,8 +122,12 @@ class LoopThreadWrites(_LoopThreadConnection):
         """BEGIN IMMEDIATE; False, at once, if another connection holds the write lock."""
         return self._execute(Step("BEGIN IMMEDIATE", ())) is not None
 
-    def run(self, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
-        """The steps, in the transaction `begin` started; the rows of the last one."""
+    async def run(self, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
+        """The steps, in the transaction `begin` started; the rows of the last one. Nothing
+        is awaited: the loop's thread runs them at once."""
+        return self._run(steps)
+
+    def _run(self, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
         assert self._conn is not None and self._conn.in_transaction, "begun first"
         cursor = self._conn.cursor()
         try:
@@ -136,11 +140,16 @@ class LoopThreadWrites(_LoopThreadConnection):
         finally:
             cursor.close()
 
-    def commit(self) -> bool:
-        """COMMIT; whether the WAL is due a checkpoint."""
-        self.run([Step("COMMIT", ())])
+    def commit(self) -> None:
+        self._run([Step("COMMIT", ())])
         self._commits += 1
-        return self._commits % CHECKPOINT_EVERY == 0
+
+    def take_checkpoint_due(self) -> bool:
+        """Whether `CHECKPOINT_EVERY` commits were made since it last said so."""
+        if self._commits < CHECKPOINT_EVERY:
+            return False
+        self._commits = 0
+        return True
 
     def rollback(self) -> None:
         """Undo the transaction, if one is open (a failed COMMIT may have ended it)."""

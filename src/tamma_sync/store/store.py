@@ -179,7 +179,7 @@ class Store:
     ) -> tuple[list[Instance], WriteResult]:
         """Create or replace whole instances; unchanged ones are left exactly as they were."""
         async with self._db.writing(single_row=len(writes) == 1) as tx:
-            rows, result = await instances.put_instances(tx, tenant_id, writes)
+            rows, result = await instances.put_instances(tx, tenant_id, writes, last=True)
         return [instance_of(row) for row in rows], result
 
     async def create_instance(self, tenant_id: str, write: InstanceWrite) -> Instance:

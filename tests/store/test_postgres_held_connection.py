@@ -1,0 +1,101 @@
+"""PostgreSQL's small reads and single-row writes on the connection each process holds out
+of the pool (`store/held_connection.py`): a write there is whole or not at all, even when
+it is cancelled, and a task that finds the connection in use is served by the pool."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+
+from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
+from tamma_sync.store import Store
+from tamma_sync.store.database import WRITE_LOCK_KEY
+
+T = DEFAULT_TENANT_ID
+
+
+def _dsn(database_url: str) -> str:
+    return sa.make_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+
+async def test_a_write_refused_midway_leaves_nothing_and_the_next_one_lands(
+    postgres_database_url: str,
+) -> None:
+    """A single instance's write whose change row is refused (a trigger here) is rolled
+    back whole: no instance, no count, nothing in the change log. The held connection is
+    left out of the failed transaction: the next write lands."""
+    store = Store.from_url(postgres_database_url)
+    other = await asyncpg.connect(_dsn(postgres_database_url))
+    try:
+        await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf"))
+        await other.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'no room for changes'; END $$;"
+            "CREATE TRIGGER no_changes BEFORE INSERT ON changes "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+        with pytest.raises(sa.exc.DBAPIError, match="no room for changes"):
+            await store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
+        assert await store.get_instance(T, "i1") is None
+        assert sum((await store.catalog_totals(T)).instances.values()) == 1
+        assert [change.entity_id for change in await store.changes_after(0, limit=10)] == ["i0"]
+        await other.execute("DROP TRIGGER no_changes ON changes")
+        await store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
+        assert sum((await store.catalog_totals(T)).instances.values()) == 2
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_a_write_cancelled_while_it_waits_leaves_nothing_and_reads_go_on(
+    postgres_database_url: str,
+) -> None:
+    """While another process holds the write lock, a write waits for it on the held
+    connection; reads meanwhile are served by the pool. Cancelled there (a request that
+    timed out), the write leaves nothing, and the writes after it land."""
+    store = Store.from_url(postgres_database_url)
+    other = await asyncpg.connect(_dsn(postgres_database_url))
+    try:
+        await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf"))
+        await other.execute(f"SELECT pg_advisory_lock({WRITE_LOCK_KEY})")
+        waiting = asyncio.create_task(
+            store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        found = await asyncio.wait_for(store.get_instance(T, "i0"), timeout=5)
+        assert found is not None
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await other.execute(f"SELECT pg_advisory_unlock({WRITE_LOCK_KEY})")
+        await asyncio.wait_for(
+            store.create_instance(T, InstanceWrite(id="i2", definition_id="wf")), timeout=5
+        )
+        assert await store.get_instance(T, "i1") is None
+        assert await store.get_instance(T, "i2") is not None
+        assert sum((await store.catalog_totals(T)).instances.values()) == 2
+        assert [change.entity_id for change in await store.changes_after(0, limit=10)] == [
+            "i0",
+            "i2",
+        ]
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_a_pool_of_one_connection_holds_none_back(postgres_database_url: str) -> None:
+    """With a pool of one connection (`TAMMA_SYNC_DATABASE_POOL_SIZE=1`) the store holds
+    none out of it: a batch write, which needs the pool, does not wait for one."""
+    store = Store.from_url(postgres_database_url, pool_size=1)
+    try:
+        await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf"))
+        assert await store.get_instance(T, "i0") is not None
+        batch = [InstanceWrite(id=f"i{n}", definition_id="wf") for n in range(1, 4)]
+        await asyncio.wait_for(store.put_instances(T, batch), timeout=5)
+        assert sum((await store.catalog_totals(T)).instances.values()) == 4
+    finally:
+        await store.close()
