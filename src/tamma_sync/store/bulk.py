@@ -4,6 +4,7 @@ hottest reads, and the planner statistics that big writes make stale."""
 from __future__ import annotations
 
 import collections
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -233,8 +234,7 @@ def driver_rows(
 ) -> list[tuple[Any, ...]]:
     """Rows of `table` as the driver takes them: each a tuple of the values of `names`,
     JSON columns as their text (serialized by the store's own `json_text`)."""
-    json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
-    order = [(name, name in json_columns) for name in names]
+    order = _json_or_not(table, tuple(names))
     return [
         tuple(
             (json_text(row[name]) if row[name] is not None else None) if is_json else row[name]
@@ -242,6 +242,13 @@ def driver_rows(
         )
         for row in rows
     ]
+
+
+@functools.cache
+def _json_or_not(table: sa.Table, names: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    """Each of `names` with whether it is a JSON column of `table`."""
+    json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
+    return tuple((name, name in json_columns) for name in names)
 
 
 class TableStats:

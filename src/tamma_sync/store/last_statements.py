@@ -12,12 +12,12 @@ largest it returns.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from tamma_sync.store.bulk import Run, driver_rows
+from tamma_sync.store.bulk import Run, Step, driver_rows
 from tamma_sync.store.dialect import Dialect, Upsert
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
 
@@ -71,8 +71,7 @@ async def run_last_statements(
     if pending_changes:
         parts = [*added, (APPEND_CHANGES, pending_changes)]
         if not dialect.is_sqlite and sum(len(rows) for _, rows in parts) <= ONE_STATEMENT_ROWS:
-            statement, values = _as_one(parts, changes_catalog)
-            [(last_seq, _)] = await run([dialect.driver_form(statement).step(values)])
+            [(last_seq, _)] = await run([_as_one(dialect, parts, changes_catalog)])
             return int(last_seq)
     steps = [step for upsert, rows in added for step in dialect.bulk_statement(upsert).steps(rows)]
     if changes_catalog:
@@ -87,26 +86,31 @@ async def run_last_statements(
     return int(last_seq)
 
 
-def _as_one(
-    parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool
-) -> tuple[sa.Select[Any], Mapping[str, Any]]:
-    """PostgreSQL: the statements as one, and its values. `parts`: the rows each upsert
+def _as_one(dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool) -> Step:
+    """PostgreSQL: the statements as one, with its values. `parts`: the rows each upsert
     adds, the change rows last."""
     parts = [(upsert, rows) for upsert, rows in parts if rows]
-    values = {
-        f"w{at}_{number}_{name}": value
-        for at, (upsert, rows) in enumerate(parts)
-        for number, row in enumerate(driver_rows(upsert.table, upsert.columns, rows))
-        for name, value in zip(upsert.columns, row, strict=True)
-    }
     shape = tuple((upsert, len(rows)) for upsert, rows in parts)
-    return _one_statement(shape, changes_catalog), values
+    statement, where = _one_statement(shape, changes_catalog)
+    driver_sql = dialect.driver_form(statement)
+    rows_values = [driver_rows(upsert.table, upsert.columns, rows) for upsert, rows in parts]
+    values = []
+    for name in driver_sql.names:
+        if name in where:
+            at, number, column = where[name]
+            values.append(rows_values[at][number][column])
+        else:  # one the statement holds itself
+            values.append(driver_sql.fixed[name])
+    return Step(driver_sql.sql, tuple(values))
 
 
 @functools.cache
-def _one_statement(shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool) -> sa.Select[Any]:
+def _one_statement(
+    shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool
+) -> tuple[sa.Select[Any], dict[str, tuple[int, int, int]]]:
     """Each upsert of `shape` (with its number of rows) a data-modifying CTE, the last one
-    appending the change rows, whose seqs give the newest and its NOTIFY. Built once per
+    appending the change rows, whose seqs give the newest and its NOTIFY; and where each
+    of its parameters, by name, takes its value: (upsert, row, column). Built once per
     shape: an API write takes one of a few dozen."""
     statements = [
         upsert.statement(
@@ -125,4 +129,10 @@ def _one_statement(shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool)
     appended = appending.returning(changes.c.seq).cte("appended")
     newest = sa.func.max(appended.c.seq)
     notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
-    return sa.select(newest, notify).add_cte(*ctes)
+    where = {
+        f"w{at}_{number}_{name}": (at, number, column)
+        for at, (upsert, rows) in enumerate(shape)
+        for number in range(rows)
+        for column, name in enumerate(upsert.columns)
+    }
+    return sa.select(newest, notify).add_cte(*ctes), where
