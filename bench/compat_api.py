@@ -382,6 +382,11 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 deep.rate >= first.rate,
             ),
             (
+                f"deepest page p99 {deep.p('p99'):.1f} ms ≤ 2{TIMES} the first's "
+                f"({first.p('p99'):.1f} ms)",
+                deep.p("p99") <= 2 * first.p("p99"),
+            ),
+            (
                 "nothing lost",
                 p["wrong_or_missing"] == 0 and result["total_after"] == args.instances,
             ),

@@ -120,8 +120,9 @@ class HeldConnection:
             raise await self._as_sqlalchemy_error(Step(sql, ()), exc) from exc
 
     async def _as_sqlalchemy_error(self, step: Step, exc: Exception) -> Exception:
-        """`exc` as SQLAlchemy raises it, translated by its asyncpg adapter first; the
-        connection is discarded if it is dead."""
+        """`exc` as SQLAlchemy raises it, translated by its asyncpg adapter first (by the
+        adapter's `_handle_exception`, a private name pinned by constraints.txt, which
+        always raises); the connection is discarded if it is dead."""
         assert self._conn is not None and self._conn.sync_connection is not None, "in use"
         sync_conn = self._conn.sync_connection
         dbapi_connection = sync_conn.connection.dbapi_connection
