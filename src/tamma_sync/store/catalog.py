@@ -19,6 +19,7 @@ from tamma_sync.models import (
     content_hash,
     dump_json,
 )
+from tamma_sync.store.bulk import Step
 from tamma_sync.store.database import Database, Transaction, WriteResult
 from tamma_sync.store.instances import delete_instances
 from tamma_sync.store.rows import DEFINITION_CONTENT, chunks, definition_of, merge_definition
@@ -33,6 +34,15 @@ from tamma_sync.store.tables import (
 )
 
 #: What `instance_counts` reports per definition: each sub-status, then the untyped ones.
+#: Built once: moving a definition's `syncedAt` to now (`now`), and nothing else.
+_REFRESH_SYNCED_AT = (
+    definitions.update()
+    .where(
+        definitions.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
+        definitions.c.definition_id == sa.bindparam("definition_id", type_=sa.String),
+    )
+    .values(synced_at=sa.bindparam("now", type_=sa.BigInteger))
+)
 _COUNTED: tuple[str | None, ...] = (*(member.value for member in SubStatus), None)
 
 
@@ -135,12 +145,14 @@ async def write_definitions(
             result.created += 1
     await tx.upsert_rows(definitions, ["tenant_id", "definition_id"], list(to_write.values()))
     # Ids written whole later in the same batch have their new syncedAt already.
-    for chunk in chunks(sorted(refreshed.difference(to_write))):
-        await tx.conn.execute(
-            definitions.update()
-            .where(definitions.c.tenant_id == tenant_id, definitions.c.definition_id.in_(chunk))
-            .values(synced_at=tx.now)
-        )
+    refresh_only = sorted(refreshed.difference(to_write))
+    if refresh_only:
+        refresh = tx.dialect.driver_form(_REFRESH_SYNCED_AT)
+        values = [
+            refresh.step({"tenant_id": tenant_id, "definition_id": id_, "now": tx.now}).values
+            for id_ in refresh_only
+        ]
+        await tx.run([Step(refresh.sql, values, many=True)])
         tx.refreshed_definitions = True
     return stored, result
 
