@@ -33,7 +33,6 @@ from tamma_sync.store.tables import (
     sync_state,
 )
 
-#: What `instance_counts` reports per definition: each sub-status, then the untyped ones.
 #: Built once: moving a definition's `syncedAt` to now (`now`), and nothing else.
 _REFRESH_SYNCED_AT = (
     definitions.update()
@@ -43,6 +42,7 @@ _REFRESH_SYNCED_AT = (
     )
     .values(synced_at=sa.bindparam("now", type_=sa.BigInteger))
 )
+#: What `instance_counts` reports per definition: each sub-status, then the untyped ones.
 _COUNTED: tuple[str | None, ...] = (*(member.value for member in SubStatus), None)
 
 

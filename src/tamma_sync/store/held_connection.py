@@ -8,10 +8,11 @@ those reads and writes on its asyncpg connection directly whenever no other task
 it; a task that finds it in use goes through the pool as before. A write on it sends BEGIN
 and the write lock as one trip.
 
-It answers as the pool does: errors are raised as SQLAlchemy raises them (`bulk.
-sqlalchemy_error`), and a connection found dead is invalidated (the next use checks out
-another). One that sat idle for `PING_AFTER_IDLE_SECONDS` is pinged first, as the pool pings
-its own (`connect._ping_when_idle`), so the first statement after a restart answers.
+It answers as the pool does: errors are raised as SQLAlchemy raises them
+(`bulk.sqlalchemy_error`), and a connection found dead is invalidated (the next use checks
+out another). One that sat idle for `PING_AFTER_IDLE_SECONDS` is pinged first, as the pool
+pings its own (`connect._ping_when_idle`), so a statement after a restart during a quiet
+spell answers.
 """
 
 from __future__ import annotations
