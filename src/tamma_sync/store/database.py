@@ -398,9 +398,8 @@ class Database:
     async def writing(self, *, single_row: bool = False) -> AsyncIterator[Transaction]:
         """A write transaction (`_transaction`): one that fails for want of room marks the
         database `disk_full`, and the next that commits clears it. `single_row`: the write
-        runs driver statements only (`Transaction.run`), as a single instance's or
-        definition's does: it then runs on a connection of the store's own while that is
-        free (`_begin`)."""
+        runs driver statements only (`Transaction.run`), as a single instance's does: it
+        then runs on a connection of the store's own while that is free (`_begin`)."""
         try:
             async with self._transaction(single_row) as tx:
                 yield tx

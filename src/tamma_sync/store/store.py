@@ -128,7 +128,7 @@ class Store:
         refresh_synced_at: bool = False,
     ) -> list[tuple[Definition, bool]]:
         """Create or update definitions; returns each stored definition and whether it is new."""
-        async with self._db.writing(single_row=len(writes) == 1) as tx:
+        async with self._db.writing() as tx:
             stored, _ = await catalog.write_definitions(
                 tx, tenant_id, writes, refresh_synced_at=refresh_synced_at
             )
