@@ -95,8 +95,11 @@ def _run(database_url: str, statement: str) -> None:
     asyncio.run(execute())
 
 
-def _fail_definition_writes(database_url: str, errcode: str, message: str) -> None:
-    """A trigger that fails every write of a definition with this SQLSTATE and message."""
+def _fail_definition_writes(
+    database_url: str, errcode: str, message: str, table: str = "definitions"
+) -> None:
+    """A trigger that fails every write of a definition (or of `table`'s rows) with this
+    SQLSTATE and message."""
     _run(
         database_url,
         f"""
@@ -107,7 +110,7 @@ def _fail_definition_writes(database_url: str, errcode: str, message: str) -> No
     )
     _run(
         database_url,
-        "CREATE TRIGGER no_room BEFORE INSERT OR UPDATE ON definitions "
+        f"CREATE TRIGGER no_room BEFORE INSERT OR UPDATE ON {table} "
         "FOR EACH ROW EXECUTE FUNCTION no_room()",
     )
 
@@ -129,6 +132,27 @@ def test_postgresql_disk_full_is_507_and_not_ready_until_a_write_succeeds(
             ),
             free=lambda: _run(postgres_database_url, "DROP TRIGGER no_room ON definitions"),
         )
+
+
+def test_postgresql_disk_full_on_a_single_instance_write_is_507(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    """A single instance's write runs on the connection the store holds out of the pool,
+    its errors translated there: a full disk is told the same way."""
+    with _serving(postgres_database_url, tmp_path) as (http, _):
+        instance = {"id": "i1", "definitionId": "wf", "status": "Running"}
+        _fail_definition_writes(
+            postgres_database_url,
+            "disk_full",
+            'could not extend file "base/1/2": No space left on device',
+            table="instances",
+        )
+        refused = http.post("/api/workflows/instances", json=instance)
+        assert (refused.status_code, refused.json()) == (507, {"error": DISK_FULL})
+        assert http.get("/readyz").status_code == 503
+        _run(postgres_database_url, "DROP TRIGGER no_room ON instances")
+        assert http.post("/api/workflows/instances", json=instance).status_code == 201
+        assert http.get("/readyz").json()["status"] == "ready"
 
 
 def test_postgresql_short_of_other_resources_is_unavailable_for_a_while(
