@@ -99,3 +99,32 @@ async def test_a_pool_of_one_connection_holds_none_back(postgres_database_url: s
         assert sum((await store.catalog_totals(T)).instances.values()) == 4
     finally:
         await store.close()
+
+
+async def test_a_held_connection_the_server_ended_costs_no_request(
+    postgres_database_url: str,
+) -> None:
+    """PostgreSQL ends the connection the store holds (an administrator, a failover): the
+    read that finds it dead, and the write whose BEGIN does, nothing having run, go to the
+    pool instead of failing, and the store holds a new connection after."""
+    store = Store.from_url(postgres_database_url)
+    admin = await asyncpg.connect(_dsn(postgres_database_url))
+    terminate_the_store = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    try:
+        await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf"))
+        # Only the held connection is open so far: the write and the read ran on it.
+        assert await store.get_instance(T, "i0") is not None
+        assert await admin.fetchval(terminate_the_store) == 1
+        await asyncio.sleep(0.2)
+        assert await store.get_instance(T, "i0") is not None
+        assert await store.get_instance(T, "i0") is not None
+        assert await admin.fetchval(terminate_the_store) >= 1
+        await asyncio.sleep(0.2)
+        await store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
+        assert sum((await store.catalog_totals(T)).instances.values()) == 2
+    finally:
+        await admin.close()
+        await store.close()

@@ -10,9 +10,9 @@ and the write lock as one trip.
 
 It answers as the pool does: errors are raised as SQLAlchemy raises them
 (`bulk.sqlalchemy_error`), and a connection found dead is invalidated (the next use checks
-out another). One that sat idle for `PING_AFTER_IDLE_SECONDS` is pinged first, as the pool
-pings its own (`connect._ping_when_idle`), so a statement after a restart during a quiet
-spell answers.
+out another). A read that finds it dead, or a write whose BEGIN does, nothing having run,
+goes to the pool instead. One that sat idle for `PING_AFTER_IDLE_SECONDS` is pinged first,
+as the pool pings its own (`connect._ping_when_idle`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tamma_sync.store.bulk import Run, Step, sqlalchemy_error
@@ -45,29 +46,51 @@ class HeldConnection:
 
     async def rows(self, step: Step) -> Sequence[Sequence[Any]] | None:
         """The statement's rows (it runs alone, autocommit); None while another task uses
-        the connection."""
+        the connection, or if it turned out dead (discarded): the pool reads it instead."""
         if self._in_use:
             return None
         async with self._using() as run:
-            return await run([step])
+            try:
+                return await run([step])
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    return None
+                raise
 
     @asynccontextmanager
     async def transaction(self, begin: str) -> AsyncIterator[Run | None]:
         """A transaction started by the script `begin` (one trip: BEGIN and what must
         follow it at once), yielding what runs its statements; committed when the block
-        ends, rolled back if it raises. Yields None, starting nothing, while another task
-        uses the connection."""
+        ends, rolled back if it raises. Yields None, having started nothing, while another
+        task uses the connection or if it turned out dead."""
         if self._in_use:
             yield None
             return
         async with self._using() as run:
-            try:
-                await self._script(begin)
-                yield run
-                await self._script("COMMIT")
-            except BaseException:
-                await self._roll_back()
-                raise
+            if await self._began(begin):
+                try:
+                    yield run
+                    await self._script("COMMIT")
+                except BaseException:
+                    await self._roll_back()
+                    raise
+                return
+        yield None  # found dead before anything ran: the pool's turn
+
+    async def _began(self, begin: str) -> bool:
+        """Run the script `begin`; False if the connection turned out dead (it is
+        discarded, and nothing ran)."""
+        try:
+            await self._script(begin)
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                return False
+            await self._roll_back()
+            raise
+        except BaseException:
+            await self._roll_back()
+            raise
+        return True
 
     @asynccontextmanager
     async def _using(self) -> AsyncIterator[Run]:
