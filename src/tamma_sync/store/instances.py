@@ -113,8 +113,7 @@ async def update_instance(
     if write is None:
         return instance_of(row)
     async with db.writing(single_row=True) as tx:
-        found = await tx.read_mappings(_live_instance, _live_instance_key(tenant_id, instance_id))
-        row = found[0] if found else None
+        row = await _read_live_instance(tx, tenant_id, instance_id)
         if row is None:
             return None
         write = _changing_write(tenant_id, row, patch, tx.now)
@@ -180,14 +179,12 @@ async def get_instance(db: Database, tenant_id: str, instance_id: str) -> Instan
 
 
 async def _read_live_instance(
-    db: Database, tenant_id: str, instance_id: str
+    reader: Database | Transaction, tenant_id: str, instance_id: str
 ) -> dict[str, Any] | None:
-    found = await db.read_mappings(_live_instance, _live_instance_key(tenant_id, instance_id))
+    """The live instance's row, read on its own or in a write transaction."""
+    parameters = {"tenant_id": tenant_id, "instance_id": instance_id}
+    found = await reader.read_mappings(_live_instance, parameters)
     return found[0] if found else None
-
-
-def _live_instance_key(tenant_id: str, instance_id: str) -> dict[str, str]:
-    return {"tenant_id": tenant_id, "instance_id": instance_id}
 
 
 async def list_instances(
