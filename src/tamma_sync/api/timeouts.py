@@ -26,6 +26,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tamma_sync.api.access_log import AccessLog
 from tamma_sync.settings import MIN_BODY_RATE
 
 
@@ -40,13 +41,18 @@ def request_deadlines(seconds: float) -> type[HttpToolsProtocol]:
 
 class _DeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol (its default), with a deadline on the request's head,
-    and its app wrapped in `BodyDeadline`. Relies only on uvicorn's public names."""
+    and its app wrapped in `BodyDeadline` (and in `AccessLog`, which takes over uvicorn's
+    access log line). Relies only on uvicorn's public names."""
 
     timeout: ClassVar[float]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.app = BodyDeadline(self.app, self.timeout)
+        app: ASGIApp = BodyDeadline(self.app, self.timeout)
+        if self.access_log:  # uvicorn's line, but written after the response (access_log.py)
+            self.access_log = False
+            app = AccessLog(app, self.access_logger)
+        self.app = app
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_begun = False
 

@@ -32,11 +32,14 @@ from tamma_sync.store.pages import (
 from tamma_sync.store.rows import chunks, instance_of, instance_wire, merge_instance
 from tamma_sync.store.tables import instances
 
-#: Built once: the read behind every single-instance request.
-_live_instance = sa.select(instances).where(
+#: Built once: the read behind every single-instance request. By primary key alone: with
+#: `deleted_at IS NULL` in the query, every partial index of live instances qualifies too,
+#: and PostgreSQL without statistics (a new database's first minute, before autovacuum
+#: analyzes it) took one that starts with the tenant and read all of the tenant's entries:
+#: 0.3 ms at 3,000 instances instead of 0.03. Tombstones are left out after the read.
+_instance_by_id = sa.select(instances).where(
     instances.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
     instances.c.id == sa.bindparam("instance_id", type_=sa.String),
-    instances.c.deleted_at.is_(None),
 )
 
 
@@ -183,8 +186,8 @@ async def _read_live_instance(
 ) -> dict[str, Any] | None:
     """The live instance's row, read on its own or in a write transaction."""
     parameters = {"tenant_id": tenant_id, "instance_id": instance_id}
-    found = await reader.read_mappings(_live_instance, parameters)
-    return found[0] if found else None
+    found = await reader.read_mappings(_instance_by_id, parameters)
+    return found[0] if found and found[0]["deleted_at"] is None else None
 
 
 async def list_instances(
