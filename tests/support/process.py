@@ -54,10 +54,15 @@ def free_port() -> int:
 
     It is drawn below the ephemeral range: a port in it (what binding port 0 gives) can be
     taken by any outgoing connection between this check and the server's start, which with
-    the suite's workers in parallel happened."""
-    ephemeral = _ephemeral_ports()
+    the suite's workers in parallel happened. Each xdist worker draws from a share of its
+    own: two tests drawing the same port before either server bound it would otherwise
+    both start, and servers with workers (SO_REUSEPORT) would share it without an error."""
+    ports = range(10_000, _ephemeral_ports().start)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = len(ports) // workers
     while True:
-        port = random.randrange(10_000, ephemeral.start)
+        port = ports.start + int(worker) * share + random.randrange(share)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
