@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -30,12 +31,16 @@ from tamma_sync.api.sse import (
 from tamma_sync.feed import ChangeFeed, ChangeFilter, EndReason, Subscription
 from tamma_sync.models import ENDED_SUB_STATUSES, Change, ChangeOp, EntityKind, Scope, SubStatus
 from tamma_sync.settings import Settings
-from tamma_sync.store import Store
+from tamma_sync.store import Store, describe_database_error, is_database_unavailable
 
 router = APIRouter(tags=["events"])
 
+log = logging.getLogger(__name__)
+
 #: Change-log rows read per query while backfilling a resumed stream.
 BACKFILL_PAGE = 500
+#: Seconds between tries of a backfill page while the database cannot be reached.
+BACKFILL_RETRY_SECONDS = 0.5
 
 #: The largest event id: change-log seqs are 64-bit.
 MAX_EVENT_ID = 2**63 - 1
@@ -257,13 +262,9 @@ async def _follow(stream: _Stream, live: _Live, last: int, render: Render) -> As
     subscription = live.subscription
     change_filter = subscription.filter
     while subscription.ended is not EndReason.REVOKED:
-        page = await stream.store.changes_after(
-            last,
-            tenant_id=change_filter.tenant_id,
-            entity=change_filter.entity,
-            entity_id=change_filter.entity_id,
-            limit=BACKFILL_PAGE,
-        )
+        page = await _backfill_page(stream.store, subscription, last)
+        if page is None:
+            break
         for change in page:
             last = change.seq
             if change_filter.matches(change):
@@ -291,6 +292,32 @@ async def _follow(stream: _Stream, live: _Live, last: int, render: Render) -> As
             if done:
                 return
     yield live.farewell()
+
+
+async def _backfill_page(
+    store: Store, subscription: Subscription, last: int
+) -> list[Change] | None:
+    """The changes after `last` that the subscription's filter may want, a page of them.
+    While the database cannot be reached (restarting, say) the page is asked for again:
+    the stream has nothing to deliver meanwhile, and what commits later waits in the
+    subscription. None if the subscription ends first."""
+    change_filter = subscription.filter
+    while subscription.ended is None:
+        try:
+            return await store.changes_after(
+                last,
+                tenant_id=change_filter.tenant_id,
+                entity=change_filter.entity,
+                entity_id=change_filter.entity_id,
+                limit=BACKFILL_PAGE,
+            )
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            reason = describe_database_error(exc)
+            log.warning("a stream's backfill cannot read the change log, retrying: %s", reason)
+            await asyncio.sleep(BACKFILL_RETRY_SECONDS)
+    return None
 
 
 def _instance_render(change: Change) -> tuple[list[str], bool]:
