@@ -19,11 +19,15 @@ from tests.support.process import free_port, run_cli, running_server
 def _workers(supervisor: int) -> set[int]:
     """The supervisor's worker processes (not multiprocessing's resource tracker)."""
     children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return {
-        int(pid)
-        for pid in children
-        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    }
+    return {int(pid) for pid in children if b"spawn_main" in _command_line(int(pid))}
+
+
+def _command_line(pid: int) -> bytes:
+    """A process's command line; empty once it is gone (it may go while it is read)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -36,7 +40,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before or while it was read
         return False
 
 
