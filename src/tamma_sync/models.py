@@ -119,6 +119,8 @@ def sub_status_from_legacy(status: str | None) -> SubStatus | None:
 
 
 def _parse_sub_status(value: Any) -> Any:
+    if isinstance(value, SubStatus):  # a StrEnum is a str too, and needs no parsing
+        return value
     return SubStatus.parse(value) if isinstance(value, str) else value
 
 

@@ -358,6 +358,23 @@ async def test_commit_listeners_hear_the_last_seq_after_commit(store: Store) -> 
     assert [(change.seq, change.entity_id) for change in logged] == list(enumerate(ids, 4))
     assert [change.data["variables"] for change in logged] == [{"n": n} for n in range(5)]
     assert heard == [1, 3, 8]
+    # So do a batch's, written in bulk (on PostgreSQL one array per column), with their
+    # values as given: JSON with escapes, NULLs, 64-bit integers.
+    ids = [f"b{(n * 37) % 100:02d}" for n in range(100)]
+    variables = [{"n": n, "text": 'a "quoted" \\ line\nwith ü', "big": 2**62} for n in range(100)]
+    writes = [
+        instance(id, variables=vars, correlation_id=None if n % 2 else f"c{n}")
+        for n, (id, vars) in enumerate(zip(ids, variables, strict=True))
+    ]
+    await store.put_instances(T, writes)
+    logged = await store.changes_after(8, limit=200)
+    assert [(change.seq, change.entity_id) for change in logged] == list(enumerate(ids, 9))
+    assert [change.data["variables"] for change in logged] == variables
+    stored = [await store.get_instance(T, id) for id in ids]
+    assert [(i.variables, i.correlation_id) for i in stored if i is not None] == [
+        (vars, None if n % 2 else f"c{n}") for n, vars in enumerate(variables)
+    ]
+    assert heard == [1, 3, 8, 108]
 
 
 async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import operator
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -213,20 +214,24 @@ def sqlalchemy_error(
 
 
 class BulkStatement:
-    """A compiled INSERT run through the driver's executemany with parameters built here:
-    SQLAlchemy's per-row parameter processing is most of a sync batch's cost otherwise."""
+    """A compiled INSERT run through the driver with parameters built here (SQLAlchemy's
+    per-row parameter processing is most of a sync batch's cost otherwise): one row per
+    call of an executemany (`many`), or else every row at once, one array per column."""
 
-    def __init__(self, driver: DriverSql, table: sa.Table) -> None:
+    def __init__(self, driver: DriverSql, table: sa.Table, *, many: bool) -> None:
         self._sql = driver.sql
         self._names = driver.names
         self._table = table
+        self._many = many
 
     def steps(self, rows: Sequence[Mapping[str, Any]]) -> list[Step]:
-        """The executemany steps that insert `rows` (none for no rows)."""
-        return [
-            Step(self._sql, driver_rows(self._table, self._names, chunk), many=True)
-            for chunk in chunks(list(rows), BULK_CHUNK)
-        ]
+        """The steps that insert `rows` (none for no rows)."""
+        return [self._step(chunk) for chunk in chunks(list(rows), BULK_CHUNK)]
+
+    def _step(self, rows: Sequence[Mapping[str, Any]]) -> Step:
+        if self._many:
+            return Step(self._sql, driver_rows(self._table, self._names, rows), many=True)
+        return Step(self._sql, tuple(driver_columns(self._table, self._names, rows)))
 
 
 def driver_rows(
@@ -234,28 +239,50 @@ def driver_rows(
 ) -> list[tuple[Any, ...]]:
     """Rows of `table` as the driver takes them: each a tuple of the values of `names`,
     JSON columns as their text (serialized by the store's own `json_text`)."""
-    order = _json_or_not(table, tuple(names))
-    return [
-        tuple(
-            (json_text(row[name]) if row[name] is not None else None) if is_json else row[name]
-            for name, is_json in order
-        )
-        for row in rows
-    ]
+    values_of, json_at = _row_layout(table, tuple(names))
+    if not json_at:
+        return [values_of(row) for row in rows]
+    converted = []
+    for row in rows:
+        values = list(values_of(row))
+        for at in json_at:
+            if values[at] is not None:
+                values[at] = json_text(values[at])
+        converted.append(tuple(values))
+    return converted
+
+
+def driver_columns(
+    table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> list[list[Any]]:
+    """Rows of `table` as one list of values per column of `names`, in their order, as
+    a statement taking arrays takes them (`driver_rows`' values, column by column)."""
+    _, json_at = _row_layout(table, tuple(names))
+    columns = [list(map(operator.itemgetter(name), rows)) for name in names]
+    for at in json_at:
+        columns[at] = [json_text(value) if value is not None else None for value in columns[at]]
+    return columns
 
 
 @functools.cache
-def _json_or_not(table: sa.Table, names: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
-    """Each of `names` with whether it is a JSON column of `table`."""
+def _row_layout(
+    table: sa.Table, names: tuple[str, ...]
+) -> tuple[Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[int, ...]]:
+    """What takes the values of `names` from a row, as a tuple (in C: a sync batch's rows
+    pass through here once per row and column), and where among them JSON columns are."""
     json_columns = {column.name for column in table.columns if isinstance(column.type, sa.JSON)}
-    return tuple((name, name in json_columns) for name in names)
+    get = operator.itemgetter(*names)
+    values_of = get if len(names) > 1 else lambda row: (get(row),)
+    return values_of, tuple(at for at, name in enumerate(names) if name in json_columns)
 
 
 class TableStats:
     """Rows this process added per table since it last had the database ANALYZE it."""
 
-    #: ANALYZE once a table grew by this share of the size it had at the last ANALYZE…
-    GROWTH = 0.2
+    #: ANALYZE once a table grew by this share of the size it had at the last ANALYZE
+    #: (doubled: PostgreSQL scales its estimates by a table's current size in between, and
+    #: at 0.2 an initial sync of 100,000 instances spent a sixth of its time analyzing)…
+    GROWTH = 1.0
     #: …and by at least this many rows.
     MIN_ROWS = 5_000
 

@@ -303,10 +303,15 @@ class Database:
         lends_more = isinstance(pool, sa.pool.QueuePool) and pool.size() > 1
         self._held = HeldConnection(sql_engine) if lends_more and not self.is_sqlite else None
         self._checkpoint: asyncio.Task[None] | None = None
+        self._analyze_due: set[str] = set()
+        self._analyzing: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
+        if self._analyzing is not None:
+            self._analyzing.cancel()
+            await asyncio.gather(self._analyzing, return_exceptions=True)
         for loop_connection in (self._loop_reads, self._loop_writes):
             if loop_connection is not None:
                 loop_connection.close()
@@ -420,7 +425,11 @@ class Database:
                 listener(last_seq)
         if self._loop_writes is not None and self._loop_writes.take_checkpoint_due():
             await self._checkpoint_soon()
-        await self._refresh_stats(self._stats.grown_enough(tx.inserted))
+        grown = self._stats.grown_enough(tx.inserted)
+        if self.is_sqlite:
+            await self._refresh_stats(grown)
+        elif grown:
+            self._analyze_soon(grown)
 
     @asynccontextmanager
     async def _begin(self, single_row: bool) -> AsyncIterator[Transaction]:
@@ -465,6 +474,24 @@ class Database:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         except sa.exc.SQLAlchemyError as exc:
             log.warning("checkpointing the WAL failed: %s", describe_database_error(exc))
+
+    def _analyze_soon(self, tables: Sequence[str]) -> None:
+        """PostgreSQL: ANALYZE `tables` in a task of its own, beside the writes that follow
+        (it locks out no write). Inline, at 100,000 instances it took 130 ms a time, and
+        an initial sync waited for each. Tables due meanwhile are analyzed by the same
+        task, once each."""
+        self._analyze_due.update(tables)
+        if self._analyzing is None or self._analyzing.done():
+            self._analyzing = asyncio.create_task(self._analyze_due_tables())
+
+    async def _analyze_due_tables(self) -> None:
+        while self._analyze_due:
+            table = self._analyze_due.pop()
+            try:
+                await self._refresh_stats([table])
+            except sa.exc.SQLAlchemyError as exc:
+                # The writes that called for it have committed: the next growth asks again.
+                log.warning("analyzing %s failed: %s", table, describe_database_error(exc))
 
     async def _refresh_stats(self, tables: Sequence[str]) -> None:
         """ANALYZE `tables`, which grew a lot since this process last did. PostgreSQL: during

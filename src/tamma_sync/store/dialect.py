@@ -30,7 +30,26 @@ class Upsert(NamedTuple):
     ) -> Insert:
         """This upsert as a statement inserting one row per value list."""
         insert = sqlite.insert if on_sqlite else postgresql.insert
-        statement = insert(self.table).values(list(value_lists))
+        return self._on_conflict(insert(self.table).values(list(value_lists)))
+
+    def from_arrays(self, prefix: str = "") -> Insert:
+        """PostgreSQL: this upsert as a statement inserting the rows given as one array
+        per column (named `prefix` + the column's name), in their order. One statement
+        for a batch, where an executemany is one per row (a fifth more rows a second on
+        the instances): the rows must not repeat a key, as no caller's do."""
+        arrays = [
+            sa.bindparam(prefix + name, type_=postgresql.ARRAY(self.table.c[name].type))
+            for name in self.columns
+        ]
+        given = (
+            sa.func.unnest(*arrays)
+            .table_valued(*self.columns, with_ordinality="given_order")
+            .render_derived(name="given")
+        )
+        rows = sa.select(*(given.c[name] for name in self.columns)).order_by(given.c.given_order)
+        return self._on_conflict(postgresql.insert(self.table).from_select(self.columns, rows))
+
+    def _on_conflict(self, statement: Insert) -> Insert:
         if self.key is None:
             return statement
         excluded = statement.excluded
@@ -65,14 +84,20 @@ class Dialect:
         return id_column == sa.any_(sa.bindparam("ids", list(ids), type_=_ID_ARRAY))
 
     def bulk_statement(self, upsert: Upsert) -> BulkStatement:
-        """`upsert` as an executemany statement, compiled once."""
+        """`upsert` as a statement for many rows, compiled once: an executemany on SQLite
+        (where each row is a call into the library anyway), the rows as column arrays on
+        PostgreSQL (`Upsert.from_arrays`)."""
         found = self._bulk_statements.get(upsert)
         if found is None:
-            value_list: dict[str, sa.BindParameter[Any]] = {
-                name: sa.bindparam(name) for name in upsert.columns
-            }
-            statement = upsert.statement([value_list], on_sqlite=self.is_sqlite)
-            found = BulkStatement(self.driver_form(statement), upsert.table)
+            if self.is_sqlite:
+                value_list: dict[str, sa.BindParameter[Any]] = {
+                    name: sa.bindparam(name) for name in upsert.columns
+                }
+                statement = upsert.statement([value_list], on_sqlite=True)
+            else:
+                statement = upsert.from_arrays()
+            driver_sql = self.driver_form(statement)
+            found = BulkStatement(driver_sql, upsert.table, many=self.is_sqlite)
             self._bulk_statements[upsert] = found
         return found
 

@@ -68,7 +68,8 @@ async def put_engine(
         **given,
         "last_heartbeat_at": tx.now,
     }
-    await tx.upsert_rows(engines, ["tenant_id", "id"], [row])
+    # Nothing in a transaction reads an engine after writing it: the row goes last.
+    await tx.upsert_rows(engines, ["tenant_id", "id"], [row], last=True)
     engine = Engine.model_validate(row)
     engine.online = engine.is_online(tx.now)
     return engine, old is None

@@ -3,10 +3,11 @@ kept counts, their totals and the trend rollups, move the catalog revision on, a
 change rows and read the newest seq (with its NOTIFY on PostgreSQL).
 
 On SQLite a trip runs every statement in one call (`bulk.run_steps`). On PostgreSQL each
-statement is a round trip, so a write that adds only a few rows (an API call's, not a sync
-batch's) sends them all as one statement of data-modifying CTEs; the change rows are one
-INSERT whose VALUES keep the order they were recorded in, and the newest seq is the
-largest it returns.
+statement is a round trip, so a write that records changes sends them all as one
+statement of data-modifying CTEs; the change rows are one INSERT that keeps the order they
+were recorded in, and the newest seq is the largest it returns. A write that adds a few
+rows (an API call's) gives them as VALUES, a statement per shape; a sync batch's give one
+array per column (`Upsert.from_arrays`), a statement per set of tables.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tamma_sync.store.bulk import Run, Step, driver_rows
-from tamma_sync.store.dialect import Dialect, Upsert
+from tamma_sync.store.bulk import Run, Step, driver_columns, driver_rows
+from tamma_sync.store.dialect import Dialect, Insert, Upsert
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
 
 #: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
@@ -50,10 +51,6 @@ _NEXT_CATALOG_REVISION = (
     .returning(catalog_revision.c.revision)
 )
 _NEWEST_SEQ = sa.select(sa.func.max(changes.c.seq))
-_NEWEST_SEQ_NOTIFIED = sa.select(
-    sa.func.max(changes.c.seq),
-    sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(sa.func.max(changes.c.seq), sa.Text)),
-)
 
 Rows = list[dict[str, Any]]
 
@@ -68,11 +65,12 @@ async def run_last_statements(
     """Add each upsert's rows (`added`), move the catalog revision on if
     `changes_catalog`, append `pending_changes`, through `run` (one trip); the newest
     change seq, None without changes."""
-    if pending_changes:
+    if pending_changes and not dialect.is_sqlite:
         parts = [*added, (APPEND_CHANGES, pending_changes)]
-        if not dialect.is_sqlite and sum(len(rows) for _, rows in parts) <= ONE_STATEMENT_ROWS:
-            [(last_seq, _)] = await run([_as_one(dialect, parts, changes_catalog)])
-            return int(last_seq)
+        few = sum(len(rows) for _, rows in parts) <= ONE_STATEMENT_ROWS
+        one = _as_one if few else _as_one_from_arrays
+        [(last_seq, _)] = await run([one(dialect, parts, changes_catalog)])
+        return int(last_seq)
     steps = [step for upsert, rows in added for step in dialect.bulk_statement(upsert).steps(rows)]
     if changes_catalog:
         steps.append(dialect.driver_form(_NEXT_CATALOG_REVISION).step({}))
@@ -80,8 +78,7 @@ async def run_last_statements(
         await run(steps)
         return None
     steps += dialect.bulk_statement(APPEND_CHANGES).steps(pending_changes)
-    newest = _NEWEST_SEQ if dialect.is_sqlite else _NEWEST_SEQ_NOTIFIED
-    steps.append(dialect.driver_form(newest).step({}))
+    steps.append(dialect.driver_form(_NEWEST_SEQ).step({}))
     [(last_seq, *_)] = await run(steps)
     return int(last_seq)
 
@@ -104,6 +101,45 @@ def _as_one(dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_cata
     return Step(driver_sql.sql, tuple(values))
 
 
+def _as_one_from_arrays(
+    dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool
+) -> Step:
+    """PostgreSQL: the statements as one, each upsert's rows given as one array per
+    column. `parts`: the rows each upsert adds, the change rows last."""
+    parts = [(upsert, rows) for upsert, rows in parts if rows]
+    statement = _one_statement_from_arrays(tuple(upsert for upsert, _ in parts), changes_catalog)
+    driver_sql = dialect.driver_form(statement)
+    arrays: dict[str, list[Any]] = {}
+    for at, (upsert, rows) in enumerate(parts):
+        columns = driver_columns(upsert.table, upsert.columns, rows)
+        arrays.update(zip((f"w{at}_{name}" for name in upsert.columns), columns, strict=True))
+    return driver_sql.step(arrays)
+
+
+@functools.cache
+def _one_statement_from_arrays(
+    upserts: tuple[Upsert, ...], changes_catalog: bool
+) -> sa.Select[Any]:
+    """Each of `upserts` a data-modifying CTE taking its rows as arrays (the change rows'
+    last), whose seqs give the newest and its NOTIFY. Built once per set of upserts."""
+    *writes, appending = (upsert.from_arrays(f"w{at}_") for at, upsert in enumerate(upserts))
+    return _with_newest_seq(writes, appending, changes_catalog)
+
+
+def _with_newest_seq(
+    writes: Sequence[Insert], appending: Insert, changes_catalog: bool
+) -> sa.Select[Any]:
+    """The newest seq `appending` hands out and its NOTIFY, after `writes` and, with
+    `changes_catalog`, the catalog revision's move, each a data-modifying CTE."""
+    ctes = [statement.cte(f"w{at}") for at, statement in enumerate(writes)]
+    if changes_catalog:
+        ctes.append(_NEXT_CATALOG_REVISION.cte("next_revision"))
+    appended = appending.returning(changes.c.seq).cte("appended")
+    newest = sa.func.max(appended.c.seq)
+    notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
+    return sa.select(newest, notify).add_cte(*ctes)
+
+
 @functools.cache
 def _one_statement(
     shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool
@@ -123,16 +159,10 @@ def _one_statement(
         for at, (upsert, rows) in enumerate(shape)
     ]
     *writes, appending = statements
-    ctes = [statement.cte(f"w{at}") for at, statement in enumerate(writes)]
-    if changes_catalog:
-        ctes.append(_NEXT_CATALOG_REVISION.cte("next_revision"))
-    appended = appending.returning(changes.c.seq).cte("appended")
-    newest = sa.func.max(appended.c.seq)
-    notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
     where = {
         f"w{at}_{number}_{name}": (at, number, column)
         for at, (upsert, rows) in enumerate(shape)
         for number in range(rows)
         for column, name in enumerate(upsert.columns)
     }
-    return sa.select(newest, notify).add_cte(*ctes), where
+    return _with_newest_seq(writes, appending, changes_catalog), where
