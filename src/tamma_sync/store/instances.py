@@ -4,7 +4,9 @@ source's positions for the sync to compare."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,7 @@ from tamma_sync.models import (
     InstancePatch,
     InstancePosition,
     InstanceWrite,
+    InvalidWrite,
 )
 from tamma_sync.store.anchors import OffsetAnchors
 from tamma_sync.store.database import Database, Transaction, WriteResult
@@ -43,6 +46,38 @@ _instance_by_id = sa.select(instances).where(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """An instance write made into the row it leads to where the mirror holds none of its
+    id, and that row's change snapshot: computed by `new_rows` ahead of the write's
+    transaction (the merge, hash and snapshot are most of a sync batch's work in Python),
+    while an earlier transaction waits on the database."""
+
+    row: dict[str, Any]
+    wire: dict[str, Any]
+
+
+def new_rows(
+    tenant_id: str, writes: Sequence[InstanceWrite], source_id: str | None, now: int
+) -> list[NewRow | None]:
+    """For each write, its row over no stored one; None for a write whose row would depend
+    on the time of its transaction (no `createdAt` or `updatedAt`) or that the store
+    refuses (it is refused in its transaction)."""
+    made: list[NewRow | None] = []
+    for write in writes:
+        if not (write.created_at and write.updated_at):
+            made.append(None)
+            continue
+        try:
+            row = merge_instance(tenant_id, write, None, now, source_id)
+        except InvalidWrite:
+            made.append(None)
+            continue
+        row["revision"] = 1
+        made.append(NewRow(row, instance_wire(row)))
+    return made
+
+
 async def put_instances(
     tx: Transaction,
     tenant_id: str,
@@ -50,13 +85,15 @@ async def put_instances(
     source_id: str | None = None,
     *,
     known_rows: dict[str, dict[str, Any]] | None = None,
+    made: Sequence[NewRow | None] | None = None,
     last: bool = False,
 ) -> tuple[list[dict[str, Any]], WriteResult]:
     """Write what changed in `tx`; returns every instance's stored row (changed or not).
     `source_id`, when given, tags every row with it (a sync batch's source). `known_rows`:
-    the rows of the writes' ids as read in `tx` already, when the caller has them. `last`:
-    nothing in `tx` reads instances after: the rows are written with its last statements
-    (`Transaction.upsert_rows`)."""
+    the rows of the writes' ids as read in `tx` already, when the caller has them. `made`:
+    the writes' rows as `new_rows` made them, used where the mirror holds no row of the
+    id. `last`: nothing in `tx` reads instances after: the rows are written with its last
+    statements (`Transaction.upsert_rows`)."""
     result = WriteResult()
     existing = known_rows
     if existing is None:
@@ -64,15 +101,19 @@ async def put_instances(
         existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, ids)
     rows: list[dict[str, Any]] = []
     to_write: dict[str, dict[str, Any]] = {}
-    for write in writes:
+    for write, new in zip(writes, made or itertools.repeat(None), strict=made is not None):
         old = existing.get(write.id)
         live = old if old is not None and old["deleted_at"] is None else None
-        row = merge_instance(tenant_id, write, live, tx.now, source_id)
-        if live is not None and live["content_hash"] == row["content_hash"]:
-            rows.append(live)
-            result.unchanged += 1
-            continue
-        row["revision"] = (old["revision"] + 1) if old is not None else 1
+        if old is None and new is not None:
+            row, wire = new.row, new.wire
+        else:
+            row = merge_instance(tenant_id, write, live, tx.now, source_id)
+            if live is not None and live["content_hash"] == row["content_hash"]:
+                rows.append(live)
+                result.unchanged += 1
+                continue
+            row["revision"] = (old["revision"] + 1) if old is not None else 1
+            wire = instance_wire(row)
         if live is not None:
             tx.count(tenant_id, live, -1)
         elif old is None:
@@ -92,7 +133,7 @@ async def put_instances(
             write.id,
             op,
             row["revision"],
-            instance_wire(row),
+            wire,
             definition_id=row["definition_id"],
             sub_status=row["sub_status"],
         )

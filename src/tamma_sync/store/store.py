@@ -48,6 +48,7 @@ from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
 from tamma_sync.store.database import CommitListener, Database, WriteResult
+from tamma_sync.store.instances import NewRow
 from tamma_sync.store.last_statements import CHANGES_CHANNEL
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
@@ -227,10 +228,22 @@ class Store:
 
     # -- sync ------------------------------------------------------------------------------
 
-    async def apply_sync_batch(self, tenant_id: str, batch: SyncBatch) -> WriteResult:
-        """Apply one sync step atomically: rows, deletions, and the source's new state."""
+    def new_rows(
+        self, tenant_id: str, source_id: str, writes: Sequence[InstanceWrite]
+    ) -> list[NewRow | None]:
+        """A sync batch's instance writes made into the rows they lead to where the mirror
+        holds none of their ids, as a sync's initial walk writes them: the batch's work in
+        Python, done ahead of `apply_sync_batch` while an earlier batch's transaction
+        waits on the database, instead of in its own."""
+        return instances.new_rows(tenant_id, writes, source_id, self._db.clock())
+
+    async def apply_sync_batch(
+        self, tenant_id: str, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+    ) -> WriteResult:
+        """Apply one sync step atomically: rows, deletions, and the source's new state.
+        `made`: what `new_rows` made of the batch, if it was asked."""
         async with self._db.writing() as tx:
-            return await sync_state.apply_sync_batch(tx, tenant_id, batch)
+            return await sync_state.apply_sync_batch(tx, tenant_id, batch, made)
 
     async def source_states(self, tenant_id: str) -> list[SourceState]:
         return await sync_state.source_states(self._db, tenant_id)

@@ -3,13 +3,15 @@ that move it on together with the rows they cover, and what each source holds.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 
 from tamma_sync.models import SourceState, SyncBatch
 from tamma_sync.store.catalog import delete_definitions, write_definitions
 from tamma_sync.store.database import Database, Transaction, WriteResult
 from tamma_sync.store.engines import put_engine
-from tamma_sync.store.instances import delete_instances, put_instances
+from tamma_sync.store.instances import NewRow, delete_instances, put_instances
 from tamma_sync.store.tables import definitions, instance_counts, sync_state
 
 #: Built once: the read behind every sync status request.
@@ -20,8 +22,11 @@ _source_states = (
 )
 
 
-async def apply_sync_batch(tx: Transaction, tenant_id: str, batch: SyncBatch) -> WriteResult:
-    """Apply one sync step in `tx`: rows, deletions, and the source's new state.
+async def apply_sync_batch(
+    tx: Transaction, tenant_id: str, batch: SyncBatch, made: Sequence[NewRow | None] | None
+) -> WriteResult:
+    """Apply one sync step in `tx`: rows, deletions, and the source's new state (`made`:
+    its instances' rows as `new_rows` made them ahead, if it did).
 
     Everything is tagged with the batch's source, and deletions only touch that
     source's rows. The state (and the source's engine entry) is saved in the same
@@ -34,7 +39,11 @@ async def apply_sync_batch(tx: Transaction, tenant_id: str, batch: SyncBatch) ->
         _, written = await write_definitions(tx, tenant_id, tagged)
         result.add(written)
     if batch.instances:
-        _, written = await put_instances(tx, tenant_id, batch.instances, source_id)
+        # With its last statements (one trip on PostgreSQL) unless a deletion reads them.
+        last = not batch.deleted_instance_ids and not batch.deleted_definition_ids
+        _, written = await put_instances(
+            tx, tenant_id, batch.instances, source_id, made=made, last=last
+        )
         result.add(written)
     if batch.deleted_instance_ids:
         result.add(await delete_instances(tx, tenant_id, batch.deleted_instance_ids, source_id))
@@ -58,6 +67,7 @@ async def _save_source_state(tx: Transaction, tenant_id: str, state: SourceState
                 "updated_at": tx.now,
             }
         ],
+        last=True,
     )
     await put_engine(tx, tenant_id, state.source_id, state.engine_report())
 

@@ -27,7 +27,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -60,6 +60,7 @@ from tamma_sync.models import (
 from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings, without_credentials
 from tamma_sync.store import (
     Leadership,
+    NewRow,
     WriteResult,
     describe_database_error,
     is_database_error,
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 
 #: How many fetched pages may wait to be written: lets ELSA reads overlap store writes.
 PREFETCH_PAGES: Final = 2
+#: Rows made ahead of their write between two lets-go of the event loop.
+NEW_ROWS_SLICE: Final = 100
 #: Details read again per cycle at most, however far behind the refresh is.
 REFRESH_LIMIT: Final = 2_000
 #: How long a cancel waits for ELSA to finish cancelling before it answers.
@@ -112,6 +115,23 @@ class SyncOptions:
         return ElsaClient.from_settings(
             source, page_size=self.page_size, system_workflows=self.system_workflows
         )
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A batch of instance writes ready to apply, and the details it was made from."""
+
+    batch: SyncBatch
+    details: Details
+
+
+@dataclass(frozen=True)
+class _PageWrite:
+    """A page of the walk being written, with the state that covers it and its rows."""
+
+    task: asyncio.Task[None]
+    state: SourceState
+    rows: list[InstanceSummary]
 
 
 @dataclass
@@ -351,29 +371,69 @@ class SyncService:
             self._state.counters.definitions_written += written.created + written.updated
 
     async def _sync_instances(self, report: CycleReport) -> None:
-        """The delta: rows updated since the cursor minus the look-back, new ones only."""
+        """The delta: rows updated since the cursor minus the look-back, new ones only.
+
+        Each page is written while the next is read and made ready to write (its details
+        read, its rows mapped and, on the initial walk, made into the mirror's rows): the
+        write is a wait on the database, and what comes before it is work in this process
+        or in ELSA. Pages are still written one at a time and in order, each with the
+        cursor that covers it, and a page is written only once the one before is stored."""
         cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
+        initial = cursor is None
         lookback = round(self._options.lookback * _TICKS_PER_SECOND)
         since = cursor.shifted(-lookback) if cursor is not None else None
         changes = self._client.iter_instance_changes(since)
-        # Closed on the way out, not when collected: the read-ahead ends with the cycle.
-        async with contextlib.aclosing(prefetched(changes, PREFETCH_PAGES)) as pages:
-            async for page in pages:
-                rows = [row for row in page.items if not self._recent.is_known(row)]
-                # The cursor moves only once the page it covers is stored.
-                advanced = self._state.model_copy(deep=True)
-                if page.cursor is not None and (cursor is None or page.cursor > cursor):
-                    cursor = page.cursor
-                    advanced.cursor = cursor.to_iso()
-                await self._write_rows(rows, report, state=advanced)
-                self._state = advanced
-                self._recent.add(rows)
-                if cursor is not None:
-                    self._recent.prune(cursor.shifted(-lookback))
-                if self.on_progress is not None:
-                    self.on_progress(len(rows))
-                if self._stopping:
-                    return
+        writing: _PageWrite | None = None
+        try:
+            # Closed on the way out, not when collected: the read-ahead ends with the cycle.
+            async with contextlib.aclosing(prefetched(changes, PREFETCH_PAGES)) as pages:
+                async for page in pages:
+                    rows = [row for row in page.items if not self._recent.is_known(row)]
+                    staged = self._staged(await self._read_details(rows))
+                    made = await self._new_rows(staged.batch) if initial else None
+                    if writing is not None:
+                        await self._page_written(writing, lookback)
+                        writing = None
+                    if self._stopping:
+                        return
+                    # The cursor moves only once the page it covers is stored.
+                    advanced = self._state.model_copy(deep=True)
+                    if page.cursor is not None and (cursor is None or page.cursor > cursor):
+                        cursor = page.cursor
+                        advanced.cursor = cursor.to_iso()
+                    write = self._apply(staged, report, state=advanced, made=made)
+                    writing = _PageWrite(asyncio.create_task(write), advanced, rows)
+                    await asyncio.sleep(0)  # the write starts before the next page is made
+            if writing is not None:
+                await self._page_written(writing, lookback)
+        finally:
+            if writing is not None:  # the walk failed or was cancelled: the write ends first
+                await asyncio.gather(writing.task, return_exceptions=True)
+
+    async def _new_rows(self, batch: SyncBatch) -> list[NewRow | None] | None:
+        """The batch's rows made ahead of its write (`Sink.new_rows`), in slices with the
+        event loop let go in between: the write before, waiting on the database, goes on
+        as soon as the database answers it."""
+        made: list[NewRow | None] = []
+        for start in range(0, len(batch.instances), NEW_ROWS_SLICE):
+            part = self._sink.new_rows(
+                batch.source_id, batch.instances[start : start + NEW_ROWS_SLICE]
+            )
+            if part is None:
+                return None
+            made += part
+            await asyncio.sleep(0)
+        return made
+
+    async def _page_written(self, writing: _PageWrite, lookback: int) -> None:
+        """Wait for a page's write (raising its error); then its state is the sync's."""
+        await writing.task
+        self._state = writing.state
+        self._recent.add(writing.rows)
+        if writing.state.cursor is not None:
+            self._recent.prune(ElsaTimestamp.parse(writing.state.cursor).shifted(-lookback))
+        if self.on_progress is not None:
+            self.on_progress(len(writing.rows))
 
     async def _retry_rejections(self, report: CycleReport) -> None:
         """Read rejected instances whose retry has come again, and write what ELSA holds."""
@@ -455,53 +515,64 @@ class SyncService:
         report: CycleReport,
         *,
         gone: Iterable[str] = (),
-        state: SourceState | None = None,
         known: Mapping[str, InstanceDetail] | None = None,
     ) -> None:
         """Write listed rows, with details where the policy wants them (`known`: details
         just read); rows whose details ELSA says are gone (404) are deleted, rows whose
         details fail go without them."""
+        await self._apply(self._staged(await self._read_details(rows, gone, known)), report)
+
+    async def _read_details(
+        self,
+        rows: list[InstanceSummary],
+        gone: Iterable[str] = (),
+        known: Mapping[str, InstanceDetail] | None = None,
+    ) -> tuple[Details, list[InstanceSummary], list[str]]:
+        """The details of the rows the policy wants them for; the rows to write without
+        (`plain`); what to delete: `gone`, and the rows whose details ELSA says are gone."""
         wanted = [row.id for row in rows if self._wants_details(row)]
         details = await self._details.read(wanted, known) if wanted else Details()
         plain = [row for row in rows if row.id not in details.found and row.id not in details.gone]
-        await self._write_details(
-            details, report, plain=plain, gone=[*gone, *details.gone], state=state
-        )
+        return details, plain, [*gone, *details.gone]
 
-    async def _write_details(
-        self,
-        details: Details,
-        report: CycleReport,
-        *,
-        plain: Iterable[InstanceSummary] = (),
-        gone: Iterable[str] | None = None,
-        state: SourceState | None = None,
-    ) -> None:
-        """Write what ELSA answered: rows with their details, rows without (`plain`),
-        deletions; failed details are rejections."""
-        target = state if state is not None else self._state
+    async def _write_details(self, details: Details, report: CycleReport) -> None:
+        """Write what ELSA answered for instances read by id: rows with their details,
+        deletions of those gone; failed details are rejections."""
+        await self._apply(self._staged((details, [], details.gone)), report)
+
+    def _staged(self, read: tuple[Details, list[InstanceSummary], list[str]]) -> _Staged:
+        """What `_read_details` gave, mapped to the mirror's writes: rows with their
+        details, rows without (`plain`), deletions. A row the models refuse is rejected."""
+        details, plain, deleted = read
         writes: list[InstanceWrite] = []
         for instance_id, (detail, variables) in details.found.items():
             build = functools.partial(instance_write, detail, variables=variables)
             self._keep(writes, instance_id, build, EntityKind.INSTANCE)
         for row in plain:
             self._keep(writes, row.id, functools.partial(instance_write, row), EntityKind.INSTANCE)
-        deleted = list(details.gone if gone is None else gone)
+        batch = SyncBatch(source_id=self.source.id, instances=writes, deleted_instance_ids=deleted)
+        return _Staged(batch, details)
+
+    async def _apply(
+        self,
+        staged: _Staged,
+        report: CycleReport,
+        *,
+        state: SourceState | None = None,
+        made: Sequence[NewRow | None] | None = None,
+    ) -> None:
+        """Write a staged batch, with `state` when given (the walk's, which then takes the
+        counts); failed details become rejections."""
+        batch, details = staged.batch, staged.details
+        target = state if state is not None else self._state
         report.details_fetched += len(details.found)
         target.counters.details_fetched += len(details.found)
-        if writes or deleted or state is not None:
-            written = await self._writer.apply(
-                SyncBatch(
-                    source_id=self.source.id,
-                    instances=writes,
-                    deleted_instance_ids=deleted,
-                    state=state,
-                )
-            )
+        if batch.instances or batch.deleted_instance_ids or state is not None:
+            written = await self._writer.apply(batch.model_copy(update={"state": state}), made)
             self._record(report, written, target)
             target.counters.instances_written += written.created + written.updated
             target.counters.instances_unchanged += written.unchanged
-            self._track(writes, set(details.found), deleted)
+            self._track(batch.instances, set(details.found), batch.deleted_instance_ids)
         # After the write, which clears rejections of the rows it wrote: these rows went
         # without their details and stay set aside until those can be read.
         for instance_id, reason in details.failed.items():

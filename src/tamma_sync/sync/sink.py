@@ -8,14 +8,21 @@ written now (any other error), so the sync can set one bad row aside and go on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 import httpx
 import stamina
 from pydantic import SecretStr, TypeAdapter
 
-from tamma_sync.models import Definition, InstancePosition, SourceState, SyncBatch
-from tamma_sync.store import Leadership, Store, WriteResult, refusal_reason
+from tamma_sync.models import (
+    Definition,
+    InstancePosition,
+    InstanceWrite,
+    SourceState,
+    SyncBatch,
+)
+from tamma_sync.store import Leadership, NewRow, Store, WriteResult, refusal_reason
 
 #: Instances per read of the mirror's positions.
 POSITIONS_PAGE: Final = 5_000
@@ -57,9 +64,20 @@ class Sink(Protocol):
         [created_from, created_before) (epoch ms), or only those not ended (`active`)."""
         ...
 
-    async def apply(self, batch: SyncBatch) -> WriteResult:
+    def new_rows(
+        self, source_id: str, writes: Sequence[InstanceWrite]
+    ) -> list[NewRow | None] | None:
+        """A batch's instance writes made into the rows they lead to in a mirror that
+        holds none of them yet (`Store.new_rows`), to pass to `apply`: work done ahead of
+        the write, while an earlier one is under way. None where there is nothing to gain."""
+        ...
+
+    async def apply(
+        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+    ) -> WriteResult:
         """Apply a batch atomically; applying the same batch twice changes nothing more.
-        BatchRefused when its content is refused (nothing of it is written then)."""
+        BatchRefused when its content is refused (nothing of it is written then). `made`:
+        what `new_rows` made of this batch."""
         ...
 
     async def lead(self, source_id: str) -> Leadership | None:
@@ -101,9 +119,16 @@ class StoreSink:
             limit=limit,
         )
 
-    async def apply(self, batch: SyncBatch) -> WriteResult:
+    def new_rows(
+        self, source_id: str, writes: Sequence[InstanceWrite]
+    ) -> list[NewRow | None] | None:
+        return self._store.new_rows(self._tenant_id, source_id, writes)
+
+    async def apply(
+        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+    ) -> WriteResult:
         try:
-            return await self._store.apply_sync_batch(self._tenant_id, batch)
+            return await self._store.apply_sync_batch(self._tenant_id, batch, made)
         except Exception as exc:
             reason = refusal_reason(exc)
             if reason is None:
@@ -209,8 +234,15 @@ class HttpSink:
         response = await self._get(f"/api/sync/sources/{source_id}/instances", params)
         return _POSITIONS.validate_python(response.json()["items"])
 
+    def new_rows(
+        self, source_id: str, writes: Sequence[InstanceWrite]
+    ) -> list[NewRow | None] | None:
+        return None  # the remote mirror makes its rows itself
+
     @stamina.retry(on=_retryable, attempts=5, timeout=120)
-    async def apply(self, batch: SyncBatch) -> WriteResult:
+    async def apply(
+        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+    ) -> WriteResult:
         response = await self._http.post(
             "/api/sync/batch",
             content=batch.model_dump_json(by_alias=True, exclude_none=True),

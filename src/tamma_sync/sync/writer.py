@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from tamma_sync.fields import MAX_ID_LENGTH
@@ -23,7 +23,7 @@ from tamma_sync.models import (
     SyncBatch,
     now_ms,
 )
-from tamma_sync.store import WriteResult
+from tamma_sync.store import NewRow, WriteResult
 from tamma_sync.sync.sink import BatchRefused, Sink
 
 log = logging.getLogger(__name__)
@@ -106,12 +106,15 @@ class Writer:
         self._sink = sink
         self._rejections = rejections
 
-    async def apply(self, batch: SyncBatch) -> WriteResult:
+    async def apply(
+        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+    ) -> WriteResult:
         """Write the batch; rows the sink refuses are rejected and the rest is written. The
-        batch's source state (with the rejections) goes last, after every row it covers."""
+        batch's source state (with the rejections) goes last, after every row it covers.
+        `made`: the batch's rows as the sink made them ahead (`Sink.new_rows`)."""
         refused: set[str] = set()
         try:
-            result = await self._sink.apply(self._recorded(batch))
+            result = await self._sink.apply(self._recorded(batch), made)
         except BatchRefused:
             if not batch.instances and not batch.definitions:
                 raise  # nothing a row could have caused
