@@ -15,6 +15,7 @@ from tamma_sync.elsa import (
 )
 from tamma_sync.simulator import ElsaSimulator, SimulatorConfig
 from tests.elsa.harness import FAST_RETRY, Canned, client_for, serving
+from tests.support.process import free_port
 from tests.support.server import serve_in_thread
 
 
@@ -127,3 +128,27 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once() -> None:
                 await elsa.package_version()
     assert caught.value.retry_after == 120.0
     assert len(wire.log) == 1
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`HTTP_PROXY` is honoured and `NO_PROXY` bypasses it, as for any HTTP client: the
+    client asks a port where nothing listens, and the request reaches ELSA only through
+    the proxy (the simulator's server, which takes a proxy's absolute-form request)."""
+    sim = _sim()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with serving(sim) as (proxy, wire):
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        async with client_for(nowhere) as elsa:
+            assert await elsa.package_version()
+        assert len(wire.log) == 1
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.setenv(name, "127.0.0.1")
+        async with client_for(nowhere) as elsa:
+            with pytest.raises(ElsaUnavailable, match="connection failed"):
+                await elsa.package_version()
+        assert len(wire.log) == 1

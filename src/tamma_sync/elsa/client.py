@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, SecretStr
 
+from tamma_sync.elsa.connections import Params
 from tamma_sync.elsa.errors import ElsaNotFound, ElsaProtocolError
 from tamma_sync.elsa.listings import (
     ChangePage,
@@ -211,7 +211,7 @@ class ElsaClient:
                     result = await self._get(
                         "/workflow-definitions/many-by-id",
                         DefinitionList,
-                        params=httpx.QueryParams([("ids", version_id) for version_id in chunk]),
+                        params=[("ids", version_id) for version_id in chunk],
                     )
                 except (ElsaNotFound, ElsaProtocolError) as exc:
                     if self._has_many_by_id or exc.status not in _ROUTE_MISSING:
@@ -378,7 +378,7 @@ class ElsaClient:
             "GET",
             f"/workflow-instances/{quote(instance_id, safe='')}/journal",
             JournalPage,
-            params=httpx.QueryParams({"page": page, "pageSize": page_size}),
+            params=[("page", page), ("pageSize", page_size)],
             retry=_INTERACTIVE,
         )
 
@@ -416,7 +416,7 @@ class ElsaClient:
             raise ValueError("page_size must be at least 1")
         return page_size
 
-    def _oldest_first(self, page: int, size: int, **extra: str) -> httpx.QueryParams:
+    def _oldest_first(self, page: int, size: int, **extra: str) -> Params:
         """A GET listing's page, by creation, without system workflows unless asked."""
         params: dict[str, str | int] = {
             **extra,
@@ -427,11 +427,9 @@ class ElsaClient:
         }
         if not self.system_workflows:
             params["isSystem"] = "false"
-        return httpx.QueryParams(params)
+        return list(params.items())
 
-    async def _get(
-        self, path: str, model: type[M], *, params: httpx.QueryParams | None = None
-    ) -> M:
+    async def _get(self, path: str, model: type[M], *, params: Params | None = None) -> M:
         return await self._http.call("GET", path, model, params=params)
 
     async def _query(

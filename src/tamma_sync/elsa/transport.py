@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+import aiohttp
 import httpx
+import orjson
 import stamina
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from tamma_sync.elsa.auth import Token
-from tamma_sync.elsa.connections import Connections
+from tamma_sync.elsa.connections import Answer, Connections, Params
 from tamma_sync.elsa.errors import (
     ElsaAuthError,
     ElsaNotFound,
@@ -102,21 +104,12 @@ class Transport:
         self._login = login
         self._retry = retry
         prefix = api_prefix.strip("/")
-        tls = httpx.create_ssl_context()  # one for every connection: each costs ~40 ms
         self._connections = Connections(
-            lambda: httpx.AsyncClient(
-                base_url=base_url.rstrip("/") + (f"/{prefix}" if prefix else ""),
-                timeout=httpx.Timeout(
-                    connect=timeouts.connect,
-                    read=timeouts.read,
-                    write=timeouts.read,
-                    pool=timeouts.connect,
-                ),
-                headers={"Accept": "application/json"},
-                follow_redirects=False,
-                verify=tls,
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            )
+            base_url.rstrip("/") + (f"/{prefix}" if prefix else ""),
+            connect=timeouts.connect,
+            read=timeouts.read,
+            # Certificate authorities as httpx finds them (certifi, SSL_CERT_FILE/DIR).
+            tls=httpx.create_ssl_context(),
         )
         self._access: Token | None = None
         self._refresh: Token | None = None
@@ -131,7 +124,7 @@ class Transport:
         path: str,
         model: type[M],
         *,
-        params: httpx.QueryParams | None = None,
+        params: Params | None = None,
         json: Body = None,
         retry: RetryPolicy | None = None,
     ) -> M:
@@ -147,8 +140,8 @@ class Transport:
         self,
         method: str,
         path: str,
-        read: Callable[[httpx.Response], R],
-        params: httpx.QueryParams | None,
+        read: Callable[[Answer], R],
+        params: Params | None,
         json: Body,
         retry: RetryPolicy | None = None,
     ) -> R:
@@ -174,8 +167,8 @@ class Transport:
         self,
         method: str,
         path: str,
-        read: Callable[[httpx.Response], R],
-        params: httpx.QueryParams | None,
+        read: Callable[[Answer], R],
+        params: Params | None,
         json: Body,
         authorization: str | None,
         retry: RetryPolicy | None = None,
@@ -212,30 +205,33 @@ class Transport:
         self,
         method: str,
         path: str,
-        read: Callable[[httpx.Response], R],
-        params: httpx.QueryParams | None,
+        read: Callable[[Answer], R],
+        params: Params | None,
         json: Body,
         authorization: str | None,
         attempt: int,
     ) -> R:
-        headers = {"Authorization": authorization} if authorization else None
+        headers = {"Authorization": authorization} if authorization else {}
+        body = None
+        if json is not None:
+            body = orjson.dumps(json)
+            headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
-            async with self._connections.lease() as http:
-                response = await http.request(
-                    method, path, params=params, json=json, headers=headers
-                )
-        except httpx.TimeoutException as exc:
+            response = await self._connections.send(
+                method, path, params=params, body=body, headers=headers
+            )
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
             raise ElsaUnavailable(
                 f"timed out ({type(exc).__name__}, attempt {attempt})", method=method, path=path
             ) from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise ElsaUnavailable(
                 f"connection failed ({type(exc).__name__}: {exc}, attempt {attempt})",
                 method=method,
                 path=path,
             ) from exc
-        status = response.status_code
+        status = response.status
         logger.debug(
             "ELSA %s %s -> %d in %.0f ms (source %s, attempt %d)",
             method,
@@ -348,14 +344,14 @@ class Transport:
         return True
 
 
-def _reader(model: type[M]) -> Callable[[httpx.Response], M]:
-    def read(response: httpx.Response) -> M:
+def _reader(model: type[M]) -> Callable[[Answer], M]:
+    def read(response: Answer) -> M:
         return model.model_validate_json(response.content)
 
     return read
 
 
-def _ignore(_: httpx.Response) -> None:
+def _ignore(_: Answer) -> None:
     return None
 
 
