@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -152,3 +153,22 @@ async def test_requests_go_through_the_proxy_the_environment_names(
             with pytest.raises(ElsaUnavailable, match="connection failed"):
                 await elsa.package_version()
         assert len(wire.log) == 1
+
+
+async def test_the_first_retry_waits_its_backoff_too(caplog: pytest.LogCaptureFixture) -> None:
+    """The first attempt goes out before any retry machinery: a failure of it is still
+    retried after the policy's first wait, and logged like every retry."""
+    caplog.set_level(logging.DEBUG)
+    sim = _sim()
+    policy = RetryPolicy(
+        attempts=3, total_seconds=5.0, wait_initial=0.3, wait_max=1.0, wait_jitter=0.0
+    )
+    with serving(sim) as (url, wire):
+        sim.faults.inject("unavailable", count=1)
+        async with client_for(url, retry=policy) as elsa:
+            started = time.monotonic()
+            assert await elsa.package_version()
+            elapsed = time.monotonic() - started
+    assert len(wire.log) == 2
+    assert 0.3 <= elapsed < 1.5
+    assert [r.name for r in caplog.records].count("stamina") == 1, "one retry, logged"

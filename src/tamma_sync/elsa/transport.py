@@ -176,7 +176,6 @@ class Transport:
         """One logical request, retried within the policy's bounds."""
         policy = retry or self._retry
         deadline = time.monotonic() + policy.total_seconds
-        attempt = 0
 
         def should_retry(exc: Exception) -> bool | float:
             if isinstance(exc, ElsaUnavailable):
@@ -186,15 +185,29 @@ class Transport:
                 return exc.retry_after if time.monotonic() + exc.retry_after < deadline else False
             return isinstance(exc, ElsaProtocolError) and exc.status == 200
 
-        # No arguments: stamina logs a retried callable's arguments, and these carry secrets.
+        attempt = 1
+        try:
+            return await self._send_once(method, path, read, params, json, authorization, attempt)
+        except Exception as exc:
+            if should_retry(exc) is False:
+                raise
+            failed: Exception | None = exc
+
+        # The retries go through stamina, which waits, logs and bounds them; it is entered
+        # only after a failure (it costs about a tenth of a request's CPU), and its first
+        # call gives it the failure just seen. No arguments: stamina logs a retried
+        # callable's arguments, and these carry secrets.
         async def once() -> R:
-            nonlocal attempt
+            nonlocal attempt, failed
+            if failed is not None:
+                seen, failed = failed, None
+                raise seen
             attempt += 1
             return await self._send_once(method, path, read, params, json, authorization, attempt)
 
         caller = stamina.AsyncRetryingCaller(
             attempts=policy.attempts,
-            timeout=policy.total_seconds,
+            timeout=max(deadline - time.monotonic(), 0.0),
             wait_initial=policy.wait_initial,
             wait_max=policy.wait_max,
             wait_jitter=policy.wait_jitter,
