@@ -49,6 +49,7 @@ class Connections:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: tuple[URL, aiohttp.BasicAuth | None] | None = None
         self._closed = False
 
     async def send(
@@ -66,22 +67,28 @@ class Connections:
         session = self._session or self._open()
         # Paths come percent-encoded (ids are quoted by the client): sent as they are.
         url = URL(self._root + path, encoded=True)
+        proxy, proxy_auth = self._proxy or (None, None)
         async with session.request(
-            method, url, params=params, data=body, headers=headers, allow_redirects=False
+            method,
+            url,
+            params=params,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
         ) as response:
             return Answer(response.status, response.headers, await response.read())
 
     def _open(self) -> aiohttp.ClientSession:
         """The session, made on the first request: it belongs to the running event loop."""
         try:
-            proxy, proxy_auth = get_env_proxy_for_url(URL(self._root))
+            self._proxy = get_env_proxy_for_url(URL(self._root))
         except LookupError:  # none set, or NO_PROXY names the server
-            proxy, proxy_auth = None, None
+            self._proxy = None
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=self._tls),
             timeout=self._timeout,
-            proxy=proxy,
-            proxy_auth=proxy_auth,
             headers={"Accept": "application/json"},
         )
         return self._session

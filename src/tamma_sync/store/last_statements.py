@@ -24,8 +24,9 @@ from tamma_sync.store.tables import catalog_revision, changes, instance_counts, 
 
 #: PostgreSQL NOTIFY channel; the payload is the newest change seq of the transaction.
 CHANGES_CHANNEL = "tamma_sync_changes"
-#: The last statements are one statement on PostgreSQL while they add at most this many
-#: rows: an API write's (a new instance adds 9, a finished one 11), not a sync batch's.
+#: On PostgreSQL the last statements give their rows as VALUES while they add at most this
+#: many (an API write's: a new instance adds 9, a finished one 11), and as one array per
+#: column beyond (a sync batch's).
 ONE_STATEMENT_ROWS = 32
 
 #: Appending the change rows (`seq` is the database's)…
