@@ -37,6 +37,18 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def _listeners(url: str) -> int:
+    """Sockets listening on the URL's port (a worker's listens once its app has started;
+    the supervisor's own is bound, never listening)."""
+    port = f":{int(url.rsplit(':', 1)[1]):04X} "
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            count += port in f"{fields[1]} " and fields[3] == "0A"  # 0A: LISTEN
+    return count
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -49,7 +61,8 @@ def test_workers_serve_one_port_and_a_killed_worker_is_replaced(
 ) -> None:
     env = {"TAMMA_SYNC_DATABASE_URL": database_url}
     with running_server(env, tmp_path, "--workers", "2") as (url, process):
-        _wait_for(lambda: len(_workers(process.pid)) == 2)
+        # Both serving: under load the second can still be starting when the first answers.
+        _wait_for(lambda: len(_workers(process.pid)) == 2 and _listeners(url) == 2)
         first = _workers(process.pid)
         created = httpx.post(
             f"{url}/api/workflows/instances", json={"id": "i1", "definitionId": "wf"}
@@ -70,7 +83,13 @@ def test_workers_serve_one_port_and_a_killed_worker_is_replaced(
         os.kill(victim, signal.SIGKILL)
         # Gone, not only past listing: a dying process's command line empties before its
         # sockets close, and a connection reaching its listener then is refused.
-        _wait_for(lambda: not _alive(victim) and len(_workers(process.pid)) == 2)
+        _wait_for(
+            lambda: (
+                not _alive(victim)
+                and len(_workers(process.pid) - {victim}) == 2
+                and _listeners(url) == 2
+            )
+        )
         assert first - {victim} <= _workers(process.pid), "the other worker kept serving"
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(total, range(40))) == {1}
