@@ -119,9 +119,7 @@ def sub_status_from_legacy(status: str | None) -> SubStatus | None:
 
 
 def _parse_sub_status(value: Any) -> Any:
-    if isinstance(value, SubStatus):  # a StrEnum is a str too, and needs no parsing
-        return value
-    return SubStatus.parse(value) if isinstance(value, str) else value
+    return SubStatus.parse(value) if type(value) is str else value  # a SubStatus is parsed
 
 
 #: Longest error kept in a source's `lastError`: a pushed state may not carry more.

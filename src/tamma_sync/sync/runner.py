@@ -10,7 +10,8 @@ from tamma_sync.elsa import ElsaClient
 from tamma_sync.metrics import Metrics
 from tamma_sync.settings import Settings, without_credentials
 from tamma_sync.store import Store
-from tamma_sync.sync.service import SyncOptions, SyncService
+from tamma_sync.sync.options import SyncOptions
+from tamma_sync.sync.service import SyncService
 from tamma_sync.sync.sink import StoreSink
 
 log = logging.getLogger(__name__)

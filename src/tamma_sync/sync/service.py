@@ -28,10 +28,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
-
-from pydantic import ValidationError
+from dataclasses import dataclass
+from typing import Any, Final
 
 from tamma_sync.elsa import (
     ElsaClient,
@@ -40,7 +38,6 @@ from tamma_sync.elsa import (
     InstanceDetail,
     InstanceSummary,
     definition_write,
-    instance_write,
     journal_entry,
     sub_status,
 )
@@ -57,7 +54,7 @@ from tamma_sync.models import (
     clip_error,
     now_ms,
 )
-from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings, without_credentials
+from tamma_sync.settings import DetailsPolicy, SourceSettings, without_credentials
 from tamma_sync.store import (
     Leadership,
     NewRow,
@@ -67,10 +64,11 @@ from tamma_sync.store import (
 )
 from tamma_sync.sync.details import DetailReader, Details
 from tamma_sync.sync.observed import DetailAges, RecentRows
+from tamma_sync.sync.options import CycleReport, SyncOptions
 from tamma_sync.sync.prefetch import prefetched
 from tamma_sync.sync.sink import POSITIONS_PAGE, Sink
 from tamma_sync.sync.sweep import Sweep, Window
-from tamma_sync.sync.writer import Rejections, Writer
+from tamma_sync.sync.writer import Rejections, Staged, Writer, stage_writes
 
 log = logging.getLogger(__name__)
 
@@ -86,46 +84,6 @@ _TICKS_PER_SECOND: Final = 10_000_000
 
 
 @dataclass(frozen=True)
-class SyncOptions:
-    page_size: int = 1_000
-    details: DetailsPolicy = DetailsPolicy.ACTIVE
-    details_concurrency: int = 8
-    details_max_age: float = 120.0
-    lookback: float = 10.0
-    reconcile_interval: float = 5.0
-    reconcile_share: float = 0.1
-    system_workflows: bool = False
-    max_backoff: float = 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SyncOptions:
-        return cls(
-            page_size=settings.sync_page_size,
-            details=settings.sync_details,
-            details_concurrency=settings.sync_details_concurrency,
-            details_max_age=settings.details_max_age,
-            lookback=settings.lookback,
-            reconcile_interval=settings.reconcile_interval,
-            reconcile_share=settings.reconcile_share,
-            system_workflows=settings.include_system_workflows,
-        )
-
-    def client_for(self, source: SourceSettings) -> ElsaClient:
-        """The ELSA client a sync with these options reads `source` with."""
-        return ElsaClient.from_settings(
-            source, page_size=self.page_size, system_workflows=self.system_workflows
-        )
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """A batch of instance writes ready to apply, and the details it was made from."""
-
-    batch: SyncBatch
-    details: Details
-
-
-@dataclass(frozen=True)
 class _PageWrite:
     """A page of the walk being written, with the state that covers it and its rows."""
 
@@ -134,20 +92,7 @@ class _PageWrite:
     rows: list[InstanceSummary]
 
 
-@dataclass
-class CycleReport:
-    """What one cycle did."""
-
-    written: WriteResult = field(default_factory=WriteResult)
-    details_fetched: int = 0
-    refreshed: int = 0
-    rejected: int = 0
-    reconciled: bool = False
-    error: str | None = None
-
-
 ProgressCallback = Callable[[int], None]
-_W = TypeVar("_W", InstanceWrite, DefinitionWrite)
 
 
 class SyncService:
@@ -351,7 +296,7 @@ class SyncService:
         writes: list[DefinitionWrite] = []
         for summary in listing.items:
             model = full.get(summary.id, summary)
-            self._keep(
+            self._rejections.keep(
                 writes,
                 summary.definition_id,
                 functools.partial(definition_write, model),
@@ -389,7 +334,7 @@ class SyncService:
             async with contextlib.aclosing(prefetched(changes, PREFETCH_PAGES)) as pages:
                 async for page in pages:
                     rows = [row for row in page.items if not self._recent.is_known(row)]
-                    staged = self._staged(await self._read_details(rows))
+                    staged = await self._staged(rows)
                     made = await self._new_rows(staged.batch) if initial else None
                     if writing is not None:
                         await self._page_written(writing, lookback)
@@ -520,42 +465,31 @@ class SyncService:
         """Write listed rows, with details where the policy wants them (`known`: details
         just read); rows whose details ELSA says are gone (404) are deleted, rows whose
         details fail go without them."""
-        await self._apply(self._staged(await self._read_details(rows, gone, known)), report)
+        await self._apply(await self._staged(rows, gone, known), report)
 
-    async def _read_details(
+    async def _staged(
         self,
         rows: list[InstanceSummary],
         gone: Iterable[str] = (),
         known: Mapping[str, InstanceDetail] | None = None,
-    ) -> tuple[Details, list[InstanceSummary], list[str]]:
-        """The details of the rows the policy wants them for; the rows to write without
-        (`plain`); what to delete: `gone`, and the rows whose details ELSA says are gone."""
+    ) -> Staged:
+        """Listed rows ready to write: with details where the policy wants them, the others
+        without; deleted: `gone`, and the rows whose details ELSA says are gone."""
         wanted = [row.id for row in rows if self._wants_details(row)]
         details = await self._details.read(wanted, known) if wanted else Details()
         plain = [row for row in rows if row.id not in details.found and row.id not in details.gone]
-        return details, plain, [*gone, *details.gone]
+        deleted = [*gone, *details.gone]
+        return stage_writes(self.source.id, details, plain, deleted, self._rejections)
 
     async def _write_details(self, details: Details, report: CycleReport) -> None:
         """Write what ELSA answered for instances read by id: rows with their details,
         deletions of those gone; failed details are rejections."""
-        await self._apply(self._staged((details, [], details.gone)), report)
-
-    def _staged(self, read: tuple[Details, list[InstanceSummary], list[str]]) -> _Staged:
-        """What `_read_details` gave, mapped to the mirror's writes: rows with their
-        details, rows without (`plain`), deletions. A row the models refuse is rejected."""
-        details, plain, deleted = read
-        writes: list[InstanceWrite] = []
-        for instance_id, (detail, variables) in details.found.items():
-            build = functools.partial(instance_write, detail, variables=variables)
-            self._keep(writes, instance_id, build, EntityKind.INSTANCE)
-        for row in plain:
-            self._keep(writes, row.id, functools.partial(instance_write, row), EntityKind.INSTANCE)
-        batch = SyncBatch(source_id=self.source.id, instances=writes, deleted_instance_ids=deleted)
-        return _Staged(batch, details)
+        staged = stage_writes(self.source.id, details, [], details.gone, self._rejections)
+        await self._apply(staged, report)
 
     async def _apply(
         self,
-        staged: _Staged,
+        staged: Staged,
         report: CycleReport,
         *,
         state: SourceState | None = None,
@@ -590,23 +524,13 @@ class SyncService:
         self._ages.forget(deleted)
         self._recent.forget(deleted)
 
-    def _keep(self, kept: list[_W], what: str, build: Callable[[], _W], entity: EntityKind) -> None:
-        """Map one ELSA row; a row our models refuse (an id of 300 characters, say) is
-        set aside as a rejection, and does not hold back the rest of the sync."""
-        try:
-            kept.append(build())
-        except ValidationError as exc:
-            first = exc.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"])
-            self._rejections.add(what, f"refused: {where}: {first['msg']}", entity)
-
     def _wants_details(self, row: InstanceSummary) -> bool:
         policy = self._options.details
         if policy is DetailsPolicy.ALL:
             return True
         if policy is DetailsPolicy.NONE:
             return False
-        # From the row's own text: a row our models refuse is refused by `_keep`, not here.
+        # From the row's own text: a row our models refuse is refused when mapped, not here.
         return sub_status(row.sub_status) not in ENDED_SUB_STATUSES
 
     async def _leading(self) -> bool:

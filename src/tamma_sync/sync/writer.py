@@ -1,35 +1,45 @@
 """Writing a sync's batches so that one bad row never stops a source.
 
-A batch the mirror refuses is split in halves until the rows it refuses stand alone;
-those are set aside as rejections (listed in the source's state with a short reason,
-retried later with backoff) and everything else is written. A rejection leaves the list
-once its row is written or found gone.
+A row our models refuse is set aside when it is mapped (`Rejections.keep`). A batch the
+mirror refuses is split in halves until the rows it refuses stand alone; those are set
+aside as rejections (listed in the source's state with a short reason, retried later
+with backoff) and everything else is written. A rejection leaves the list once its row
+is written or found gone.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, TypeVar
 
+from pydantic import ValidationError
+
+from tamma_sync.elsa import InstanceSummary, instance_write
 from tamma_sync.fields import MAX_ID_LENGTH
 from tamma_sync.models import (
     MAX_LISTED_REJECTIONS,
     MAX_REJECTION_REASON,
+    DefinitionWrite,
     EntityKind,
+    InstanceWrite,
     Rejection,
     SourceState,
     SyncBatch,
     now_ms,
 )
 from tamma_sync.store import NewRow, WriteResult
+from tamma_sync.sync.details import Details
 from tamma_sync.sync.sink import BatchRefused, Sink
 
 log = logging.getLogger(__name__)
 
 #: Longest wait before a rejected row is tried again, in seconds.
 MAX_RETRY_DELAY: Final = 3600.0
+_W = TypeVar("_W", InstanceWrite, DefinitionWrite)
 
 
 class Rejections:
@@ -79,6 +89,16 @@ class Rejections:
             del self._listed[oldest]
             self._retry_at.pop(oldest, None)
 
+    def keep(self, kept: list[_W], what: str, build: Callable[[], _W], entity: EntityKind) -> None:
+        """Map one ELSA row into `kept`; a row our models refuse (an id of 300 characters,
+        say) is set aside instead, and does not hold back the rest of the sync."""
+        try:
+            kept.append(build())
+        except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            self.add(what, f"refused: {where}: {first['msg']}", entity)
+
     def clear(self, entity_ids: Iterable[str]) -> None:
         """These rows were written or are gone: they leave the list."""
         for entity_id in entity_ids:
@@ -97,6 +117,33 @@ class Rejections:
             for key, rejection in self._listed.items()
             if rejection.entity is entity and self._retry_at.get(key, 0.0) <= now
         ]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A batch of instance writes ready to apply, and the details it was made from."""
+
+    batch: SyncBatch
+    details: Details
+
+
+def stage_writes(
+    source_id: str,
+    details: Details,
+    plain: Iterable[InstanceSummary],
+    deleted: list[str],
+    rejections: Rejections,
+) -> Staged:
+    """What ELSA answered, mapped to the mirror's writes: rows with their details, rows
+    without (`plain`), deletions. A row the models refuse is rejected."""
+    writes: list[InstanceWrite] = []
+    for instance_id, (detail, variables) in details.found.items():
+        build = functools.partial(instance_write, detail, variables=variables)
+        rejections.keep(writes, instance_id, build, EntityKind.INSTANCE)
+    for row in plain:
+        rejections.keep(writes, row.id, functools.partial(instance_write, row), EntityKind.INSTANCE)
+    batch = SyncBatch(source_id=source_id, instances=writes, deleted_instance_ids=deleted)
+    return Staged(batch, details)
 
 
 class Writer:
