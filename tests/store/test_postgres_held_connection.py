@@ -10,9 +10,10 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
-from tamma_sync.store import Store
+from tamma_sync.models import DEFAULT_TENANT_ID, InstancePatch, InstanceWrite
+from tamma_sync.store import Store, instances
 from tamma_sync.store.database import WRITE_LOCK_KEY
+from tamma_sync.store.pages import InstanceQuery
 
 T = DEFAULT_TENANT_ID
 
@@ -128,3 +129,90 @@ async def test_a_held_connection_the_server_ended_costs_no_request(
     finally:
         await admin.close()
         await store.close()
+
+
+async def test_a_single_write_over_a_row_that_changed_since_it_was_read_writes_nothing(
+    postgres_database_url: str,
+) -> None:
+    """A single instance's write is one statement that writes only over the row as it was
+    read (`instances._write_as_read`). Read before another writer changed or created the
+    row, it writes nothing at all, and the store's own call writes it as it would have."""
+    store = Store.from_url(postgres_database_url)
+    db = store._db
+    try:
+        await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf", status="Running"))
+        [read] = await db.read_mappings(
+            instances._instance_by_id, {"tenant_id": T, "instance_id": "i0"}
+        )
+        await store.update_instance(T, "i0", InstancePatch(status="Suspended"))
+        for stored, instance_id in ((read, "i0"), (None, "i1")):
+            if stored is None:  # read as missing, created since
+                await store.create_instance(
+                    T, InstanceWrite(id="i1", definition_id="wf", status="Running")
+                )
+            tx = db.unlocked_transaction()
+            assert tx is not None
+            write = InstanceWrite(id=instance_id, definition_id="other", status="Faulted")
+            assert await instances._write_as_read(db, tx, T, write, stored) is None
+        assert await store.instance_counts(T) == {"wf": {"Suspended": 1, "Executing": 1}}
+        assert [(c.entity_id, c.revision) for c in await store.changes_after(0, limit=10)] == [
+            ("i0", 1),
+            ("i0", 2),
+            ("i1", 1),
+        ]
+        await store.create_instance(
+            T, InstanceWrite(id="i1", definition_id="other", status="Running")
+        )
+        assert await store.instance_counts(T) == {
+            "wf": {"Suspended": 1},
+            "other": {"Executing": 1},
+        }
+    finally:
+        await store.close()
+
+
+async def test_single_writes_of_four_processes_keep_every_revision_in_order(
+    postgres_database_url: str,
+) -> None:
+    """Four replicas (four stores, each writing on its held connection) create and
+    update the same two instances at once: their one-statement writes find the lock
+    taken or the row changed, and go through a transaction instead, or land. No write is
+    lost or applied twice: each instance's revisions reach the change log once each and
+    in order, and the kept counts equal the rows."""
+    replicas = [Store.from_url(postgres_database_url) for _ in range(4)]
+    statuses = ["Running", "Suspended", "Finished", "Faulted"]
+
+    async def writer(store: Store, n: int) -> None:
+        for step in range(40):
+            instance_id = f"i{step % 2}"
+            status = statuses[(n + step) % 4]
+            if step % 10 < 2:
+                await store.create_instance(
+                    T, InstanceWrite(id=instance_id, definition_id=f"wf{n}", status=status)
+                )
+            else:
+                await store.update_instance(T, instance_id, InstancePatch(status=status))
+
+    try:
+        await asyncio.gather(*(writer(store, n) for n, store in enumerate(replicas)))
+        store = replicas[0]
+        changes = await store.changes_after(0, limit=1_000)
+        revisions: dict[str, list[int]] = {}
+        for change in changes:
+            revisions.setdefault(change.entity_id, []).append(change.revision)
+        for instance_id, seen in revisions.items():
+            stored = await store.get_instance(T, instance_id)
+            assert stored is not None
+            assert seen == list(range(1, len(seen) + 1)), instance_id
+            assert stored.revision == seen[-1]
+        live = (await store.list_instances(T, InstanceQuery(limit=10))).items
+        expected: dict[str, dict[str | None, int]] = {}
+        for item in live:
+            group = expected.setdefault(item.definition_id, {})
+            key = item.sub_status.value if item.sub_status else None
+            group[key] = group.get(key, 0) + 1
+        assert await store.instance_counts(T) == expected
+        assert sorted(item.id for item in live) == sorted(revisions) == ["i0", "i1"]
+    finally:
+        for store in replicas:
+            await store.close()

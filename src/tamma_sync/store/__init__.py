@@ -2,7 +2,6 @@
 
 from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
-from tamma_sync.store.database import WriteResult
 from tamma_sync.store.errors import (
     MigrationRefused,
     describe_database_error,
@@ -16,6 +15,7 @@ from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
 from tamma_sync.store.store import Store
+from tamma_sync.store.transaction import WriteResult
 
 __all__ = [
     "CatalogTotals",

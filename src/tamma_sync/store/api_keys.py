@@ -16,8 +16,9 @@ from tamma_sync.store.api_key_tokens import (
     secret_matches,
     token_of,
 )
-from tamma_sync.store.database import Database, Transaction
+from tamma_sync.store.database import Database
 from tamma_sync.store.tables import api_keys
+from tamma_sync.store.transaction import Transaction
 
 
 async def create_api_key(

@@ -20,7 +20,7 @@ from tamma_sync.models import (
     dump_json,
 )
 from tamma_sync.store.bulk import Step
-from tamma_sync.store.database import Database, Transaction, WriteResult
+from tamma_sync.store.database import Database
 from tamma_sync.store.instances import delete_instances
 from tamma_sync.store.rows import DEFINITION_CONTENT, chunks, definition_of, merge_definition
 from tamma_sync.store.tables import (
@@ -32,6 +32,7 @@ from tamma_sync.store.tables import (
     instances,
     sync_state,
 )
+from tamma_sync.store.transaction import Transaction, WriteResult
 
 #: Built once: moving a definition's `syncedAt` to now (`now`), and nothing else.
 _REFRESH_SYNCED_AT = (

@@ -10,36 +10,26 @@ follows the log by `seq` can never skip a change that commits late.
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tamma_sync.models import ChangeOp, EntityKind, now_ms
+from tamma_sync.models import now_ms
 from tamma_sync.store import migrations
-from tamma_sync.store.bulk import Run, Step, TableStats, run_steps
+from tamma_sync.store.bulk import TableStats
 from tamma_sync.store.connect import WRITE_OPTION
-from tamma_sync.store.dialect import Dialect, Upsert
+from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.errors import describe_database_error, is_disk_full
 from tamma_sync.store.held_connection import HeldConnection
-from tamma_sync.store.last_statements import ADD_TO_COUNTS, ADD_TO_TOTALS, run_last_statements
+from tamma_sync.store.last_statements import one_if_unchanged
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.loop_thread import LoopThreadReads, LoopThreadWrites
-from tamma_sync.store.rows import chunks
-from tamma_sync.store.trends import (
-    ADD_TO_ROLLUPS,
-    TrendDeltas,
-    count_transitions,
-    new_deltas,
-    rollup_rows,
-)
+from tamma_sync.store.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -59,199 +49,6 @@ _WRITE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.literal(WRITE_LOCK_KEY,
 _BEGIN_WRITE = (
     f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 )
-
-
-@functools.cache
-def _one_by_id(table: sa.Table, id_column: sa.Column[str]) -> sa.Select[Any]:
-    """A tenant's row of `table` by id, live or tombstoned."""
-    return sa.select(table).where(
-        table.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String),
-        id_column == sa.bindparam("id", type_=sa.String),
-    )
-
-
-@dataclass
-class WriteResult:
-    """What a bulk write did, counted by outcome."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-
-    def add(self, other: WriteResult) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.deleted += other.deleted
-
-
-@dataclass
-class Transaction:
-    """One write transaction: its connection and the change rows it will append."""
-
-    sql_conn: AsyncConnection | None
-    """The pool's connection it runs on; None when it runs on a connection of the store's
-    own (`direct`)."""
-    dialect: Dialect
-    now: int
-    direct: Run | None = None
-    """What runs its statements on SQLite's loop-thread connection (`LoopThreadWrites`) or
-    PostgreSQL's held one (`HeldConnection`), when it runs on one."""
-    pending_changes: list[dict[str, Any]] = field(default_factory=list)
-    count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
-        default_factory=collections.Counter
-    )
-    trend_deltas: TrendDeltas = field(default_factory=new_deltas)
-    inserted: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Rows added per table, for planner statistics."""
-    written_last: list[tuple[Upsert, list[dict[str, Any]]]] = field(default_factory=list)
-    """Rows to write with the last statements (`upsert_rows(last=True)`)."""
-    refreshed_definitions: bool = False
-    """A definition's `syncedAt` moved without a change record (a POST that changed
-    nothing else)."""
-
-    @property
-    def conn(self) -> AsyncConnection:
-        """The connection, for statements SQLAlchemy runs: a write on a connection of the
-        store's own has none (it runs driver statements only, `run`)."""
-        if self.sql_conn is None:
-            raise RuntimeError("a single-row write runs driver statements only")
-        return self.sql_conn
-
-    async def run(self, steps: Sequence[Step]) -> Sequence[Sequence[Any]]:
-        """Driver statements in one trip (`run_steps`), on whichever connection this
-        transaction runs on; the rows of the last one."""
-        if self.direct is not None:
-            return await self.direct(steps)
-        return await run_steps(self.conn, steps)
-
-    async def read_mappings(
-        self, statement: sa.ClauseElement, parameters: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        """A read in this transaction, as dicts by column name (`DriverSql.as_mappings`)."""
-        driver_sql = self.dialect.driver_form(statement)
-        return driver_sql.as_mappings(await self.run([driver_sql.step(parameters)]))
-
-    @property
-    def changes_catalog(self) -> bool:
-        """Whether this transaction changes a definition or moves an instance count
-        (retention's purge of ended instances moves counts, and a refreshed `syncedAt`
-        changes a definition, without recording a change)."""
-        return (
-            self.refreshed_definitions
-            or any(self.count_deltas.values())
-            or any(
-                change["entity"] == EntityKind.DEFINITION.value for change in self.pending_changes
-            )
-        )
-
-    def count(self, tenant_id: str, row: Mapping[str, Any], delta: int) -> None:
-        """Move the live-instance count of `row`'s (source, definition, sub-status)."""
-        key = (tenant_id, row["source_id"] or "", row["definition_id"], row["sub_status"] or "")
-        self.count_deltas[key] += delta
-
-    def observe(
-        self, tenant_id: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
-    ) -> None:
-        """Count what writing instance row `new` over the live row `old` (None: new to the
-        mirror) adds to the trends."""
-        count_transitions(self.trend_deltas, tenant_id, old, new, self.now)
-
-    def record(
-        self,
-        tenant_id: str,
-        entity: EntityKind,
-        entity_id: str,
-        op: ChangeOp,
-        revision: int,
-        data: dict[str, Any],
-        definition_id: str | None = None,
-        sub_status: str | None = None,
-    ) -> None:
-        self.pending_changes.append(
-            {
-                "tenant_id": tenant_id,
-                "entity": entity.value,
-                "entity_id": entity_id,
-                "op": op.value,
-                "revision": revision,
-                "at": self.now,
-                "definition_id": definition_id,
-                "sub_status": sub_status,
-                "data": data,
-            }
-        )
-
-    async def select_by_ids(
-        self, table: sa.Table, id_column: sa.Column[str], tenant_id: str, ids: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
-        """Stored rows (live or tombstoned) by id, for the ids that exist."""
-        found: dict[str, dict[str, Any]] = {}
-        if len(ids) == 1:  # a single write's: compiled once
-            parameters = {"tenant_id": tenant_id, "id": ids[0]}
-            found_one = await self.read_mappings(_one_by_id(table, id_column), parameters)
-            return {row[id_column.name]: row for row in found_one}
-        for chunk in chunks(list(dict.fromkeys(ids))):
-            rows = await self.conn.execute(
-                sa.select(table).where(
-                    table.c.tenant_id == tenant_id, self.dialect.ids_match(id_column, chunk)
-                )
-            )
-            for row in rows.mappings():
-                found[row[id_column.name]] = dict(row)
-        return found
-
-    async def upsert_rows(
-        self, table: sa.Table, key: list[str], rows: list[dict[str, Any]], *, last: bool = False
-    ) -> None:
-        """Insert rows, overwriting every column of those whose key already exists. `last`:
-        write them with the last statements (`finish`), one trip fewer, for a caller after
-        which this transaction reads nothing of `table`."""
-        upsert = Upsert(table, tuple(column.name for column in table.columns), tuple(key))
-        if last:
-            self.written_last.append((upsert, rows))
-        else:
-            await self.run(self.dialect.bulk_statement(upsert).steps(rows))
-
-    async def finish(self) -> int | None:
-        """What every write does last, just before commit, in one trip to the driver
-        (`last_statements`): write the rows left for it, move the kept counts and the
-        trends, move the catalog revision on, append the change rows. The newest change
-        seq, if any."""
-        self.inserted["changes"] += len(self.pending_changes)
-        added = [
-            *self.written_last,
-            *self._count_rows(),
-            (ADD_TO_ROLLUPS, rollup_rows(self.trend_deltas)),
-        ]
-        return await run_last_statements(
-            self.run, self.dialect, added, self.changes_catalog, self.pending_changes
-        )
-
-    def _count_rows(self) -> list[tuple[Upsert, list[dict[str, Any]]]]:
-        """What moves the kept counts, and their per-sub-status totals, by this
-        transaction's deltas."""
-        totals: collections.Counter[tuple[str, str]] = collections.Counter()
-        rows = []
-        for (tenant_id, source_id, definition_id, sub_status), delta in self.count_deltas.items():
-            if delta:
-                totals[tenant_id, sub_status] += delta
-                rows.append(
-                    {
-                        "tenant_id": tenant_id,
-                        "source_id": source_id,
-                        "definition_id": definition_id,
-                        "sub_status": sub_status,
-                        "count": delta,
-                    }
-                )
-        total_rows = [
-            {"tenant_id": tenant_id, "sub_status": sub_status, "count": delta}
-            for (tenant_id, sub_status), delta in totals.items()
-            if delta
-        ]
-        return [(ADD_TO_COUNTS, rows), (ADD_TO_TOTALS, total_rows)]
 
 
 class _SharedRead:
@@ -420,6 +217,12 @@ class Database:
         async with self._write_lock, self._begin(single_row) as tx:
             yield tx
             last_seq = await tx.finish()
+        await self._committed(tx, last_seq)
+
+    async def _committed(self, tx: Transaction, last_seq: int | None) -> None:
+        """Tell the commit listeners of a committed write, and keep the database's upkeep
+        (checkpoints, statistics) up with it."""
+        tx.inserted["changes"] += len(tx.pending_changes)
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
@@ -430,6 +233,47 @@ class Database:
             await self._refresh_stats(grown)
         elif grown:
             self._analyze_soon(grown)
+
+    def unlocked_transaction(self) -> Transaction | None:
+        """PostgreSQL: a transaction that only gathers a single row's write, to be sent as
+        one statement by `commit_if_unchanged`; None where there is none (SQLite, whose
+        write on the loop's thread costs no trips, or a store without a held
+        connection)."""
+        if self._held is None:
+            return None
+        return Transaction(None, self.dialect, self.clock())
+
+    async def commit_if_unchanged(self, tx: Transaction, stored_revision: int | None) -> bool:
+        """Commit the write `tx` gathered as one statement, which takes the write lock
+        itself: one trip, where a write transaction takes four (BEGIN with the lock, the
+        row's read, its last statements, COMMIT). The write's first row written last
+        (`upsert_rows(last=True)`) is its row, as read before `tx` began: of
+        `stored_revision`, or none under its key for None. False if it wrote nothing: the
+        row changed meanwhile, another writer held the lock, or the held connection was
+        busy; the caller then writes in a transaction (`writing`), as it would have."""
+        if not tx.pending_changes:
+            return True  # nothing changed: nothing to write
+        step = one_if_unchanged(
+            self.dialect,
+            WRITE_LOCK_KEY,
+            stored_revision,
+            tx.last_rows(),
+            tx.changes_catalog,
+            tx.pending_changes,
+        )
+        assert self._held is not None, "an unlocked transaction is the held connection's"
+        try:
+            found = await self._held.rows(step)
+        except Exception as exc:
+            if is_disk_full(exc):
+                self.disk_full = True
+            raise
+        if not found:
+            return False
+        self.disk_full = False
+        [(last_seq, _)] = found
+        await self._committed(tx, int(last_seq))
+        return True
 
     @asynccontextmanager
     async def _begin(self, single_row: bool) -> AsyncIterator[Transaction]:

@@ -32,11 +32,14 @@ class Upsert(NamedTuple):
         insert = sqlite.insert if on_sqlite else postgresql.insert
         return self._on_conflict(insert(self.table).values(list(value_lists)))
 
-    def from_arrays(self, prefix: str = "") -> Insert:
+    def from_arrays(
+        self, prefix: str = "", *, when: sa.ColumnElement[bool] | None = None
+    ) -> Insert:
         """PostgreSQL: this upsert as a statement inserting the rows given as one array
-        per column (named `prefix` + the column's name), in their order. One statement
-        for a batch, where an executemany is one per row (a fifth more rows a second on
-        the instances): the rows must not repeat a key, as no caller's do."""
+        per column (named `prefix` + the column's name), in their order; with `when`, only
+        if it holds. One statement for a batch, where an executemany is one per row (a
+        fifth more rows a second on the instances): the rows must not repeat a key, as no
+        caller's do."""
         arrays = [
             sa.bindparam(prefix + name, type_=postgresql.ARRAY(self.table.c[name].type))
             for name in self.columns
@@ -47,6 +50,8 @@ class Upsert(NamedTuple):
             .render_derived(name="given")
         )
         rows = sa.select(*(given.c[name] for name in self.columns)).order_by(given.c.given_order)
+        if when is not None:
+            rows = rows.where(when)
         return self._on_conflict(postgresql.insert(self.table).from_select(self.columns, rows))
 
     def _on_conflict(self, statement: Insert) -> Insert:

@@ -16,9 +16,10 @@ from tamma_sync.models import (
     EngineEventWrite,
     EngineReport,
 )
-from tamma_sync.store.database import Database, Transaction
+from tamma_sync.store.database import Database
 from tamma_sync.store.rows import chunks
 from tamma_sync.store.tables import engine_events, engines
+from tamma_sync.store.transaction import Transaction
 
 # The reads behind the engines pages, built once.
 _TENANT = sa.bindparam("tenant_id", type_=sa.String)

@@ -5,8 +5,9 @@ asyncpg adapter's cursor: about 0.2 ms of CPU for a read by key whose round trip
 0.07 ms, and a single instance's write (BEGIN, lock, lookup, row, last statements, COMMIT)
 paid it six times. So each process checks one pool connection out and keeps it, and runs
 those reads and writes on its asyncpg connection directly whenever no other task is using
-it; a task that finds it in use goes through the pool as before. A write on it sends BEGIN
-and the write lock as one trip.
+it; a task that finds it in use goes through the pool as before. A write transaction on it
+sends BEGIN and the write lock as one trip; a single instance's write is most often one
+autocommit statement (`Database.commit_if_unchanged`), run as a read is.
 
 It answers as the pool does: errors are raised as SQLAlchemy raises them
 (`bulk.sqlalchemy_error`), and a connection found dead is invalidated (the next use checks

@@ -22,7 +22,7 @@ from tamma_sync.models import (
     InvalidWrite,
 )
 from tamma_sync.store.anchors import OffsetAnchors
-from tamma_sync.store.database import Database, Transaction, WriteResult
+from tamma_sync.store.database import Database
 from tamma_sync.store.pages import (
     InstancePage,
     InstanceQuery,
@@ -34,6 +34,7 @@ from tamma_sync.store.pages import (
 )
 from tamma_sync.store.rows import chunks, instance_of, instance_wire, merge_instance
 from tamma_sync.store.tables import instances
+from tamma_sync.store.transaction import Transaction, WriteResult
 
 #: Built once: the read behind every single-instance request. By primary key alone: with
 #: `deleted_at IS NULL` in the query, every partial index of live instances qualifies too,
@@ -141,6 +142,23 @@ async def put_instances(
     return rows, result
 
 
+async def put_instance(db: Database, tenant_id: str, write: InstanceWrite) -> dict[str, Any]:
+    """Create one whole instance, or replace the one stored under its id; its row. On
+    PostgreSQL the id is read first and the write sent as one statement
+    (`_write_as_read`); otherwise, or if the row changed in between, in a write
+    transaction."""
+    tx = db.unlocked_transaction()
+    if tx is not None:
+        parameters = {"tenant_id": tenant_id, "instance_id": write.id}
+        found = await db.read_mappings(_instance_by_id, parameters)
+        row = await _write_as_read(db, tx, tenant_id, write, found[0] if found else None)
+        if row is not None:
+            return row
+    async with db.writing(single_row=True) as locked:
+        [row], _ = await put_instances(locked, tenant_id, [write], last=True)
+    return row
+
+
 async def update_instance(
     db: Database, tenant_id: str, instance_id: str, patch: InstancePatch
 ) -> Instance | None:
@@ -148,14 +166,21 @@ async def update_instance(
 
     A plain read comes first: a PUT for no instance, or one that changes nothing (the .NET
     sync's every cycle), is answered from it without taking the write lock — as if it came
-    just before any write that commits meanwhile. One that changes something is applied in a
-    write transaction, to the row as read again under the lock."""
+    just before any write that commits meanwhile. One that changes something is written
+    over that row in one statement on PostgreSQL (`_write_as_read`); otherwise, or if the
+    row changed in between, in a write transaction, to the row as read again under the
+    lock."""
     row = await _read_live_instance(db, tenant_id, instance_id)
     if row is None:
         return None
     write = _changing_write(tenant_id, row, patch, db.clock())
     if write is None:
         return instance_of(row)
+    unlocked = db.unlocked_transaction()
+    if unlocked is not None:
+        written = await _write_as_read(db, unlocked, tenant_id, write, row)
+        if written is not None:
+            return instance_of(written)
     async with db.writing(single_row=True) as tx:
         row = await _read_live_instance(tx, tenant_id, instance_id)
         if row is None:
@@ -166,6 +191,23 @@ async def update_instance(
         known_rows = {instance_id: row}
         [written], _ = await put_instances(tx, tenant_id, [write], known_rows=known_rows, last=True)
     return instance_of(written)
+
+
+async def _write_as_read(
+    db: Database,
+    tx: Transaction,
+    tenant_id: str,
+    write: InstanceWrite,
+    stored: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Write `write` over `stored`, the row of its id as read just before (None: none),
+    gathered in `tx` (`Database.unlocked_transaction`) and sent as one statement unless
+    that row changed meanwhile (`Database.commit_if_unchanged`): the row written, or
+    None if nothing was."""
+    known_rows = {write.id: stored} if stored is not None else {}
+    [row], _ = await put_instances(tx, tenant_id, [write], known_rows=known_rows, last=True)
+    revision = stored["revision"] if stored is not None else None
+    return row if await db.commit_if_unchanged(tx, revision) else None
 
 
 def _changing_write(

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from tamma_sync.store.bulk import Run, Step, driver_columns, driver_rows
 from tamma_sync.store.dialect import Dialect, Insert, Upsert
@@ -109,12 +110,98 @@ def _as_one_from_arrays(
     column. `parts`: the rows each upsert adds, the change rows last."""
     parts = [(upsert, rows) for upsert, rows in parts if rows]
     statement = _one_statement_from_arrays(tuple(upsert for upsert, _ in parts), changes_catalog)
-    driver_sql = dialect.driver_form(statement)
+    return dialect.driver_form(statement).step(_arrays(parts))
+
+
+def one_if_unchanged(
+    dialect: Dialect,
+    lock_key: int,
+    stored_revision: int | None,
+    added: Sequence[tuple[Upsert, Rows]],
+    changes_catalog: bool,
+    pending_changes: Rows,
+) -> Step:
+    """PostgreSQL: a single row's write as one statement run on its own (its own
+    transaction, one trip), which writes nothing unless that row is still as it was read
+    (none under its key for `stored_revision` None, else one of `stored_revision`) and
+    the write lock (the advisory lock `lock_key`) is free: it takes the lock before it
+    touches a row, and never waits for it. `added`: the row first, then the rows
+    each upsert adds, as `run_last_statements` takes them. Its rows: the newest seq and
+    its NOTIFY, or none if it wrote nothing."""
+    (row_upsert, [row]), *others = [(upsert, rows) for upsert, rows in added if rows]
+    others.append((APPEND_CHANGES, pending_changes))
+    upserts = (row_upsert, *(upsert for upsert, _ in others))
+    new = stored_revision is None
+    statement = _statement_if_unchanged(upserts, lock_key, new, changes_catalog)
+    [row_values] = driver_rows(row_upsert.table, row_upsert.columns, [row])
+    row_names = (f"row_{name}" for name in row_upsert.columns)
+    values = {
+        **_arrays(others, first=1),
+        **dict(zip(row_names, row_values, strict=True)),
+        "stored_revision": stored_revision,
+    }
+    return dialect.driver_form(statement).step(values)
+
+
+def _arrays(parts: Sequence[tuple[Upsert, Rows]], first: int = 0) -> dict[str, list[Any]]:
+    """Each upsert's rows as one array per column, named as `Upsert.from_arrays` of
+    `w{at}_` takes them, `at` counted from `first`."""
     arrays: dict[str, list[Any]] = {}
-    for at, (upsert, rows) in enumerate(parts):
+    for at, (upsert, rows) in enumerate(parts, first):
         columns = driver_columns(upsert.table, upsert.columns, rows)
         arrays.update(zip((f"w{at}_{name}" for name in upsert.columns), columns, strict=True))
-    return driver_sql.step(arrays)
+    return arrays
+
+
+@functools.cache
+def _statement_if_unchanged(
+    upserts: tuple[Upsert, ...], lock_key: int, new: bool, changes_catalog: bool
+) -> sa.Select[Any]:
+    """`one_if_unchanged`'s statement. The row's write is the guard: an INSERT that does
+    nothing on a conflict (`new`), or an UPDATE of the revision read; every other write
+    runs only if it returned its row. Both find the row as committed last, not as the
+    statement's snapshot has it, which was taken before the lock: an UPDATE re-checks a
+    row another writer changed meanwhile, an INSERT sees its key taken. The other writes
+    only add (counts, totals, trends, the catalog revision) or append (change rows), so
+    they too land on what is committed. The lock comes first: each write runs only once
+    the lock is taken, so the change rows' seqs are drawn under it. It is only tried, not
+    waited for: a statement waiting for it could not be called back (a cancelled request's
+    would still commit once the lock came free), where a transaction is rolled back. The
+    row's values are single parameters (`row_` + the column's name), not arrays: an
+    UPDATE joined to arrays took 1.6 ms here, against 0.9 ms."""
+    row, *others = upserts
+    table = row.table
+    assert row.key is not None, "the row is found by its key"
+    taken = sa.func.pg_try_advisory_xact_lock(sa.literal(lock_key, sa.BigInteger))
+    locked = sa.select(taken.label("taken")).cte("locked")
+    lock_taken = sa.exists(locked.select().where(locked.c.taken))
+    values = {name: sa.bindparam(f"row_{name}", type_=table.c[name].type) for name in row.columns}
+    guard: Any
+    if new:
+        guard = (
+            postgresql.insert(table)
+            .from_select(row.columns, sa.select(*values.values()).where(lock_taken))
+            .on_conflict_do_nothing(index_elements=list(row.key))
+        )
+    else:
+        stored_revision = sa.bindparam("stored_revision", type_=sa.Integer)
+        guard = (
+            table.update()
+            .values({name: value for name, value in values.items() if name not in row.key})
+            .where(
+                *(table.c[name] == values[name] for name in row.key),
+                table.c.revision == stored_revision,
+                lock_taken,
+            )
+        )
+    written = guard.returning(table.c[row.key[-1]]).cte("written")
+    row_written = sa.exists(written.select())
+    *writes, appending = (
+        upsert.from_arrays(f"w{at}_", when=row_written) for at, upsert in enumerate(others, 1)
+    )
+    return _with_newest_seq(
+        writes, appending, changes_catalog, first=(locked, written), when=row_written
+    )
 
 
 @functools.cache
@@ -128,17 +215,26 @@ def _one_statement_from_arrays(
 
 
 def _with_newest_seq(
-    writes: Sequence[Insert], appending: Insert, changes_catalog: bool
+    writes: Sequence[Insert],
+    appending: Insert,
+    changes_catalog: bool,
+    *,
+    first: Sequence[sa.CTE] = (),
+    when: sa.ColumnElement[bool] | None = None,
 ) -> sa.Select[Any]:
     """The newest seq `appending` hands out and its NOTIFY, after `writes` and, with
-    `changes_catalog`, the catalog revision's move, each a data-modifying CTE."""
-    ctes = [statement.cte(f"w{at}") for at, statement in enumerate(writes)]
+    `changes_catalog`, the catalog revision's move, each a data-modifying CTE after the
+    CTEs `first`. With `when`, the catalog revision moves only if it holds, and there is
+    no row (and no NOTIFY) if nothing was appended."""
+    ctes = [*first, *(statement.cte(f"w{at}") for at, statement in enumerate(writes))]
     if changes_catalog:
-        ctes.append(_NEXT_CATALOG_REVISION.cte("next_revision"))
+        moving = _NEXT_CATALOG_REVISION if when is None else _NEXT_CATALOG_REVISION.where(when)
+        ctes.append(moving.cte("next_revision"))
     appended = appending.returning(changes.c.seq).cte("appended")
     newest = sa.func.max(appended.c.seq)
     notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
-    return sa.select(newest, notify).add_cte(*ctes)
+    newest_seq = sa.select(newest, notify).add_cte(*ctes)
+    return newest_seq if when is None else newest_seq.having(sa.func.count() > 0)
 
 
 @functools.cache

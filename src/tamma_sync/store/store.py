@@ -47,13 +47,14 @@ from tamma_sync.store.anchors import OffsetAnchors
 from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
-from tamma_sync.store.database import CommitListener, Database, WriteResult
+from tamma_sync.store.database import CommitListener, Database
 from tamma_sync.store.instances import NewRow
 from tamma_sync.store.last_statements import CHANGES_CHANNEL
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
 from tamma_sync.store.rows import instance_of
+from tamma_sync.store.transaction import WriteResult
 from tamma_sync.store.trends import TrendKind, TrendWindow
 
 # Where the feed and the fault tests have always found them.
@@ -185,8 +186,7 @@ class Store:
 
     async def create_instance(self, tenant_id: str, write: InstanceWrite) -> Instance:
         """Create an instance, or replace the one stored under the same id (compatible POST)."""
-        stored, _ = await self.put_instances(tenant_id, [write])
-        return stored[0]
+        return instance_of(await instances.put_instance(self._db, tenant_id, write))
 
     async def update_instance(
         self, tenant_id: str, instance_id: str, patch: InstancePatch

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 
 from tamma_sync.models import SourceState, SyncBatch
 from tamma_sync.store.catalog import delete_definitions, write_definitions
-from tamma_sync.store.database import Database, Transaction, WriteResult
+from tamma_sync.store.database import Database
 from tamma_sync.store.engines import put_engine
 from tamma_sync.store.instances import NewRow, delete_instances, put_instances
 from tamma_sync.store.tables import definitions, instance_counts, sync_state
+from tamma_sync.store.transaction import Transaction, WriteResult
 
 #: Built once: the read behind every sync status request.
 _source_states = (
