@@ -88,15 +88,19 @@ async def put_instances(
     known_rows: dict[str, dict[str, Any]] | None = None,
     made: Sequence[NewRow | None] | None = None,
     last: bool = False,
+    assume_new: bool = False,
 ) -> tuple[list[dict[str, Any]], WriteResult]:
     """Write what changed in `tx`; returns every instance's stored row (changed or not).
     `source_id`, when given, tags every row with it (a sync batch's source). `known_rows`:
     the rows of the writes' ids as read in `tx` already, when the caller has them. `made`:
     the writes' rows as `new_rows` made them, used where the mirror holds no row of the
     id. `last`: nothing in `tx` reads instances after: the rows are written with its last
-    statements (`Transaction.upsert_rows`)."""
+    statements (`Transaction.upsert_rows`). `assume_new`: the mirror holds none of the
+    ids (a sync's initial walk): they are not looked up, and the rows are inserted
+    without a word on conflicts, so that one there after all fails the write
+    (IntegrityError) instead of being overwritten as new."""
     result = WriteResult()
-    existing = known_rows
+    existing = {} if assume_new else known_rows
     if existing is None:
         ids = [w.id for w in writes]
         existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, ids)
@@ -138,7 +142,8 @@ async def put_instances(
             definition_id=row["definition_id"],
             sub_status=row["sub_status"],
         )
-    await tx.upsert_rows(instances, ["tenant_id", "id"], list(to_write.values()), last=last)
+    key = None if assume_new else ["tenant_id", "id"]
+    await tx.upsert_rows(instances, key, list(to_write.values()), last=last)
     return rows, result
 
 

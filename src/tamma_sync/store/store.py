@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tamma_sync.models import (
@@ -241,7 +242,19 @@ class Store:
         self, tenant_id: str, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
     ) -> WriteResult:
         """Apply one sync step atomically: rows, deletions, and the source's new state.
-        `made`: what `new_rows` made of the batch, if it was asked."""
+        `made`: what `new_rows` made of the batch, if it was asked. Such a batch (a sync's
+        initial walk) is first written as if the mirror held none of its instances: their
+        ids are not looked up (an eighth of the write's time on PostgreSQL). If one is
+        there after all, that write fails whole and the batch is written again the usual
+        way."""
+        if made is not None and batch.instances and not batch.deleted_instance_ids:
+            try:
+                async with self._db.writing() as tx:
+                    return await sync_state.apply_sync_batch(
+                        tx, tenant_id, batch, made, assume_new=True
+                    )
+            except IntegrityError:
+                pass  # an instance of the batch is stored: looked up below
         async with self._db.writing() as tx:
             return await sync_state.apply_sync_batch(tx, tenant_id, batch, made)
 

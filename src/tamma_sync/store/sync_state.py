@@ -24,10 +24,16 @@ _source_states = (
 
 
 async def apply_sync_batch(
-    tx: Transaction, tenant_id: str, batch: SyncBatch, made: Sequence[NewRow | None] | None
+    tx: Transaction,
+    tenant_id: str,
+    batch: SyncBatch,
+    made: Sequence[NewRow | None] | None,
+    *,
+    assume_new: bool = False,
 ) -> WriteResult:
     """Apply one sync step in `tx`: rows, deletions, and the source's new state (`made`:
-    its instances' rows as `new_rows` made them ahead, if it did).
+    its instances' rows as `new_rows` made them ahead, if it did; `assume_new`: the
+    mirror holds none of its instances, `put_instances`).
 
     Everything is tagged with the batch's source, and deletions only touch that
     source's rows. The state (and the source's engine entry) is saved in the same
@@ -43,7 +49,7 @@ async def apply_sync_batch(
         # With its last statements (one trip on PostgreSQL) unless a deletion reads them.
         last = not batch.deleted_instance_ids and not batch.deleted_definition_ids
         _, written = await put_instances(
-            tx, tenant_id, batch.instances, source_id, made=made, last=last
+            tx, tenant_id, batch.instances, source_id, made=made, last=last, assume_new=assume_new
         )
         result.add(written)
     if batch.deleted_instance_ids:

@@ -170,12 +170,19 @@ class Transaction:
         return found
 
     async def upsert_rows(
-        self, table: sa.Table, key: list[str], rows: list[dict[str, Any]], *, last: bool = False
+        self,
+        table: sa.Table,
+        key: list[str] | None,
+        rows: list[dict[str, Any]],
+        *,
+        last: bool = False,
     ) -> None:
-        """Insert rows, overwriting every column of those whose key already exists. `last`:
-        write them with the last statements (`finish`), one trip fewer, for a caller after
-        which this transaction reads nothing of `table`."""
-        upsert = Upsert(table, tuple(column.name for column in table.columns), tuple(key))
+        """Insert rows, overwriting every column of those whose `key` already exists (with
+        no key, a row whose key exists fails the write). `last`: write them with the last
+        statements (`finish`), one trip fewer, for a caller after which this transaction
+        reads nothing of `table`."""
+        columns = tuple(column.name for column in table.columns)
+        upsert = Upsert(table, columns, tuple(key) if key is not None else None)
         if last:
             self.written_last.append((upsert, rows))
         else:
