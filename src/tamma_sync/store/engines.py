@@ -43,17 +43,10 @@ async def put_engine(
 ) -> tuple[Engine, bool]:
     """Register an engine or record its heartbeat in `tx`; fields not sent keep their
     value. Returns the engine and whether it is newly registered."""
-    old = (
-        (
-            await tx.conn.execute(
-                sa.select(engines).where(
-                    engines.c.tenant_id == tenant_id, engines.c.id == engine_id
-                )
-            )
-        )
-        .mappings()
-        .first()
+    found = await tx.read_mappings(
+        _engine_of_tenant, {"tenant_id": tenant_id, "engine_id": engine_id}
     )
+    old = found[0] if found else None
     given = report.model_dump(exclude_none=True)
     row: dict[str, Any] = {
         "tenant_id": tenant_id,
