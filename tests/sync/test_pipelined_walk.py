@@ -22,9 +22,11 @@ T = DEFAULT_TENANT_ID
 
 
 class WatchedSink(StoreSink):
-    """The store's own sink, its writes watched: how many are under way at once. Each
-    write waits a moment first, long enough for the walk to read and make ready the next
-    page meanwhile; the write numbered `fail_at` fails as a lost database connection."""
+    """The store's own sink, its writes watched: how many are under way at once, and
+    whether the next page is made ready only once the write under way has sent its rows
+    to the database (`Sink.apply`'s `sent`). Each write waits a moment first, time enough
+    for the walk to make the next page ready if it did not wait; the write numbered
+    `fail_at` fails as a lost database connection."""
 
     def __init__(self, store: Store, fail_at: int | None = None) -> None:
         super().__init__(store, T)
@@ -33,24 +35,32 @@ class WatchedSink(StoreSink):
         self.under_way = 0
         self.most_under_way = 0
         self.made_ahead = 0
+        self.made_before_sent = 0
+        self._sent: asyncio.Event | None = None
 
     def new_rows(self, source_id: str, writes: Sequence[InstanceWrite]) -> list[NewRow | None]:
         made = super().new_rows(source_id, writes)
         assert made is not None
         self.made_ahead += sum(row is not None for row in made)
+        if self.under_way and self._sent is not None:
+            self.made_before_sent += not self._sent.is_set()
         return made
 
     async def apply(
-        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+        self,
+        batch: SyncBatch,
+        made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> WriteResult:
         self.writes += 1
+        self._sent = sent
         self.under_way += 1
         self.most_under_way = max(self.most_under_way, self.under_way)
         try:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
             if self.writes == self.fail_at:
                 raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("lost"))
-            return await super().apply(batch, made)
+            return await super().apply(batch, made, sent)
         finally:
             self.under_way -= 1
 
@@ -69,6 +79,7 @@ async def test_a_failed_page_write_stops_the_walk_at_the_page_before(
     assert report.error is not None and "lost" in report.error
     assert sink.most_under_way == 1, "one write at a time"
     assert sink.made_ahead >= 3 * PAGE_SIZE, "the initial walk made its rows ahead"
+    assert sink.made_before_sent == 0, "a page made ready only once the write before sent"
     state = await store.source_state(T, "elsa")
     assert state is not None and state.cursor is not None
     stored = (await store.source_counts(T))["elsa"]["instances"]

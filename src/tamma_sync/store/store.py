@@ -7,6 +7,7 @@ A facade: each method is one operation, and one write transaction when it writes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -239,10 +240,15 @@ class Store:
         return instances.new_rows(tenant_id, writes, source_id, self._db.clock())
 
     async def apply_sync_batch(
-        self, tenant_id: str, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+        self,
+        tenant_id: str,
+        batch: SyncBatch,
+        made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> WriteResult:
         """Apply one sync step atomically: rows, deletions, and the source's new state.
-        `made`: what `new_rows` made of the batch, if it was asked. Such a batch (a sync's
+        `made`: what `new_rows` made of the batch, if it was asked. `sent`: set as the
+        batch's rows go to the database (`Transaction.sent`). Such a batch (a sync's
         initial walk) is first written as if the mirror held none of its instances: their
         ids are not looked up (an eighth of the write's time on PostgreSQL). If one is
         there after all, that write fails whole and the batch is written again the usual
@@ -250,12 +256,14 @@ class Store:
         if made is not None and batch.instances and not batch.deleted_instance_ids:
             try:
                 async with self._db.writing() as tx:
+                    tx.sent = sent
                     return await sync_state.apply_sync_batch(
                         tx, tenant_id, batch, made, assume_new=True
                     )
             except IntegrityError:
                 pass  # an instance of the batch is stored: looked up below
         async with self._db.writing() as tx:
+            tx.sent = sent
             return await sync_state.apply_sync_batch(tx, tenant_id, batch, made)
 
     async def source_states(self, tenant_id: str) -> list[SourceState]:

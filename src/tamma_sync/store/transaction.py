@@ -5,6 +5,7 @@ send as one statement."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 from collections.abc import Mapping, Sequence
@@ -77,6 +78,10 @@ class Transaction:
     refreshed_definitions: bool = False
     """A definition's `syncedAt` moved without a change record (a POST that changed
     nothing else)."""
+    sent: asyncio.Event | None = None
+    """Set as the last statements go to the database (`finish`): a caller that makes the
+    next write ready meanwhile waits for it, so that this write's own work on the event
+    loop goes first."""
 
     @property
     def conn(self) -> AsyncConnection:
@@ -193,6 +198,8 @@ class Transaction:
         (`last_statements`): write the rows left for it, move the kept counts and the
         trends, move the catalog revision on, append the change rows. The newest change
         seq, if any."""
+        if self.sent is not None:
+            self.sent.set()
         return await run_last_statements(
             self.run, self.dialect, self.last_rows(), self.changes_catalog, self.pending_changes
         )

@@ -1,11 +1,12 @@
-"""Reading ahead: the next pages of a listing are fetched while the current one is written."""
+"""Reading ahead: the next pages of a listing are fetched while the current one is written,
+and made ready once its write has gone to the database."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -35,3 +36,15 @@ async def prefetched(pages: AsyncGenerator[T], depth: int) -> AsyncGenerator[T]:
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
+
+
+async def handed_over(write: asyncio.Task[Any], sent: asyncio.Event) -> None:
+    """Wait until `write` has set `sent` (its rows are on their way to the database) or
+    ended. Making the next page ready waits for it, so that the write's own work on the
+    event loop goes first: started at once, the next page's mapping held up each step of
+    the write's transaction, and an initial walk on PostgreSQL ran a sixth slower."""
+    sending = asyncio.ensure_future(sent.wait())
+    try:
+        await asyncio.wait((write, sending), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sending.cancel()

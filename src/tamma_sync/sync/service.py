@@ -65,7 +65,7 @@ from tamma_sync.store import (
 from tamma_sync.sync.details import DetailReader, Details
 from tamma_sync.sync.observed import DetailAges, RecentRows
 from tamma_sync.sync.options import CycleReport, SyncOptions
-from tamma_sync.sync.prefetch import prefetched
+from tamma_sync.sync.prefetch import handed_over, prefetched
 from tamma_sync.sync.sink import POSITIONS_PAGE, Sink
 from tamma_sync.sync.sweep import Sweep, Window
 from tamma_sync.sync.writer import Rejections, Staged, Writer, stage_writes
@@ -346,9 +346,10 @@ class SyncService:
                     if page.cursor is not None and (cursor is None or page.cursor > cursor):
                         cursor = page.cursor
                         advanced.cursor = cursor.to_iso()
-                    write = self._apply(staged, report, state=advanced, made=made)
+                    sent = asyncio.Event()
+                    write = self._apply(staged, report, state=advanced, made=made, sent=sent)
                     writing = _PageWrite(asyncio.create_task(write), advanced, rows)
-                    await asyncio.sleep(0)  # the write starts before the next page is made
+                    await handed_over(writing.task, sent)
             if writing is not None:
                 await self._page_written(writing, lookback)
         finally:
@@ -494,15 +495,17 @@ class SyncService:
         *,
         state: SourceState | None = None,
         made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> None:
         """Write a staged batch, with `state` when given (the walk's, which then takes the
-        counts); failed details become rejections."""
+        counts); failed details become rejections. `made`, `sent`: see `Sink.apply`."""
         batch, details = staged.batch, staged.details
         target = state if state is not None else self._state
         report.details_fetched += len(details.found)
         target.counters.details_fetched += len(details.found)
         if batch.instances or batch.deleted_instance_ids or state is not None:
-            written = await self._writer.apply(batch.model_copy(update={"state": state}), made)
+            batch = batch.model_copy(update={"state": state})
+            written = await self._writer.apply(batch, made, sent)
             self._record(report, written, target)
             target.counters.instances_written += written.created + written.updated
             target.counters.instances_unchanged += written.unchanged

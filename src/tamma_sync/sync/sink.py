@@ -8,6 +8,7 @@ written now (any other error), so the sync can set one bad row aside and go on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -73,11 +74,15 @@ class Sink(Protocol):
         ...
 
     async def apply(
-        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+        self,
+        batch: SyncBatch,
+        made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> WriteResult:
         """Apply a batch atomically; applying the same batch twice changes nothing more.
         BatchRefused when its content is refused (nothing of it is written then). `made`:
-        what `new_rows` made of this batch."""
+        what `new_rows` made of this batch. `sent`: set once the batch is on its way to
+        where it is stored (the work before, on the event loop, done)."""
         ...
 
     async def lead(self, source_id: str) -> Leadership | None:
@@ -125,10 +130,13 @@ class StoreSink:
         return self._store.new_rows(self._tenant_id, source_id, writes)
 
     async def apply(
-        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+        self,
+        batch: SyncBatch,
+        made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> WriteResult:
         try:
-            return await self._store.apply_sync_batch(self._tenant_id, batch, made)
+            return await self._store.apply_sync_batch(self._tenant_id, batch, made, sent)
         except Exception as exc:
             reason = refusal_reason(exc)
             if reason is None:
@@ -241,11 +249,17 @@ class HttpSink:
 
     @stamina.retry(on=_retryable, attempts=5, timeout=120)
     async def apply(
-        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+        self,
+        batch: SyncBatch,
+        made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> WriteResult:
+        content = batch.model_dump_json(by_alias=True, exclude_none=True)
+        if sent is not None:
+            sent.set()
         response = await self._http.post(
             "/api/sync/batch",
-            content=batch.model_dump_json(by_alias=True, exclude_none=True),
+            content=content,
             headers={"Content-Type": "application/json"},
         )
         if response.status_code in _REFUSED_STATUSES:

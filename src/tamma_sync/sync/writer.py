@@ -9,6 +9,7 @@ is written or found gone.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -154,14 +155,18 @@ class Writer:
         self._rejections = rejections
 
     async def apply(
-        self, batch: SyncBatch, made: Sequence[NewRow | None] | None = None
+        self,
+        batch: SyncBatch,
+        made: Sequence[NewRow | None] | None = None,
+        sent: asyncio.Event | None = None,
     ) -> WriteResult:
         """Write the batch; rows the sink refuses are rejected and the rest is written. The
         batch's source state (with the rejections) goes last, after every row it covers.
-        `made`: the batch's rows as the sink made them ahead (`Sink.new_rows`)."""
+        `made`: the batch's rows as the sink made them ahead (`Sink.new_rows`); `sent`:
+        see `Sink.apply`."""
         refused: set[str] = set()
         try:
-            result = await self._sink.apply(self._recorded(batch), made)
+            result = await self._sink.apply(self._recorded(batch), made, sent)
         except BatchRefused:
             if not batch.instances and not batch.definitions:
                 raise  # nothing a row could have caused
