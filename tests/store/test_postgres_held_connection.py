@@ -14,6 +14,7 @@ from tamma_sync.models import DEFAULT_TENANT_ID, InstancePatch, InstanceWrite
 from tamma_sync.store import Store, instances
 from tamma_sync.store.database import WRITE_LOCK_KEY
 from tamma_sync.store.pages import InstanceQuery
+from tests.support.mirror import counted_by_definition
 
 T = DEFAULT_TENANT_ID
 
@@ -206,11 +207,7 @@ async def test_single_writes_of_four_processes_keep_every_revision_in_order(
             assert seen == list(range(1, len(seen) + 1)), instance_id
             assert stored.revision == seen[-1]
         live = (await store.list_instances(T, InstanceQuery(limit=10))).items
-        expected: dict[str, dict[str | None, int]] = {}
-        for item in live:
-            group = expected.setdefault(item.definition_id, {})
-            key = item.sub_status.value if item.sub_status else None
-            group[key] = group.get(key, 0) + 1
+        expected = counted_by_definition(live)
         assert await store.instance_counts(T) == expected
         assert sorted(item.id for item in live) == sorted(revisions) == ["i0", "i1"]
     finally:

@@ -20,6 +20,7 @@ from tamma_sync.models import (
     SubStatus,
 )
 from tamma_sync.store import CatalogTotals, InstanceQuery, PurgeCutoffs, Store
+from tests.support.mirror import counted_by_definition
 
 T = DEFAULT_TENANT_ID
 OTHER = "11111111-1111-1111-1111-111111111111"
@@ -444,11 +445,7 @@ async def test_kept_counts_always_equal_counting_the_rows(store: Store) -> None:
         )
 
     everything = (await store.list_instances(T, InstanceQuery(limit=1000))).items
-    expected: dict[str, dict[str | None, int]] = {}
-    for item in everything:
-        group = expected.setdefault(item.definition_id, {})
-        key = item.sub_status.value if item.sub_status else None
-        group[key] = group.get(key, 0) + 1
+    expected = counted_by_definition(everything)
     assert await store.instance_counts(T) == expected
     per_source = await store.source_counts(T)
     for source in ("s1", "s2"):

@@ -29,6 +29,17 @@ async def mirrored_instances(store: Store, tenant_id: str = DEFAULT_TENANT_ID) -
         after = page.next_after
 
 
+def counted_by_definition(instances: list[Instance]) -> dict[str, dict[str | None, int]]:
+    """Instances counted per definition and sub-status, as `Store.instance_counts` keeps
+    them."""
+    counts: dict[str, dict[str | None, int]] = {}
+    for item in instances:
+        group = counts.setdefault(item.definition_id, {})
+        key = item.sub_status.value if item.sub_status else None
+        group[key] = group.get(key, 0) + 1
+    return counts
+
+
 def expected_state(
     simulator: ElsaSimulator, *, details: bool = True, include_system: bool = False
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
