@@ -249,10 +249,13 @@ class Database:
         row's read, its last statements, COMMIT). The write's first row written last
         (`upsert_rows(last=True)`) is its row, as read before `tx` began: of
         `stored_revision`, or none under its key for None. False if it wrote nothing: the
-        row changed meanwhile, another writer held the lock, or the held connection was
-        busy; the caller then writes in a transaction (`writing`), as it would have."""
+        row changed meanwhile, another writer held the lock (it is not tried while this
+        process writes), or the held connection was busy; the caller then writes in a
+        transaction (`writing`), as it would have."""
         if not tx.pending_changes:
             return True  # nothing changed: nothing to write
+        if self._write_lock.locked():
+            return False  # this process is writing: the lock would be found taken
         step = one_if_unchanged(
             self.dialect,
             WRITE_LOCK_KEY,
