@@ -3,8 +3,9 @@
 Every write runs in one transaction that also appends to the change log, and only when the
 content really changed (compared by content hash). Writes are serialized — an asyncio lock
 in the process, `BEGIN IMMEDIATE` on SQLite, a transaction-scoped advisory lock on
-PostgreSQL — so change sequence numbers are handed out in commit order and a reader that
-follows the log by `seq` can never skip a change that commits late.
+PostgreSQL (which a single instance's write sent as one statement takes in it,
+`commit_if_unchanged`) — so change sequence numbers are handed out in commit order and a
+reader that follows the log by `seq` can never skip a change that commits late.
 """
 
 from __future__ import annotations
