@@ -149,14 +149,13 @@ async def put_instances(
 
 async def put_instance(db: Database, tenant_id: str, write: InstanceWrite) -> dict[str, Any]:
     """Create one whole instance, or replace the one stored under its id; its row. On
-    PostgreSQL the id is read first and the write sent as one statement
-    (`_write_as_read`); otherwise, or if the row changed in between, in a write
+    PostgreSQL the write is first sent as one statement that writes only if no row of
+    its id is stored (`_write_as_read`), unread: the .NET service POSTs an instance its
+    PUT did not find, and a new id is none's. Otherwise, or if one is stored, in a write
     transaction."""
     tx = db.unlocked_transaction()
     if tx is not None:
-        parameters = {"tenant_id": tenant_id, "instance_id": write.id}
-        found = await db.read_mappings(_instance_by_id, parameters)
-        row = await _write_as_read(db, tx, tenant_id, write, found[0] if found else None)
+        row = await _write_as_read(db, tx, tenant_id, write, None)
         if row is not None:
             return row
     async with db.writing(single_row=True) as locked:
