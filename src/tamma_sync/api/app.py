@@ -107,6 +107,9 @@ def create_app(
         # and there is no ReDoc.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's OpenTelemetry hooks look for configured providers on every request (4 %
+        # of a small request's CPU); metrics are Prometheus's (`observability`).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()
     app.state.settings = settings
