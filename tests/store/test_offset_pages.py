@@ -71,7 +71,8 @@ async def test_deep_offset_pages_follow_every_write(store: Store, other_process:
     async def check(label: str) -> None:
         for query in listings:
             for offset in OFFSETS:
-                # Twice: the second one starts from the anchor the first one found.
+                # Twice: the second starts from an anchor the first left (the
+                # step's, and the one at the page's own first row).
                 for _ in range(2):
                     got = await page_ids(store, offset, **query)
                     assert got == expected_ids(rows, offset, **query), (label, query, offset)

@@ -4,7 +4,9 @@ An offset page N rows deep walks N index entries before its first row, and the o
 API's `page`/`pageSize` paging has no other way to go deep. An anchor is the (order value,
 id) of the row at a multiple of `ANCHOR_STEP` in one listing — one tenant, its filter
 values, its order — found once by that walk; a page at any depth then walks fewer than
-`ANCHOR_STEP` entries from the nearest anchor before it.
+`ANCHOR_STEP` entries from the nearest anchor before it. The first row of a page so read
+is remembered as an anchor too: the same page asked for again (a dashboard's refresh)
+walks none, as the first page does.
 
 An anchor holds for the revision of the data it was read at (`pages.anchor_statement`),
 and the page's statement checks that revision in its own snapshot: once a write has moved
@@ -19,7 +21,12 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tamma_sync.store.database import Database
-from tamma_sync.store.pages import PageShape, anchor_statement, anchored_page_statement
+from tamma_sync.store.pages import (
+    PageShape,
+    anchor_statement,
+    anchored_page_statement,
+    page_row_position,
+)
 
 #: Rows between anchors: at most this many index entries walked before a page's first row.
 ANCHOR_STEP = 250
@@ -48,15 +55,18 @@ class OffsetAnchors:
     async def page_rows(
         self, db: Database, shape: PageShape, parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]] | None:
-        """An offset page's rows walked from its anchor; None when it has none — a page
-        less than a step deep, one past the end, or one whose rows a write moved since its
-        anchor was read (that anchor is then forgotten)."""
+        """An offset page's rows walked from its anchor: its own first row's, or the
+        nearest step's before it; None when it has none — a page less than a step deep,
+        one past the end, or one whose rows a write moved since its anchor was read (that
+        anchor is then forgotten)."""
         offset: int = parameters["row_offset"]
         at = offset // self.step * self.step
         if not shape.skipping or at == 0 or shape.sub_status_branches:
             return None
         listing = tuple(sorted((k, v) for k, v in parameters.items() if k not in _PAGE_ONLY))
-        key = (shape, listing, at)
+        own_key = (shape, listing, offset)
+        start = offset if own_key in self._anchors else at
+        key = (shape, listing, start)
         anchor = self._anchors.get(key)
         if anchor is None:
             found = await db.read_rows(
@@ -71,17 +81,20 @@ class OffsetAnchors:
             anchored_page_statement(shape),
             {
                 **parameters,
-                "row_offset": offset - at,
+                "row_offset": offset - start,
                 "anchor_value": anchor.value,
                 "anchor_id": anchor.id,
                 "changes_seq": anchor.changes_seq,
                 "catalog_revision": anchor.catalog_revision,
             },
-            skipping=offset - at,
+            skipping=offset - start,
         )
         if not rows:
             self._anchors.pop(key, None)
             return None
+        if start != offset:  # the page's first row is as of the anchor's revision
+            revision = anchor.changes_seq, anchor.catalog_revision
+            self._remember(own_key, Anchor(*revision, *page_row_position(shape, rows[0])))
         return rows
 
     def _remember(self, key: Hashable, anchor: Anchor) -> Anchor:

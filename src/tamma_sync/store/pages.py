@@ -311,6 +311,11 @@ def anchored_page_statement(shape: PageShape) -> sa.Select[Any]:
     return _with_total(statement, shape)
 
 
+def page_row_position(shape: PageShape, row: Sequence[Any]) -> tuple[int, str]:
+    """Where a page's row stands in its listing: its (order value, id)."""
+    return row[_ORDER_VALUE_AT[shape.order_by]], row[_ID_AT]
+
+
 def _order_key(shape: PageShape) -> tuple[sa.Column[int], tuple[sa.Column[Any], ...]]:
     order_column = (
         instances.c.created_at if shape.order_by == "createdAt" else instances.c.updated_at
