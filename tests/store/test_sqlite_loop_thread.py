@@ -1,6 +1,7 @@
 """SQLite's small reads and single-row writes on the event loop's thread
 (`store/loop_thread.py`): they never stall the loop, whatever
-another process or the statement itself does, and a write is whole or not at all."""
+another process or the statement itself does, and a write is whole or not at all; the
+WAL is checkpointed beside the writes, theirs and the pool's, not in their commits."""
 
 from __future__ import annotations
 
@@ -168,5 +169,30 @@ async def test_writes_on_the_loops_thread_keep_the_wal_checkpointed(
         wal = sqlite_database_url.removeprefix("sqlite+aiosqlite:///") + "-wal"
         assert await asyncio.to_thread(os.path.getsize, wal) < 8_000_000
         assert sum((await store.catalog_totals(T)).instances.values()) == 400
+    finally:
+        await store.close()
+
+
+async def test_batches_through_the_pool_are_checkpointed_beside_the_writes(
+    sqlite_database_url: str,
+) -> None:
+    """A batch's commit through the pool does not checkpoint the WAL itself (at SQLite's
+    default of 1,000 pages, a sync's page of 1,000 instances did, in its own commit), and
+    SQLite's own checkpoint comes only at `SQLITE_AUTOCHECKPOINT_PAGES`: the store
+    checkpoints the WAL beside the batches that follow. 10,000 instances in batches of
+    500 write about 3,000 pages; without those checkpoints all of them stay in the WAL and
+    the database file holds none (176 kB)."""
+    store = Store.from_url(sqlite_database_url)
+    try:
+        for batch in range(20):
+            writes = [
+                InstanceWrite(id=f"i{batch}-{number}", definition_id=f"wf{number % 7}")
+                for number in range(500)
+            ]
+            await store.put_instances(T, writes)
+        await asyncio.sleep(0.2)  # the last checkpoint, in the pool's thread
+        database = sqlite_database_url.removeprefix("sqlite+aiosqlite:///")
+        assert await asyncio.to_thread(os.path.getsize, database) > 4_000_000
+        assert sum((await store.catalog_totals(T)).instances.values()) == 10_000
     finally:
         await store.close()

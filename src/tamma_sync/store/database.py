@@ -42,6 +42,10 @@ WRITE_LOCK_KEY = 0x7A11A5C0
 #: Key of the PostgreSQL advisory lock held while migrating, so replicas starting
 #: together do not race.
 MIGRATION_LOCK_KEY = 0x7A11A5C1
+#: SQLite: instances written (change rows appended; at least one per commit) between two
+#: checkpoints of the WAL, each started beside the writes by the commit that reaches it
+#: (`_checkpoint_soon`): about 600 pages at about 19 per instance written one at a time.
+CHECKPOINT_EVERY = 32
 CommitListener = Callable[[int], None]
 
 #: Built once: the lock every PostgreSQL write takes first…
@@ -101,6 +105,7 @@ class Database:
         lends_more = isinstance(pool, sa.pool.QueuePool) and pool.size() > 1
         self._held = HeldConnection(sql_engine) if lends_more and not self.is_sqlite else None
         self._checkpoint: asyncio.Task[None] | None = None
+        self._written_since_checkpoint = 0
         self._analyze_due: set[str] = set()
         self._analyzing: asyncio.Task[None] | None = None
 
@@ -227,7 +232,7 @@ class Database:
         if last_seq is not None:
             for listener in self._commit_listeners:
                 listener(last_seq)
-        if self._loop_writes is not None and self._loop_writes.take_checkpoint_due():
+        if self._loop_writes is not None and self._checkpoint_due(tx):  # an SQLite file
             await self._checkpoint_soon()
         grown = self._stats.grown_enough(tx.inserted)
         if self.is_sqlite:
@@ -304,12 +309,22 @@ class Database:
                     await self.dialect.driver_form(_WRITE_LOCK).rows(write_conn, {})
                 yield Transaction(write_conn, self.dialect, self.clock())
 
+    def _checkpoint_due(self, tx: Transaction) -> bool:
+        """Whether the WAL is due a checkpoint, `tx` committed: `CHECKPOINT_EVERY`
+        instances written since the last one."""
+        self._written_since_checkpoint += max(1, len(tx.pending_changes))
+        if self._written_since_checkpoint < CHECKPOINT_EVERY:
+            return False
+        self._written_since_checkpoint = 0
+        return True
+
     async def _checkpoint_soon(self) -> None:
-        """Start a passive checkpoint of SQLite's WAL in the pool's thread: what commits on
-        the loop's thread do not do themselves (`LoopThreadWrites`), every so many of them,
-        as a commit in the pool does once the WAL holds 1,000 pages. The write that calls
-        for it waits only for the one before, if that has not ended yet: so the WAL holds
-        at most twice as many commits' pages as it would with SQLite's own checkpoints."""
+        """Start a passive checkpoint of SQLite's WAL in the pool's thread, which commits
+        do not do themselves (`LoopThreadWrites`, `connect.SQLITE_AUTOCHECKPOINT_PAGES`):
+        beside the writes that follow, on the other core, where in a commit it held up
+        the writer. The write that calls for it waits only for the one before, if that has
+        not ended yet: so the WAL holds at most twice as many writes' pages as it would
+        with SQLite's own checkpoints."""
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
         self._checkpoint = asyncio.create_task(self._checkpoint_wal())

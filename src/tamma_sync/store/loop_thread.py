@@ -17,9 +17,8 @@ the loop's thread, and neither ever stalls it:
   `COMMIT` with nothing awaited in between; the BEGIN is refused at once while another
   process holds the write lock, and the write then goes through the pool. Its commits
   never checkpoint the WAL (a checkpoint copies pages into the database file and syncs it:
-  milliseconds); after every `CHECKPOINT_EVERY` of them the store starts a passive
-  checkpoint in the pool's thread (`Database._checkpoint_soon`), as a commit in the pool
-  checkpoints once the WAL holds 1,000 pages.
+  milliseconds): the store checkpoints it in the pool's thread, as it does after the
+  pool's own commits (`Database._checkpoint_soon`).
 """
 
 from __future__ import annotations
@@ -39,9 +38,6 @@ from tamma_sync.store.bulk import Step, run_on_cursor, sqlite_error
 STEP_BUDGET = 50_000
 #: How often (in steps) SQLite checks the budget.
 _STEPS_PER_CHECK = 1_000
-#: Commits on the loop's thread between two checkpoints of the WAL: about 600 pages at
-#: about 19 per instance written, where SQLite's own checkpoint comes at 1,000.
-CHECKPOINT_EVERY = 32
 #: What makes SQLite refuse at once what the pool can still do (primary result codes).
 _ELSEWHERE = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT)
 
@@ -114,10 +110,6 @@ class LoopThreadWrites(_LoopThreadConnection):
 
     _PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0")
 
-    def __init__(self, path: str, dialect: sa.Dialect) -> None:
-        super().__init__(path, dialect)
-        self._commits = 0
-
     def begin(self) -> bool:
         """BEGIN IMMEDIATE; False, at once, if another connection holds the write lock."""
         return self._execute(Step("BEGIN IMMEDIATE", ())) is not None
@@ -142,14 +134,6 @@ class LoopThreadWrites(_LoopThreadConnection):
 
     def commit(self) -> None:
         self._run([Step("COMMIT", ())])
-        self._commits += 1
-
-    def take_checkpoint_due(self) -> bool:
-        """Whether `CHECKPOINT_EVERY` commits were made since it last said so."""
-        if self._commits < CHECKPOINT_EVERY:
-            return False
-        self._commits = 0
-        return True
 
     def rollback(self) -> None:
         """Undo the transaction, if one is open (a failed COMMIT may have ended it)."""
