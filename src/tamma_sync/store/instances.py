@@ -149,9 +149,9 @@ async def put_instances(
 
 async def put_instance(db: Database, tenant_id: str, write: InstanceWrite) -> dict[str, Any]:
     """Create one whole instance, or replace the one stored under its id; its row. On
-    PostgreSQL the write is first sent as one statement that writes only if no row of
-    its id is stored (`_write_as_read`), unread: the .NET service POSTs an instance its
-    PUT did not find, and a new id is none's. Otherwise, or if one is stored, in a write
+    PostgreSQL the write is first sent, with no read before it, as one statement that
+    writes only if no row of its id is stored (`_write_as_read`): the .NET service POSTs
+    only what its PUT did not find. Otherwise, or if one is stored, in a write
     transaction."""
     tx = db.unlocked_transaction()
     if tx is not None:
