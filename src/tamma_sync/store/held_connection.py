@@ -10,7 +10,7 @@ sends BEGIN and the write lock as one trip; a single instance's write is most of
 autocommit statement (`Database.commit_if_unchanged`), run as a read is.
 
 It answers as the pool does: errors are raised as SQLAlchemy raises them
-(`bulk.sqlalchemy_error`), and a connection found dead is invalidated (the next use checks
+(`bulk.adapter_error`), and a connection found dead is invalidated (the next use checks
 out another). A read that finds it dead, or a write whose BEGIN does, nothing having run,
 goes to the pool instead. One that sat idle for `PING_AFTER_IDLE_SECONDS` is pinged first,
 as the pool pings its own (`connect._ping_when_idle`).
@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tamma_sync.store.bulk import Run, Step, sqlalchemy_error
+from tamma_sync.store.bulk import Run, Step, adapter_error
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS
 
 
@@ -145,18 +145,12 @@ class HeldConnection:
             raise await self._as_sqlalchemy_error(Step(sql, ()), exc) from exc
 
     async def _as_sqlalchemy_error(self, step: Step, exc: Exception) -> Exception:
-        """`exc` as SQLAlchemy raises it, translated by its asyncpg adapter first (by the
-        adapter's `_handle_exception`, a private name pinned by constraints.txt, which
-        always raises); the connection is discarded if it is dead."""
+        """`exc` as SQLAlchemy raises it (`bulk.adapter_error`); the connection is
+        discarded if it is dead."""
         assert self._conn is not None and self._conn.sync_connection is not None, "in use"
         sync_conn = self._conn.sync_connection
         dbapi_connection = sync_conn.connection.dbapi_connection
-        try:
-            dbapi_connection._handle_exception(exc)  # type: ignore[union-attr]
-        except Exception as translated:
-            error, dead = sqlalchemy_error(
-                sync_conn.dialect, dbapi_connection, None, step, translated
-            )
+        error, dead = adapter_error(sync_conn.dialect, dbapi_connection, step, exc)
         if dead:
             await self._discard(exc)
         return error

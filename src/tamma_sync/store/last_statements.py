@@ -6,8 +6,10 @@ On SQLite a trip runs every statement in one call (`bulk.run_steps`). On Postgre
 statement is a round trip, so a write that records changes sends them all as one
 statement of data-modifying CTEs; the change rows are one INSERT that keeps the order they
 were recorded in, and the newest seq is the largest it returns. A write that adds a few
-rows (an API call's) gives them as VALUES, a statement per shape; a sync batch's give one
-array per column (`Upsert.from_arrays`), a statement per set of tables.
+rows (an API call's) gives them as VALUES, a statement per shape. A sync batch COPYs the
+rows it only appends (the change rows, an initial walk's new instances: `bulk.copy_step`)
+and gives the others one array per column (`Upsert.from_arrays`), in a statement per set
+of tables that reads the newest seq after the COPY.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from tamma_sync.store.bulk import Run, Step, driver_columns, driver_rows
+from tamma_sync.store.bulk import Run, Step, copy_step, driver_columns, driver_rows
 from tamma_sync.store.dialect import Dialect, Insert, Upsert
 from tamma_sync.store.tables import catalog_revision, changes, instance_counts, instance_totals
 
@@ -70,8 +72,8 @@ async def run_last_statements(
     if pending_changes and not dialect.is_sqlite:
         parts = [*added, (APPEND_CHANGES, pending_changes)]
         few = sum(len(rows) for _, rows in parts) <= ONE_STATEMENT_ROWS
-        one = _as_one if few else _as_one_from_arrays
-        [(last_seq, _)] = await run([one(dialect, parts, changes_catalog)])
+        trip = _as_one if few else _copied_then_one
+        [(last_seq, _)] = await run(trip(dialect, parts, changes_catalog))
         return int(last_seq)
     steps = [step for upsert, rows in added for step in dialect.bulk_statement(upsert).steps(rows)]
     if changes_catalog:
@@ -85,7 +87,9 @@ async def run_last_statements(
     return int(last_seq)
 
 
-def _as_one(dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool) -> Step:
+def _as_one(
+    dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool
+) -> list[Step]:
     """PostgreSQL: the statements as one, with its values. `parts`: the rows each upsert
     adds, the change rows last."""
     parts = [(upsert, rows) for upsert, rows in parts if rows]
@@ -100,17 +104,23 @@ def _as_one(dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_cata
             values.append(rows_values[at][number][column])
         else:  # one the statement holds itself
             values.append(driver_sql.fixed[name])
-    return Step(driver_sql.sql, tuple(values))
+    return [Step(driver_sql.sql, tuple(values))]
 
 
-def _as_one_from_arrays(
+def _copied_then_one(
     dialect: Dialect, parts: Sequence[tuple[Upsert, Rows]], changes_catalog: bool
-) -> Step:
-    """PostgreSQL: the statements as one, each upsert's rows given as one array per
-    column. `parts`: the rows each upsert adds, the change rows last."""
-    parts = [(upsert, rows) for upsert, rows in parts if rows]
-    statement = _one_statement_from_arrays(tuple(upsert for upsert, _ in parts), changes_catalog)
-    return dialect.driver_form(statement).step(_arrays(parts))
+) -> list[Step]:
+    """PostgreSQL: the rows of plain inserts (no conflict key: the change rows, an initial
+    walk's instances) COPYed, then the other upserts as one statement, each upsert's rows
+    given as one array per column, which reads the newest seq. `parts`: the rows each
+    upsert adds, the change rows last."""
+    appended = [(upsert, rows) for upsert, rows in parts if rows and upsert.key is None]
+    upserted = [(upsert, rows) for upsert, rows in parts if rows and upsert.key is not None]
+    statement = _one_statement_after_copy(tuple(upsert for upsert, _ in upserted), changes_catalog)
+    return [
+        *(copy_step(upsert.table, upsert.columns, rows) for upsert, rows in appended),
+        dialect.driver_form(statement).step(_arrays(upserted)),
+    ]
 
 
 def one_if_unchanged(
@@ -205,18 +215,17 @@ def _statement_if_unchanged(
 
 
 @functools.cache
-def _one_statement_from_arrays(
-    upserts: tuple[Upsert, ...], changes_catalog: bool
-) -> sa.Select[Any]:
-    """Each of `upserts` a data-modifying CTE taking its rows as arrays (the change rows'
-    last), whose seqs give the newest and its NOTIFY. Built once per set of upserts."""
-    *writes, appending = (upsert.from_arrays(f"w{at}_") for at, upsert in enumerate(upserts))
-    return _with_newest_seq(writes, appending, changes_catalog)
+def _one_statement_after_copy(upserts: tuple[Upsert, ...], changes_catalog: bool) -> sa.Select[Any]:
+    """Each of `upserts` a data-modifying CTE taking its rows as arrays, then the newest
+    seq of the change rows COPYed before it, and its NOTIFY. Built once per set of
+    upserts."""
+    writes = [upsert.from_arrays(f"w{at}_") for at, upsert in enumerate(upserts)]
+    return _with_newest_seq(writes, None, changes_catalog)
 
 
 def _with_newest_seq(
     writes: Sequence[Insert],
-    appending: Insert,
+    appending: Insert | None,
     changes_catalog: bool,
     *,
     first: Sequence[sa.CTE] = (),
@@ -225,13 +234,17 @@ def _with_newest_seq(
     """The newest seq `appending` hands out and its NOTIFY, after `writes` and, with
     `changes_catalog`, the catalog revision's move, each a data-modifying CTE after the
     CTEs `first`. With `when`, the catalog revision moves only if it holds, and there is
-    no row (and no NOTIFY) if nothing was appended."""
+    no row (and no NOTIFY) if nothing was appended. Without `appending`, the change rows
+    were appended before: the newest seq is the largest stored (writers are
+    serialized)."""
     ctes = [*first, *(statement.cte(f"w{at}") for at, statement in enumerate(writes))]
     if changes_catalog:
         moving = _NEXT_CATALOG_REVISION if when is None else _NEXT_CATALOG_REVISION.where(when)
         ctes.append(moving.cte("next_revision"))
-    appended = appending.returning(changes.c.seq).cte("appended")
-    newest = sa.func.max(appended.c.seq)
+    if appending is None:
+        newest = sa.func.max(changes.c.seq)
+    else:
+        newest = sa.func.max(appending.returning(changes.c.seq).cte("appended").c.seq)
     notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
     newest_seq = sa.select(newest, notify).add_cte(*ctes)
     return newest_seq if when is None else newest_seq.having(sa.func.count() > 0)
