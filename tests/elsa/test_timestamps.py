@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -70,11 +71,39 @@ def test_offsets_all_name_the_same_instant(text: str) -> None:
         "2024-12-04T16:60:00+00:00",
         "2024-12-04T16:22:39+15:00",
         "2024-12-04T16:22:39+01:75",
+        # .NET's own UTC form, read apart (`_utc_ticks`), refuses what the rest refuses.
+        "2024-02-30T00:00:00.5Z",
+        "2024-12-04T24:00:00.0+00:00",
+        "2024-12-04T16:60:00.1Z",
+        "2024-12-04T16:22:60.1+00:00",
+        "2024-12-04T16:22:39.12345678Z",
     ],
 )
 def test_rejects_what_is_not_a_timestamp(text: str) -> None:
     with pytest.raises(ValueError, match="timestamp"):
         ElsaTimestamp.parse(text)
+
+
+def test_dotnet_utc_form_reads_as_every_other_form_of_the_instant() -> None:
+    """.NET's UTC form is read by `datetime.fromisoformat` (faster); the same instant
+    written with `+0000` is read by the regular expression: both agree, to the tick,
+    from year 1 to 9999, before 1970 and on leap days."""
+    import random
+
+    rng = random.Random(3)
+    first = ElsaTimestamp.parse("0001-01-01T00:00:00.0000000+00:00").ticks
+    last = ElsaTimestamp.parse("9999-12-31T23:59:59.9999999+00:00").ticks
+    leap_day = ElsaTimestamp.parse("2024-02-29T12:00:00.5+0000").ticks
+    whole_seconds = [rng.randrange(-(10**9), 10**9) * TICKS_PER_SECOND for _ in range(100)]
+    samples = [first, last, leap_day, -1, 0, *whole_seconds]
+    samples += [rng.randrange(first, last) for _ in range(2_000)]
+    for ticks in samples:
+        text = ElsaTimestamp(ticks).to_iso()
+        assert ElsaTimestamp.parse(text).ticks == ticks
+        trimmed = re.sub(r"\.?0+\+00:00$", "+00:00", text)  # as ELSA's JSON writes it
+        assert ElsaTimestamp.parse(trimmed).ticks == ticks
+        assert ElsaTimestamp.parse(text.replace("+00:00", "Z")).ticks == ticks
+        assert ElsaTimestamp.parse(text.replace("+00:00", "+0000")).ticks == ticks
 
 
 def test_epoch_milliseconds_floor_even_before_1970() -> None:
