@@ -166,3 +166,32 @@ def test_postgresql_short_of_other_resources_is_unavailable_for_a_while(
         assert refused.status_code == 503 and "retry-after" in refused.headers
         assert refused.json() == {"error": "Database unavailable, try again shortly"}
         assert http.get("/readyz").status_code == 200
+
+
+def test_postgresql_disk_full_on_a_bulk_write_is_507(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    """A batch's change rows go to PostgreSQL by COPY, on the asyncpg connection itself,
+    its errors translated apart: a full disk is told the same way, and nothing of the
+    batch is written."""
+    batch = {
+        "sourceId": "elsa",
+        "instances": [
+            {"id": f"i{n}", "definitionId": "wf", "status": "Running", "updatedAt": 5}
+            for n in range(40)
+        ],
+    }
+    with _serving(postgres_database_url, tmp_path) as (http, _):
+        _fail_definition_writes(
+            postgres_database_url,
+            "disk_full",
+            'could not extend file "base/1/2": No space left on device',
+            table="changes",
+        )
+        refused = http.post("/api/sync/batch", json=batch)
+        assert (refused.status_code, refused.json()) == (507, {"error": DISK_FULL})
+        assert http.get("/api/workflows/instances/i0").status_code == 404
+        _run(postgres_database_url, "DROP TRIGGER no_room ON changes")
+        written = http.post("/api/sync/batch", json=batch)
+        assert (written.status_code, written.json()["created"]) == (200, 40)
+        assert http.get("/readyz").json()["status"] == "ready"
