@@ -55,6 +55,10 @@ _NEXT_CATALOG_REVISION = (
     .returning(catalog_revision.c.revision)
 )
 _NEWEST_SEQ = sa.select(sa.func.max(changes.c.seq))
+#: The same on PostgreSQL in a statement with CTEs, whose `max()` PostgreSQL would read from
+#: every change row (it takes the largest from the index only in a query without CTEs): a
+#: subquery of its own, read backwards along the key.
+_LARGEST_SEQ = sa.select(changes.c.seq).order_by(changes.c.seq.desc()).limit(1).scalar_subquery()
 
 Rows = list[dict[str, Any]]
 
@@ -235,14 +239,15 @@ def _with_newest_seq(
     `changes_catalog`, the catalog revision's move, each a data-modifying CTE after the
     CTEs `first`. With `when`, the catalog revision moves only if it holds, and there is
     no row (and no NOTIFY) if nothing was appended. Without `appending`, the change rows
-    were appended before: the newest seq is the largest stored (writers are
-    serialized)."""
+    were appended before: the newest seq is the largest stored (`_LARGEST_SEQ`; writers
+    are serialized)."""
     ctes = [*first, *(statement.cte(f"w{at}") for at, statement in enumerate(writes))]
     if changes_catalog:
         moving = _NEXT_CATALOG_REVISION if when is None else _NEXT_CATALOG_REVISION.where(when)
         ctes.append(moving.cte("next_revision"))
+    newest: sa.ColumnElement[Any]
     if appending is None:
-        newest = sa.func.max(changes.c.seq)
+        newest = _LARGEST_SEQ
     else:
         newest = sa.func.max(appending.returning(changes.c.seq).cte("appended").c.seq)
     notify = sa.func.pg_notify(CHANGES_CHANNEL, sa.cast(newest, sa.Text))
