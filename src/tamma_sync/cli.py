@@ -569,4 +569,5 @@ def demo(
         f"  API key    tamma-sync keys create --scopes dashboard:view,workflows:view "
         f"--database-url {database_url}\n"
     )
+    tune_collector()
     Server(create_app(demo_settings), host="127.0.0.1", port=port, log_level="warning").run()

@@ -1,5 +1,5 @@
-"""How often CPython's garbage collector runs in tamma-sync's long-running processes (the
-server, `tamma-sync sync`)."""
+"""How often CPython's garbage collector runs in tamma-sync's long-running processes
+(`tamma-sync serve`, `sync` and `demo`)."""
 
 from __future__ import annotations
 

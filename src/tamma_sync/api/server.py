@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from uvicorn.lifespan.on import LifespanOn, LifespanSendMessage
 
 from tamma_sync.api.app import StartupRefused
-from tamma_sync.collector import tune_collector
 from tamma_sync.feed import ChangeFeed
 
 #: Seconds uvicorn waits for open requests after SIGTERM before it cancels them.
@@ -56,7 +55,6 @@ class Server(uvicorn.Server):
         self._woken: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        tune_collector()
         self.lifespan = _Lifespan(self.config)
         await super().startup(sockets)
         # What exists once the app has started (modules, schemas, compiled statements)
