@@ -18,6 +18,8 @@ from tamma_sync.store import Store
 from tests.support.server import serve_in_thread
 
 DISK_FULL = "Database disk is full: writes are refused until space is freed"
+#: What PostgreSQL raises when it cannot extend a table's file: SQLSTATE 53100, its message.
+NO_SPACE = ("disk_full", 'could not extend file "base/1/2": No space left on device')
 #: A definition that needs new database pages: far more than an SQLite file keeps free.
 LARGE = {"id": "large", "name": "Large", "description": "x" * 1_000_000}
 
@@ -125,11 +127,7 @@ def test_postgresql_disk_full_is_507_and_not_ready_until_a_write_succeeds(
     with _serving(postgres_database_url, tmp_path) as (http, _):
         _writes_refused_until_freed(
             http,
-            fill=lambda: _fail_definition_writes(
-                postgres_database_url,
-                "disk_full",
-                'could not extend file "base/1/2": No space left on device',
-            ),
+            fill=lambda: _fail_definition_writes(postgres_database_url, *NO_SPACE),
             free=lambda: _run(postgres_database_url, "DROP TRIGGER no_room ON definitions"),
         )
 
@@ -141,12 +139,7 @@ def test_postgresql_disk_full_on_a_single_instance_write_is_507(
     its errors translated there: a full disk is told the same way."""
     with _serving(postgres_database_url, tmp_path) as (http, _):
         instance = {"id": "i1", "definitionId": "wf", "status": "Running"}
-        _fail_definition_writes(
-            postgres_database_url,
-            "disk_full",
-            'could not extend file "base/1/2": No space left on device',
-            table="instances",
-        )
+        _fail_definition_writes(postgres_database_url, *NO_SPACE, table="instances")
         refused = http.post("/api/workflows/instances", json=instance)
         assert (refused.status_code, refused.json()) == (507, {"error": DISK_FULL})
         assert http.get("/readyz").status_code == 503
@@ -182,12 +175,7 @@ def test_postgresql_disk_full_on_a_bulk_write_is_507(
         ],
     }
     with _serving(postgres_database_url, tmp_path) as (http, _):
-        _fail_definition_writes(
-            postgres_database_url,
-            "disk_full",
-            'could not extend file "base/1/2": No space left on device',
-            table="changes",
-        )
+        _fail_definition_writes(postgres_database_url, *NO_SPACE, table="changes")
         refused = http.post("/api/sync/batch", json=batch)
         assert (refused.status_code, refused.json()) == (507, {"error": DISK_FULL})
         assert http.get("/api/workflows/instances/i0").status_code == 404
