@@ -3,9 +3,10 @@
 Every ELSA route goes through one wrapper that applies faults, authentication and JSON
 serialisation; handlers run in the threadpool so a slow query never stalls the event loop
 (and a `slow` fault never blocks other requests), except reads of one instance by id, which
-take constant time: the threadpool's hand-off was 40 % of the simulator's CPU answering a
-sync's detail requests (10.1 s of CPU against 6.0 s run on the loop, for 18,084 requests),
-CPU a real ELSA spends on a machine of its own. Routes follow the configured release
+take constant time (they wait on the loop for the simulator's lock while a list holds it):
+the threadpool's hand-off was 40 % of the simulator's CPU answering a sync's detail requests
+(10.1 s of CPU against 6.0 s run on the loop, for 18,084 requests), CPU a real ELSA spends
+on a machine of its own. Routes follow the configured release
 (versions.py): a route it lacks is not there, and ASP.NET answers an unknown route 404 and
 a known path with another method 405, both with an empty body.
 """
