@@ -46,7 +46,9 @@ CallerDep = Annotated[Principal, Depends(caller)]
 
 # The caller's tenant, for a caller holding the named scope: every query is scoped by it.
 ViewWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_VIEW))]
-ManageWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_MANAGE))]
+#: Also called directly, by the .NET service's writes (`fast_writes`).
+manage_workflows_tenant = tenant_for(Scope.WORKFLOWS_MANAGE)
+ManageWorkflows = Annotated[str, Depends(manage_workflows_tenant)]
 DeleteWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_DELETE))]
 ViewDashboard = Annotated[str, Depends(tenant_for(Scope.DASHBOARD_VIEW))]
 WriteSync = Annotated[str, Depends(tenant_for(Scope.SYNC_WRITE))]

@@ -64,7 +64,7 @@ class RequestLimits:
             if len(body) > self._max:
                 await _refuse(send, 413, f"Request body too large: the limit is {self._max} bytes")
                 return
-        await self._app(scope, _replay(bytes(body), receive), send)
+        await self._app(scope, replayed(bytes(body), receive), send)
 
 
 class JsonRequest(Request):
@@ -146,7 +146,8 @@ async def _refuse(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replayed(body: bytes, receive: Receive) -> Receive:
+    """`receive`, giving the request's `body` (already read) first."""
     sent = False
 
     async def replay() -> Message:
