@@ -489,7 +489,6 @@ def simulate_elsa(
         serve_simulator,
     )
 
-    configure_logging()
     profile = RealismProfile(realism)
     if mutate_interval is None and profile is RealismProfile.live:
         mutate_interval = steps_per_tick / 5.0
@@ -512,6 +511,7 @@ def simulate_elsa(
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
+    configure_logging()  # only now: a refused command leaves logging as it was
     simulator = ElsaSimulator(config)
     typer.echo(
         f"ELSA {package_version} simulator ({profile.value}) on http://{host}:{port}/elsa/api "

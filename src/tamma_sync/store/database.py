@@ -46,6 +46,8 @@ MIGRATION_LOCK_KEY = 0x7A11A5C1
 #: checkpoints of the WAL, each started beside the writes by the commit that reaches it
 #: (`_checkpoint_soon`): about 600 pages at about 19 per instance written one at a time.
 CHECKPOINT_EVERY = 32
+#: How long closing waits for the connections still lent out to come back.
+CLOSE_WAIT_SECONDS = 5.0
 CommitListener = Callable[[int], None]
 
 #: Built once: the lock every PostgreSQL write takes first…
@@ -120,7 +122,23 @@ class Database:
                 loop_connection.close()
         if self._held is not None:
             await self._held.close()
+        await self._lent_connections_back()
         await self.sql_engine.dispose()
+
+    async def _lent_connections_back(self) -> None:
+        """Wait (`CLOSE_WAIT_SECONDS` at most) for the pool's connections still in use. A
+        task cancelled at shutdown in the middle of a statement (a stream's check of its
+        API key, say) closes its connection itself, after the statement: the event loop must
+        outlive that, or aiosqlite's thread ends the statement on a closed loop and raises."""
+        pool = self.sql_engine.pool
+        if not isinstance(pool, sa.pool.QueuePool):  # an in-memory SQLite: one connection
+            return
+        deadline = asyncio.get_running_loop().time() + CLOSE_WAIT_SECONDS
+        # Polled: the pool tells no one when its last connection comes back.
+        while pool.checkedout() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if pool.checkedout():
+            log.warning("closing the database with %d connections still in use", pool.checkedout())
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(last_seq)` after every commit that appended to the change log."""
