@@ -8,13 +8,20 @@ a `null` counts as "not sent".
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tamma_sync.fields import IdOrEmpty, Text
+from tamma_sync.fields import (
+    MAX_ACTIVITY_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_SOURCE_ID_LENGTH,
+    IdOrEmpty,
+    Text,
+)
 from tamma_sync.models import (
+    MAX_EPOCH_MS,
     ChangeOp,
     Definition,
     DefinitionWrite,
@@ -103,6 +110,85 @@ class Readiness(WireModel):
 #: Highest page number served: far beyond any real list, well within SQL's offsets. The
 #: extensions refuse a higher one; the compatible instance list serves this one instead.
 MAX_PAGE = 1_000_000_000
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+EpochMs = Annotated[int | None, Field(ge=0, le=MAX_EPOCH_MS)]
+
+
+class InstanceListQuery(BaseModel):
+    """The query of `GET /api/workflows/instances`, as one model: FastAPI validates it in
+    one call, and `api/fast_routes.py` validates it the same way without FastAPI.
+    Unknown parameters are ignored, as FastAPI ignores them."""
+
+    page: int | str | None = Field(
+        None,
+        description="From 1. Read like the original's `parseInt` (`2abc` is 2, `3.9` is 3), "
+        "never refused: below 1 or not a number is 1, and above "
+        f"{MAX_PAGE:,} is read as {MAX_PAGE:,}, past the end of any list.",
+    )
+    page_size: int | str | None = Field(
+        None,
+        alias="pageSize",
+        description=f"1 to {MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}. Read like `page`: 0 "
+        f"or not a number is {DEFAULT_PAGE_SIZE}, below 1 is 1, above {MAX_PAGE_SIZE} is "
+        f"{MAX_PAGE_SIZE}.",
+    )
+    definition_id: str | None = Field(None, alias="definitionId")
+    status: str | None = Field(None, description="Running and/or Finished, comma-separated.")
+    sub_status: str | None = Field(
+        None, alias="subStatus", description="ELSA sub-statuses, comma-separated."
+    )
+    correlation_id: str | None = Field(None, alias="correlationId")
+    source_id: str | None = Field(
+        None,
+        alias="sourceId",
+        max_length=MAX_SOURCE_ID_LENGTH,
+        description="Only instances mirrored from this ELSA source. Empty: no filter.",
+    )
+    created_since: EpochMs = Field(
+        None, alias="createdSince", description="Epoch ms: only instances created at or after it."
+    )
+    created_before: EpochMs = Field(
+        None, alias="createdBefore", description="Epoch ms: only instances created before it."
+    )
+    updated_since: EpochMs = Field(
+        None, alias="updatedSince", description="Epoch ms: only instances updated since."
+    )
+    updated_before: EpochMs = Field(
+        None, alias="updatedBefore", description="Epoch ms: only instances updated before it."
+    )
+    id_prefix: str | None = Field(
+        None,
+        alias="idPrefix",
+        max_length=MAX_ID_LENGTH,
+        description="Only instances whose id starts with this text, taken literally and "
+        "case-sensitively (`%` and `_` are no wildcards). Empty: no filter.",
+    )
+    current_activity: str | None = Field(
+        None,
+        alias="currentActivity",
+        max_length=MAX_ACTIVITY_LENGTH,
+        description="Only instances at this activity (exact match). Empty: no filter.",
+    )
+    status_text: str | None = Field(
+        None,
+        alias="statusText",
+        max_length=MAX_ID_LENGTH,
+        description="Only instances whose `status` field is this text exactly "
+        "(case-sensitive): the free text the original's writers send, such as `pending` or "
+        "`cancelled`. The `status` parameter filters by ELSA's Running/Finished instead. "
+        "Empty: no filter.",
+    )
+    order_by: Literal["createdAt", "updatedAt"] = Field("createdAt", alias="orderBy")
+    order_direction: Literal["asc", "desc"] | None = Field(
+        None,
+        alias="orderDirection",
+        description="Default: asc for createdAt, desc for updatedAt.",
+    )
+    cursor: str | None = Field(None, description="nextCursor of the previous page (keyset paging).")
+    include_total: bool = Field(True, alias="includeTotal")
+
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input"},

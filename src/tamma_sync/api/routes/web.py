@@ -32,6 +32,7 @@ from tamma_sync.api.body_cache import BodyCache
 from tamma_sync.api.deps import BodyCacheDep, StoreDep
 from tamma_sync.api.errors import ApiError
 from tamma_sync.api.routes import dashboard, engines, sync, workflows
+from tamma_sync.api.schemas import InstanceListQuery
 from tamma_sync.models import Scope, SubStatus, now_ms
 from tamma_sync.store import Store
 
@@ -137,9 +138,8 @@ async def _open_tenant(request: Request) -> str | None:
 async def page_data(store: Store, cache: BodyCache, tenant: str) -> PageData:
     """Read by the API's own handlers, so that the page and the API cannot disagree."""
     seq = await store.last_seq()
-    recent = await workflows.list_instances(
-        store, tenant, page_size=RECENT_INSTANCES, order_by="updatedAt", include_total=False
-    )
+    newest = {"pageSize": RECENT_INSTANCES, "orderBy": "updatedAt", "includeTotal": False}
+    recent = await workflows.list_instances(store, tenant, InstanceListQuery.model_validate(newest))
     return PageData(
         seq=seq,
         now=now_ms(),

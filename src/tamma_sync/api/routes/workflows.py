@@ -12,7 +12,7 @@ import string
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -29,20 +29,21 @@ from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.pagination import decode_cursor, encode_cursor
 from tamma_sync.api.responses import JsonBytes, json_array, json_response
 from tamma_sync.api.schemas import (
+    DEFAULT_PAGE_SIZE,
     ERROR_RESPONSES,
     MAX_PAGE,
+    MAX_PAGE_SIZE,
     CancelledInstance,
     DefinitionIn,
     InstanceIn,
     InstanceJournal,
     InstanceList,
+    InstanceListQuery,
     JournalEntry,
     Ok,
 )
 from tamma_sync.elsa import ElsaError, ElsaNotFound, ElsaUnavailable
-from tamma_sync.fields import MAX_ACTIVITY_LENGTH, MAX_ID_LENGTH, MAX_SOURCE_ID_LENGTH
 from tamma_sync.models import (
-    MAX_EPOCH_MS,
     Definition,
     Instance,
     InstancePatch,
@@ -57,8 +58,6 @@ router = APIRouter(
     prefix="/api/workflows", tags=["workflows"], responses=ERROR_RESPONSES, route_class=JsonRoute
 )
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 #: Bounds of a journal page asked of ELSA (ELSA's own have none).
 MAX_JOURNAL_PAGE_SIZE = 500
 MAX_JOURNAL_PAGE = 1_000_000
@@ -144,118 +143,7 @@ async def create_instance(body: InstanceIn, store: StoreDep, tenant: ManageWorkf
 
 @router.get("/instances", response_model=InstanceList)
 async def list_instances(
-    store: StoreDep,
-    tenant: ViewWorkflows,
-    page: Annotated[
-        int | str | None,
-        Query(
-            description="From 1. Read like the original's `parseInt` (`2abc` is 2, `3.9` is "
-            "3), never refused: below 1 or not a number is 1, and above "
-            f"{MAX_PAGE:,} is read as {MAX_PAGE:,}, past the end of any list.",
-        ),
-    ] = None,
-    page_size: Annotated[
-        int | str | None,
-        Query(
-            alias="pageSize",
-            description=f"1 to {MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}. Read like "
-            f"`page`: 0 or not a number is {DEFAULT_PAGE_SIZE}, below 1 is 1, above "
-            f"{MAX_PAGE_SIZE} is {MAX_PAGE_SIZE}.",
-        ),
-    ] = None,
-    definition_id: Annotated[str | None, Query(alias="definitionId")] = None,
-    status_filter: Annotated[
-        str | None,
-        Query(alias="status", description="Running and/or Finished, comma-separated."),
-    ] = None,
-    sub_status: Annotated[
-        str | None,
-        Query(alias="subStatus", description="ELSA sub-statuses, comma-separated."),
-    ] = None,
-    correlation_id: Annotated[str | None, Query(alias="correlationId")] = None,
-    source_id: Annotated[
-        str | None,
-        Query(
-            alias="sourceId",
-            max_length=MAX_SOURCE_ID_LENGTH,
-            description="Only instances mirrored from this ELSA source. Empty: no filter.",
-        ),
-    ] = None,
-    created_since: Annotated[
-        int | None,
-        Query(
-            alias="createdSince",
-            ge=0,
-            le=MAX_EPOCH_MS,
-            description="Epoch ms: only instances created at or after it.",
-        ),
-    ] = None,
-    created_before: Annotated[
-        int | None,
-        Query(
-            alias="createdBefore",
-            ge=0,
-            le=MAX_EPOCH_MS,
-            description="Epoch ms: only instances created before it.",
-        ),
-    ] = None,
-    updated_since: Annotated[
-        int | None,
-        Query(
-            alias="updatedSince",
-            ge=0,
-            le=MAX_EPOCH_MS,
-            description="Epoch ms: only instances updated since.",
-        ),
-    ] = None,
-    updated_before: Annotated[
-        int | None,
-        Query(
-            alias="updatedBefore",
-            ge=0,
-            le=MAX_EPOCH_MS,
-            description="Epoch ms: only instances updated before it.",
-        ),
-    ] = None,
-    id_prefix: Annotated[
-        str | None,
-        Query(
-            alias="idPrefix",
-            max_length=MAX_ID_LENGTH,
-            description="Only instances whose id starts with this text, taken literally and "
-            "case-sensitively (`%` and `_` are no wildcards). Empty: no filter.",
-        ),
-    ] = None,
-    current_activity: Annotated[
-        str | None,
-        Query(
-            alias="currentActivity",
-            max_length=MAX_ACTIVITY_LENGTH,
-            description="Only instances at this activity (exact match). Empty: no filter.",
-        ),
-    ] = None,
-    status_text: Annotated[
-        str | None,
-        Query(
-            alias="statusText",
-            max_length=MAX_ID_LENGTH,
-            description="Only instances whose `status` field is this text exactly "
-            "(case-sensitive): the free text the original's writers send, such as `pending` "
-            "or `cancelled`. The `status` parameter filters by ELSA's Running/Finished "
-            "instead. Empty: no filter.",
-        ),
-    ] = None,
-    order_by: Annotated[Literal["createdAt", "updatedAt"], Query(alias="orderBy")] = "createdAt",
-    order_direction: Annotated[
-        Literal["asc", "desc"] | None,
-        Query(
-            alias="orderDirection", description="Default: asc for createdAt, desc for updatedAt."
-        ),
-    ] = None,
-    cursor: Annotated[
-        str | None, Query(description="nextCursor of the previous page (keyset paging).")
-    ] = None,
-    include_total: Annotated[bool, Query(alias="includeTotal")] = True,
+    store: StoreDep, tenant: ViewWorkflows, query: Annotated[InstanceListQuery, Query()]
 ) -> JsonBytes:
     """A page of instances, in a total order on (orderBy, id).
 
@@ -266,29 +154,30 @@ async def list_instances(
     """
     # The original's `Math.max(1, parseInt(page) || 1)` and `Math.min(200, Math.max(1,
     # parseInt(pageSize) || 50))`, with the page capped at MAX_PAGE: an empty page already.
-    page_number = int(min(MAX_PAGE, max(1, parse_int_like_js(page) or 1)))
-    size = int(min(MAX_PAGE_SIZE, max(1, parse_int_like_js(page_size) or DEFAULT_PAGE_SIZE)))
-    descending = (order_direction or ("asc" if order_by == "createdAt" else "desc")) == "desc"
-    query = InstanceQuery(
-        definition_id=definition_id or None,
-        sub_statuses=sub_status_filter(status_filter, sub_status),
-        correlation_id=correlation_id,
-        source_id=source_id or None,
-        created_since=created_since,
-        created_before=created_before,
-        updated_since=updated_since,
-        updated_before=updated_before,
-        id_prefix=id_prefix or None,
-        current_activity=current_activity or None,
-        status_text=status_text or None,
+    page_number = int(min(MAX_PAGE, max(1, parse_int_like_js(query.page) or 1)))
+    size = int(min(MAX_PAGE_SIZE, max(1, parse_int_like_js(query.page_size) or DEFAULT_PAGE_SIZE)))
+    order_by = query.order_by
+    descending = (query.order_direction or ("asc" if order_by == "createdAt" else "desc")) == "desc"
+    instance_query = InstanceQuery(
+        definition_id=query.definition_id or None,
+        sub_statuses=sub_status_filter(query.status, query.sub_status),
+        correlation_id=query.correlation_id,
+        source_id=query.source_id or None,
+        created_since=query.created_since,
+        created_before=query.created_before,
+        updated_since=query.updated_since,
+        updated_before=query.updated_before,
+        id_prefix=query.id_prefix or None,
+        current_activity=query.current_activity or None,
+        status_text=query.status_text or None,
         order_by=order_by,
         descending=descending,
         limit=size,
         offset=(page_number - 1) * size,
-        after=decode_cursor(cursor, order_by, descending) if cursor else None,
-        with_total=include_total,
+        after=decode_cursor(query.cursor, order_by, descending) if query.cursor else None,
+        with_total=query.include_total,
     )
-    result = await store.list_instances(tenant, query)
+    result = await store.list_instances(tenant, instance_query)
     body: dict[str, Any] = {"data": result.wire, "page": page_number, "pageSize": size}
     if result.total is not None:
         body["total"] = result.total

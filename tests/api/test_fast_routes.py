@@ -1,5 +1,6 @@
-"""The .NET service's writes (api/fast_writes.py) answer exactly as the FastAPI routes do,
-over real HTTP on SQLite and PostgreSQL, with and without API keys."""
+"""The original API's busiest requests (api/fast_routes.py) are answered exactly as the
+FastAPI routes answer them, over real HTTP on SQLite and PostgreSQL, with and without API
+keys: the .NET service's writes, the instance list and the dashboard summary."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
 from tamma_sync.api import create_app
-from tamma_sync.api.fast_writes import FastWrite
+from tamma_sync.api.fast_routes import FastRoute
 from tamma_sync.models import Scope as KeyScope
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
@@ -50,6 +51,51 @@ CASES: list[tuple[str, str | None, dict[str, str], bytes]] = [
     ("POST", None, {"content-type": "application/x-www-form-urlencoded"}, b"definitionId=wf"),
     ("PATCH", "i1", JSON, b'{"status": "Running"}'),
 ]
+LIST = "/api/workflows/instances"
+SUMMARY = "/api/dashboard/summary"
+#: Reads, after the writes above, that the fast routes answer, each `(method, path)`.
+FAST_READS = [
+    ("GET", LIST),
+    ("GET", LIST + "?page=1&pageSize=50"),
+    ("GET", LIST + "?page=2abc&pageSize=0x2"),
+    ("GET", LIST + "?page=-5&pageSize=abc"),
+    ("GET", LIST + "?page=99999999999999999999"),
+    ("GET", LIST + "?orderBy=updatedAt&orderDirection=asc"),
+    ("GET", LIST + "?createdSince=0&createdBefore=9999999999999"),
+    ("GET", LIST + "?updatedBefore=abc&updatedBefore=1"),  # the last of repeated ones counts
+    ("GET", LIST + "?includeTotal=false"),
+    ("GET", LIST + "?definitionId=wf&status=Running,Finished"),
+    ("GET", LIST + "?subStatus=Bogus"),  # refused by the endpoint itself
+    ("GET", LIST + "?cursor=garbage"),
+    ("GET", LIST + "?idPrefix=i1&unknown=1"),
+    ("GET", LIST + "?currentActivity=&statusText=Running"),
+    ("GET", SUMMARY),
+    ("GET", SUMMARY + "?unknown=1"),
+]
+#: Reads they leave to FastAPI: queries that fail validation (declined), and HEADs.
+FASTAPI_READS = [
+    ("GET", LIST + "?orderBy=bogus"),
+    ("GET", LIST + "?orderDirection=sideways"),
+    ("GET", LIST + "?createdSince=-1"),
+    ("GET", LIST + "?updatedSince=abc"),
+    ("GET", LIST + "?updatedBefore=1&updatedBefore=abc"),
+    ("GET", LIST + "?includeTotal=maybe"),
+    ("GET", LIST + "?sourceId=" + "s" * 101),
+    ("HEAD", LIST),
+    ("HEAD", SUMMARY),
+]
+#: An engine and its events, so that the summary has something in every field.
+ENGINE = {
+    "name": "tamma engine ✓",
+    "kind": "tamma",
+    "state": "IMPLEMENTING",
+    "stats": {"issuesProcessed": 3, "totalCostUsd": 1.27, "none": None},
+    "heartbeatIntervalSeconds": 60,
+}
+EVENTS = [
+    {"type": "STATE_TRANSITION", "issueNumber": 42, "data": {"from": "PLANNING", "cost": 0.1}},
+    {"type": "ERROR", "data": {"message": "é\u0000", "nested": [1.5e300, None, {"a": None}]}},
+]
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Epoch ms of 13 digits: the server's now, where a write leaves a time to it (the bodies
 #: above give only earlier times).
@@ -74,8 +120,8 @@ class RouteRecorder:
             self.routes.append(scope.get("route"))
 
 
-def without_fast_writes(app: FastAPI) -> FastAPI:
-    app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, FastWrite)]
+def without_fast_routes(app: FastAPI) -> FastAPI:
+    app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, FastRoute)]
     return app
 
 
@@ -104,29 +150,59 @@ def answers(client: httpx.Client, suffix: str, auth: dict[str, str]) -> list[Any
     return found
 
 
+def read_answers(client: httpx.Client, auth: dict[str, str]) -> list[Any]:
+    """What the server answers to `FAST_READS`, then to `FASTAPI_READS`."""
+    found = []
+    for method, path in [*FAST_READS, *FASTAPI_READS]:
+        response = client.request(method, path, headers=auth)
+        found.append(
+            (
+                method,
+                path,
+                response.status_code,
+                response.headers.get("content-type"),
+                response.headers.get("allow"),
+                UUID.sub("<uuid>", response.text),
+            )
+        )
+    return found
+
+
 @pytest.fixture
 def servers(settings: Settings) -> Iterator[tuple[httpx.Client, httpx.Client, RouteRecorder]]:
-    """The app, and the same app without its `FastWrite` routes, on one database."""
+    """The app, and the same app without its `FastRoute`s, on one database."""
     fast = RouteRecorder(create_app(settings))
     with (
         serve_in_thread(fast) as fast_url,
-        serve_in_thread(without_fast_writes(create_app(settings))) as plain_url,
+        serve_in_thread(without_fast_routes(create_app(settings))) as plain_url,
         httpx.Client(base_url=fast_url, timeout=10, verify=TLS) as fast_client,
         httpx.Client(base_url=plain_url, timeout=10, verify=TLS) as plain_client,
     ):
         yield fast_client, plain_client, fast
 
 
-def test_the_writes_answer_as_the_fastapi_routes_do(
+def test_the_writes_and_reads_answer_as_the_fastapi_routes_do(
     servers: tuple[httpx.Client, httpx.Client, RouteRecorder],
 ) -> None:
     fast, plain, recorder = servers
     assert answers(fast, "-fast", {}) == answers(plain, "-plain", {})
     # The .NET service's own requests were answered by the fast routes, the rest by FastAPI.
-    served_fast = [isinstance(route, FastWrite) for route in recorder.routes]
+    served_fast = [isinstance(route, FastRoute) for route in recorder.routes]
     assert served_fast[:5] == [True] * 5
     assert served_fast[CASES.index(("PUT", "i1", JSON, b'{"status": 5}'))] is False
-    assert all(isinstance(r, FastWrite | APIRoute) for r in recorder.routes), recorder.routes
+    assert all(isinstance(r, FastRoute | APIRoute) for r in recorder.routes), recorder.routes
+    assert fast.put("/api/engines/e1", json=ENGINE).status_code == 201
+    assert fast.post("/api/engines/e1/events", json=EVENTS).status_code == 200
+    recorder.routes.clear()
+    read = read_answers(fast, {})
+    assert read == read_answers(plain, {})
+    assert {status for _, _, status, *_ in read} == {200, 400, 405}
+    assert '"total":' in read[0][-1] and "i1-fast" in read[0][-1]
+    assert "1.5e+300" in read[FAST_READS.index(("GET", SUMMARY))][-1]
+    # The fast routes answered the reads meant for them, FastAPI's the others.
+    fast_answered = [isinstance(route, FastRoute) for route in recorder.routes]
+    assert fast_answered == [True] * len(FAST_READS) + [False] * len(FASTAPI_READS)
+    assert all(isinstance(r, FastRoute | APIRoute) for r in recorder.routes), recorder.routes
 
 
 async def _keys(database_url: str) -> tuple[str, str]:
@@ -140,7 +216,7 @@ async def _keys(database_url: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("key", ["manage", "view", "unknown", None])
-def test_with_api_keys_the_writes_answer_as_the_fastapi_routes_do(
+def test_with_api_keys_the_writes_and_reads_answer_as_the_fastapi_routes_do(
     database_url: str, settings: Settings, key: str | None
 ) -> None:
     manage, view = asyncio.run(_keys(database_url))
@@ -148,14 +224,23 @@ def test_with_api_keys_the_writes_answer_as_the_fastapi_routes_do(
     auth = {"authorization": f"Bearer {tokens[key]}"} if key is not None else {}
     with (
         serve_in_thread(create_app(settings)) as fast_url,
-        serve_in_thread(without_fast_writes(create_app(settings))) as plain_url,
+        serve_in_thread(without_fast_routes(create_app(settings))) as plain_url,
         httpx.Client(base_url=fast_url, timeout=10, verify=TLS) as fast,
         httpx.Client(base_url=plain_url, timeout=10, verify=TLS) as plain,
     ):
         fast_answers = answers(fast, "-fast", auth)
         assert fast_answers == answers(plain, "-plain", auth)
+        read = read_answers(fast, auth)
+        assert read == read_answers(plain, auth)
     statuses = {status for _, _, status, *_ in fast_answers}
     if key == "manage":
         assert {200, 201, 400, 404} <= statuses
     else:
         assert statuses <= {400, 401, 403, 405}, "nothing written without the scope"
+    summary_status = read[FAST_READS.index(("GET", SUMMARY))][2]
+    read_statuses = {status for _, _, status, *_ in read}
+    if key in ("manage", "view"):
+        assert read_statuses == {200, 400, 405} | ({403} if key == "view" else set())
+        assert summary_status == (200 if key == "manage" else 403)
+    else:
+        assert read_statuses == {401, 405}
