@@ -13,8 +13,10 @@ original Fastify server, say) — one after another on this machine:
    each must be there with the status last sent.
 2. **Pages and the summary at concurrency 16**, once the server holds `--instances`
    instances (the rest loaded by `POST /api/sync/batch` on tamma-sync, by concurrent POSTs
-   elsewhere: not timed): `page=N&pageSize=50` at several depths, the first page filtered by
-   `definitionId`, and `/api/dashboard/summary`; then the total is read back.
+   elsewhere: not timed): `page=N&pageSize=50` at several depths, then the first page again
+   (a server's pace drifts over a run: the deep pages are compared with the mean of the two
+   first-page runs around them), the first page filtered by `definitionId`, and
+   `/api/dashboard/summary`; then the total is read back.
 
 `python -m bench.compat_api [--databases sqlite,postgresql] [--other-url URL] [--record]`
 """
@@ -63,6 +65,8 @@ PAGE_SIZE = 50
 NEW_TARGET = 600.0
 UPDATE_TARGET = 1_100.0
 FIRST_PAGE_TARGET = 850.0
+#: The first page measured again after the deepest: the deep pages face the mean of both.
+FIRST_AGAIN = "page-1-again"
 BATCH = 1_000
 LOADERS = 8
 STATUSES = ("Running", "Finished")
@@ -214,6 +218,16 @@ def read_scenarios(instances: int, duration: float) -> list[Scenario]:
         )
         for page in page_depths(instances)
     ]
+    scenarios.append(
+        Scenario(
+            FIRST_AGAIN,
+            "`page=1` again, after the deepest",
+            scenarios[0].paths,
+            16,
+            duration,
+            warmup=1.0,
+        )
+    )
     by_definition = [
         f"/api/workflows/instances?page=1&pageSize={PAGE_SIZE}&definitionId=def-{n:03d}"
         for n in random.Random(1).sample(range(DEFINITIONS), 20)
@@ -363,7 +377,11 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
         if not name.startswith("tamma-sync"):
             continue
         p, reads = result["protocol"], result["reads"]
-        first, deep = reads["page-1"], reads[last_page]
+        deep = reads[last_page]
+        first_rate, first_p99 = (
+            (reads["page-1"].rate + reads[FIRST_AGAIN].rate) / 2,
+            (reads["page-1"].p("p99") + reads[FIRST_AGAIN].p("p99")) / 2,
+        )
         checks = [
             (
                 f"new instances {fmt(p['new_rate'], 0)}/s ≥ {NEW_TARGET:,.0f}",
@@ -374,17 +392,17 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 p["update_rate"] >= UPDATE_TARGET,
             ),
             (
-                f"first page {fmt(first.rate, 0)} req/s ≥ {FIRST_PAGE_TARGET:,.0f}",
-                first.rate >= FIRST_PAGE_TARGET,
+                f"first page {fmt(first_rate, 0)} req/s ≥ {FIRST_PAGE_TARGET:,.0f}",
+                first_rate >= FIRST_PAGE_TARGET,
             ),
             (
-                f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's",
-                deep.rate >= first.rate,
+                f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's ({fmt(first_rate, 0)})",
+                deep.rate >= first_rate,
             ),
             (
                 f"deepest page p99 {deep.p('p99'):.1f} ms ≤ 2{TIMES} the first's "
-                f"({first.p('p99'):.1f} ms)",
-                deep.p("p99") <= 2 * first.p("p99"),
+                f"({first_p99:.1f} ms)",
+                deep.p("p99") <= 2 * first_p99,
             ),
             (
                 "nothing lost",
