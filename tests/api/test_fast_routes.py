@@ -23,8 +23,8 @@ from tamma_sync.store import Store
 from tests.support.http import TLS
 from tests.support.server import serve_in_thread
 
-#: Requests of every kind the two routes may get, each `(method, instance id or None for a
-#: POST, headers, body)`; `{id}` in a body is the instance's id on the server asked.
+#: Requests of every kind the two write routes may get, each `(method, instance id or None for
+#: a POST, headers, body)`; `{id}` in a body is the instance's id on the server asked.
 JSON = {"content-type": "application/json"}
 CASES: list[tuple[str, str | None, dict[str, str], bytes]] = [
     ("PUT", "i1", JSON, b'{"status": "Running"}'),  # no such instance: 404

@@ -45,13 +45,13 @@ BodyCacheDep = Annotated[BodyCache, Depends(get_body_cache)]
 CallerDep = Annotated[Principal, Depends(caller)]
 
 # The caller's tenant, for a caller holding the named scope: every query is scoped by it.
-#: These two are also called directly, by the routes of `fast_routes`.
+# The `*_tenant` functions are also called directly, by the routes of `fast_routes`.
 view_workflows_tenant = tenant_for(Scope.WORKFLOWS_VIEW)
 ViewWorkflows = Annotated[str, Depends(view_workflows_tenant)]
 manage_workflows_tenant = tenant_for(Scope.WORKFLOWS_MANAGE)
 ManageWorkflows = Annotated[str, Depends(manage_workflows_tenant)]
 DeleteWorkflows = Annotated[str, Depends(tenant_for(Scope.WORKFLOWS_DELETE))]
-view_dashboard_tenant = tenant_for(Scope.DASHBOARD_VIEW)  # also called by `fast_routes`
+view_dashboard_tenant = tenant_for(Scope.DASHBOARD_VIEW)
 ViewDashboard = Annotated[str, Depends(view_dashboard_tenant)]
 WriteSync = Annotated[str, Depends(tenant_for(Scope.SYNC_WRITE))]
 ReportEngines = Annotated[str, Depends(tenant_for(Scope.ENGINES_REPORT))]

@@ -21,11 +21,11 @@ from tamma_sync.fields import (
     Text,
 )
 from tamma_sync.models import (
-    MAX_EPOCH_MS,
     ChangeOp,
     Definition,
     DefinitionWrite,
     EngineEvent,
+    EpochMs,
     Instance,
     InstancePosition,
     InstanceWrite,
@@ -113,8 +113,6 @@ MAX_PAGE = 1_000_000_000
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
-EpochMs = Annotated[int | None, Field(ge=0, le=MAX_EPOCH_MS)]
-
 
 class InstanceListQuery(BaseModel):
     """The query of `GET /api/workflows/instances`, as one model: FastAPI validates it in
@@ -146,16 +144,16 @@ class InstanceListQuery(BaseModel):
         max_length=MAX_SOURCE_ID_LENGTH,
         description="Only instances mirrored from this ELSA source. Empty: no filter.",
     )
-    created_since: EpochMs = Field(
+    created_since: EpochMs | None = Field(
         None, alias="createdSince", description="Epoch ms: only instances created at or after it."
     )
-    created_before: EpochMs = Field(
+    created_before: EpochMs | None = Field(
         None, alias="createdBefore", description="Epoch ms: only instances created before it."
     )
-    updated_since: EpochMs = Field(
+    updated_since: EpochMs | None = Field(
         None, alias="updatedSince", description="Epoch ms: only instances updated since."
     )
-    updated_before: EpochMs = Field(
+    updated_before: EpochMs | None = Field(
         None, alias="updatedBefore", description="Epoch ms: only instances updated before it."
     )
     id_prefix: str | None = Field(
