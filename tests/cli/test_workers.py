@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.http import TLS
-from tests.support.process import free_port, run_cli, running_server
+from tests.support.process import CLI, free_port, run_cli, running_server
 
 
 def _workers(supervisor: int) -> set[int]:
@@ -125,6 +126,32 @@ def test_workers_spread_connections_and_do_not_share_a_port_taken(tmp_path: Path
         second = run_cli("serve", "--workers", "2", "--port", str(port), cwd=tmp_path)
         assert second.returncode == 3
         assert "Address already in use" in second.stderr
+
+
+def test_a_second_server_is_refused_while_the_first_ones_workers_start(tmp_path: Path) -> None:
+    """Until a worker listens, nothing shows that the port is taken: here the first server's
+    workers wait on a database that accepts connections and never answers. A second server
+    started meanwhile must still be refused, not share the port."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", 0)) as silent_database:
+        database_url = f"postgresql://postgres@127.0.0.1:{silent_database.getsockname()[1]}/x"
+        command = ["serve", "--workers", "2", "--port", str(port), "--database-url", database_url]
+        first = subprocess.Popen([*CLI, *command], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        assert first.stderr is not None
+        try:
+            deadline = time.monotonic() + 30
+            while "serving on" not in first.stderr.readline():  # its workers are starting
+                assert time.monotonic() < deadline and first.poll() is None
+            second = run_cli(
+                "serve", "--workers", "2", "--port", str(port), cwd=tmp_path, timeout=30
+            )
+            assert second.returncode == 3, second.stderr
+            assert f"another `tamma-sync serve --workers` holds port {port}" in second.stderr
+            assert first.poll() is None, "the first server was still starting"
+        finally:
+            silent_database.close()  # its connection reset: the first server stops too
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=30)
 
 
 #: TCP states as /proc/net/tcp writes them.

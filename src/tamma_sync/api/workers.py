@@ -15,6 +15,7 @@ dashboard's, a load balancer's pool) all land on that one worker.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import multiprocessing
 import os
@@ -70,6 +71,7 @@ def run_workers(options: ServeOptions, workers: int) -> int:
     # keeps the port while workers come and go.
     try:
         options = dataclasses.replace(options, port=_free_port(options.host, options.port))
+        lock = _port_lock(options.port)
         reservation = _reuse_port_socket(options.host, options.port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
@@ -120,6 +122,8 @@ def run_workers(options: ServeOptions, workers: int) -> int:
             process.kill()
             process.join()
     reservation.close()
+    if lock is not None:
+        lock.close()
     return exit_code
 
 
@@ -131,6 +135,27 @@ def _free_port(host: str, port: int) -> int:
         probe.bind((host, port))
         free: int = probe.getsockname()[1]
         return free
+
+
+def _port_lock(port: int) -> socket.socket | None:
+    """This machine's lock on `port` for `serve --workers` (Linux: an abstract Unix socket
+    named after it, freed by the kernel however the process ends). Until a worker listens
+    nothing shows that the port is taken, and with SO_REUSEPORT a second supervisor started
+    meanwhile would share it with the first instead of failing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lock.bind(f"\0tamma-sync-serve-port-{port}")
+    except OSError as exc:
+        lock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise OSError(
+            errno.EADDRINUSE,
+            f"Address already in use: another `tamma-sync serve --workers` holds port {port}",
+        ) from None
+    return lock
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
