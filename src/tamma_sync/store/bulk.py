@@ -36,13 +36,19 @@ class DriverSql(NamedTuple):
     json_text_at: tuple[int, ...]
     """Where a SELECT returns a JSON column as its text: on SQLite (asyncpg decodes JSON
     itself, with the codec SQLAlchemy gives it)."""
+    written: tuple[str, ...]
+    """Whole numbers written into the text when it runs, not bound (`literal_execute`
+    parameters: a page's LIMIT and OFFSET, `pages._rows_bound`)."""
 
     @classmethod
     def of(cls, statement: sa.ClauseElement, dialect: sa.Dialect) -> DriverSql:
         compiled = statement.compile(dialect=dialect)
         if compiled.post_compile_params:  # type: ignore[attr-defined]
             raise ValueError("an expanding IN is rendered by SQLAlchemy's execution only")
-        names = compiled.positiontup or ()  # type: ignore[attr-defined]
+        literal = compiled.literal_execute_params  # type: ignore[attr-defined]
+        written = tuple(sorted(bind.key for bind in literal))
+        positions = compiled.positiontup or ()  # type: ignore[attr-defined]
+        names = [name for name in positions if name not in written]
         selected = statement.selected_columns if isinstance(statement, sa.SelectBase) else None
         json_text_at = tuple(
             at
@@ -55,6 +61,7 @@ class DriverSql(NamedTuple):
             compiled.params,
             tuple(selected.keys()) if selected is not None else (),
             json_text_at,
+            written,
         )
 
     def step(self, parameters: Mapping[str, Any]) -> Step:
@@ -62,7 +69,10 @@ class DriverSql(NamedTuple):
         values = tuple(
             parameters[name] if name in parameters else self.fixed[name] for name in self.names
         )
-        return Step(self.sql, values)
+        sql = self.sql
+        for name in self.written:  # a number only: never text from a request
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", str(operator.index(parameters[name])))
+        return Step(sql, values)
 
     async def rows(
         self, conn: AsyncConnection, parameters: Mapping[str, Any]
