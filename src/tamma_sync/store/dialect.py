@@ -89,9 +89,7 @@ class Dialect:
         return id_column == sa.any_(sa.bindparam("ids", list(ids), type_=_ID_ARRAY))
 
     def bulk_statement(self, upsert: Upsert) -> BulkStatement:
-        """`upsert` as a statement for many rows, compiled once: an executemany on SQLite
-        (where each row is a call into the library anyway), the rows as column arrays on
-        PostgreSQL (`Upsert.from_arrays`)."""
+        """`upsert` as a statement for many rows, compiled once (`BulkStatement`)."""
         found = self._bulk_statements.get(upsert)
         if found is None:
             if self.is_sqlite:
@@ -102,7 +100,7 @@ class Dialect:
             else:
                 statement = upsert.from_arrays()
             driver_sql = self.driver_form(statement)
-            found = BulkStatement(driver_sql, upsert.table, many=self.is_sqlite)
+            found = BulkStatement(driver_sql, upsert.table, on_sqlite=self.is_sqlite)
             self._bulk_statements[upsert] = found
         return found
 
