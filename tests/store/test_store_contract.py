@@ -18,8 +18,11 @@ from tamma_sync.models import (
     InstancePatch,
     InstanceWrite,
     SubStatus,
+    SyncBatch,
+    now_ms,
 )
 from tamma_sync.store import CatalogTotals, InstanceQuery, PurgeCutoffs, Store
+from tamma_sync.store.trends import MINUTE_MS, TrendWindow
 from tests.support.mirror import counted_by_definition
 
 T = DEFAULT_TENANT_ID
@@ -352,8 +355,6 @@ async def test_an_initial_walk_batch_over_rows_already_stored_writes_them_as_upd
     Where it holds some (written through the compatible API, say), nothing is written
     twice: those are updated, the others created, and the counts and the change log say
     so."""
-    from tamma_sync.models import SyncBatch
-
     await store.create_instance(T, instance("i1", status="Running", created_at=1, updated_at=1))
     writes = [instance(f"i{n}", status="Finished", created_at=1, updated_at=5) for n in range(40)]
     batch = SyncBatch(source_id="elsa", instances=writes)
@@ -376,6 +377,68 @@ async def test_an_initial_walk_batch_over_rows_already_stored_writes_them_as_upd
     assert await store.instance_counts(T) == {"wf": {"Finished": 40, "Executing": 40}}
     logged = await store.changes_after(logged[-1].seq, limit=100)
     assert [(c.entity_id, c.op) for c in logged] == [(f"n{n}", ChangeOp.CREATE) for n in range(40)]
+
+
+async def test_an_initial_walk_batch_made_ahead_writes_what_its_transaction_would(
+    database_url: str,
+) -> None:
+    """A batch made ahead (`Store.new_rows`, in slices as the sync makes it) gathers what
+    its rows add to the counts, trends and change log. Written, it leaves the mirror as
+    the same batch written without being made ahead does (here on another tenant), and
+    its change rows carry the time of the transaction that wrote them."""
+
+    hour = (now_ms() // 3_600_000 - 1) * 3_600_000
+    clock = [hour]
+    store = Store.from_url(database_url, clock=lambda: clock[0])
+    statuses = ["Running", "Finished", "Faulted", "Suspended"]
+    writes = [
+        instance(
+            f"i{n}",
+            f"wf{n % 3}",
+            status=statuses[n % 4],
+            created_at=hour + n * 7_000,
+            updated_at=hour + n * 9_000,
+            finished_at=hour + n * 9_000 if n % 4 == 1 else None,
+            variables={"n": n},
+        )
+        for n in range(250)
+    ]
+    try:
+        made = store.new_rows(T, "elsa", writes[:100])
+        made.extend(store.new_rows(T, "elsa", writes[100:]))
+        clock[0] = hour + 60_000  # the write's transaction begins a minute later
+        batch = SyncBatch(source_id="elsa", instances=writes)
+        ahead = await store.apply_sync_batch(T, batch, made)
+        in_transaction = await store.apply_sync_batch(OTHER, batch)
+        assert ahead == in_transaction
+        assert (ahead.created, ahead.updated) == (250, 0)
+
+        async def stored(tenant: str) -> list[dict[str, object]]:
+            page = await store.list_instances(tenant, InstanceQuery(limit=500))
+            return [i.model_dump(exclude={"tenant_id"}) for i in page.items]
+
+        assert await stored(T) == await stored(OTHER) and len(await stored(T)) == 250
+        assert await store.instance_counts(T) == await store.instance_counts(OTHER)
+        window = TrendWindow(until=hour // MINUTE_MS + 60, step_minutes=5, slots=12)
+        for definition_id in (None, "wf0", "wf2"):
+            counted = await store.trend(T, definition_id, window)
+            assert counted == await store.trend(OTHER, definition_id, window)
+        assert sum(interval["started"] for interval in await store.trend(T, None, window)) == 250
+
+        logged = await store.changes_after(0, limit=1_000)
+        by_tenant = {
+            tenant: [
+                (c.entity_id, c.op, c.revision, c.at, {**c.data, "tenantId": None})
+                for c in logged
+                if c.tenant_id == tenant
+            ]
+            for tenant in (T, OTHER)
+        }
+        assert by_tenant[T] == by_tenant[OTHER]
+        assert [entity_id for entity_id, *_ in by_tenant[T]] == [w.id for w in writes]
+        assert {at for _, _, _, at, _ in by_tenant[T]} == {hour + 60_000}
+    finally:
+        await store.close()
 
 
 async def test_commit_listeners_hear_the_last_seq_after_commit(store: Store) -> None:

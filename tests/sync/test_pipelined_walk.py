@@ -13,7 +13,7 @@ from tamma_sync.elsa import ElsaClient
 from tamma_sync.models import DEFAULT_TENANT_ID, ChangeOp, EntityKind, InstanceWrite, SyncBatch
 from tamma_sync.settings import SourceSettings
 from tamma_sync.simulator import ElsaSimulator
-from tamma_sync.store import NewRow, Store, WriteResult
+from tamma_sync.store import NewRows, Store, WriteResult
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
 from tests.support.mirror import assert_mirror_equals
 from tests.sync.conftest import INSTANCES, PAGE_SIZE, Clock
@@ -38,10 +38,10 @@ class WatchedSink(StoreSink):
         self.made_before_sent = 0
         self._sent: asyncio.Event | None = None
 
-    def new_rows(self, source_id: str, writes: Sequence[InstanceWrite]) -> list[NewRow | None]:
+    def new_rows(self, source_id: str, writes: Sequence[InstanceWrite]) -> NewRows:
         made = super().new_rows(source_id, writes)
         assert made is not None
-        self.made_ahead += sum(row is not None for row in made)
+        self.made_ahead += sum(row is not None for row in made.rows)
         if self.under_way and self._sent is not None:
             self.made_before_sent += not self._sent.is_set()
         return made
@@ -49,7 +49,7 @@ class WatchedSink(StoreSink):
     async def apply(
         self,
         batch: SyncBatch,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> WriteResult:
         self.writes += 1

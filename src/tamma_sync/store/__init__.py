@@ -10,7 +10,7 @@ from tamma_sync.store.errors import (
     is_database_unavailable,
     refusal_reason,
 )
-from tamma_sync.store.instances import NewRow
+from tamma_sync.store.instances import NewRows
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
@@ -23,7 +23,7 @@ __all__ = [
     "InstanceQuery",
     "Leadership",
     "MigrationRefused",
-    "NewRow",
+    "NewRows",
     "ObservedChange",
     "PurgeCutoffs",
     "Store",

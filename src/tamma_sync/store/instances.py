@@ -50,33 +50,60 @@ _instance_by_id = sa.select(instances).where(
 @dataclass(frozen=True, slots=True)
 class NewRow:
     """An instance write made into the row it leads to where the mirror holds none of its
-    id, and that row's change snapshot: computed by `new_rows` ahead of the write's
-    transaction (the merge, hash and snapshot are most of a sync batch's work in Python),
-    while an earlier transaction waits on the database."""
+    id, and that row's change snapshot."""
 
     row: dict[str, Any]
     wire: dict[str, Any]
 
 
+@dataclass
+class NewRows:
+    """A sync batch's instance writes made ahead of its write transaction (`new_rows`),
+    while an earlier one waits on the database: the merge, hash and snapshot of each row
+    are most of the batch's work in Python, and what a batch of new rows adds to the
+    counts, trends and change log most of the rest."""
+
+    rows: list[NewRow | None]
+    """Each write's row where the mirror holds none of its id; None for a write whose row
+    would depend on the time of its transaction (no `createdAt` or `updatedAt`) or that
+    the store refuses (it is refused in its transaction)."""
+    gathered: Transaction | None
+    """What writing every row as new adds to a transaction (`Transaction.take`), when
+    every write was made."""
+    written: WriteResult
+
+    def extend(self, more: NewRows) -> None:
+        """Add the rows of the batch's writes that follow."""
+        self.rows += more.rows
+        if self.gathered is not None and more.gathered is not None:
+            self.gathered.take(more.gathered)
+        else:
+            self.gathered = None
+        self.written.add(more.written)
+
+
 def new_rows(
-    tenant_id: str, writes: Sequence[InstanceWrite], source_id: str | None, now: int
-) -> list[NewRow | None]:
-    """For each write, its row over no stored one; None for a write whose row would depend
-    on the time of its transaction (no `createdAt` or `updatedAt`) or that the store
-    refuses (it is refused in its transaction)."""
+    tx: Transaction, tenant_id: str, writes: Sequence[InstanceWrite], source_id: str | None
+) -> NewRows:
+    """The writes made into rows over no stored ones, gathered as new into `tx` (a
+    transaction with no connection, of the time the rows are made) if all could be."""
     made: list[NewRow | None] = []
     for write in writes:
         if not (write.created_at and write.updated_at):
             made.append(None)
             continue
         try:
-            row = merge_instance(tenant_id, write, None, now, source_id)
+            row = merge_instance(tenant_id, write, None, tx.now, source_id)
         except InvalidWrite:
             made.append(None)
             continue
         row["revision"] = 1
         made.append(NewRow(row, instance_wire(row)))
-    return made
+    if any(row is None for row in made):
+        return NewRows(made, None, WriteResult())
+    _, to_write, written = _merged(tx, tenant_id, writes, {}, made, source_id)
+    tx.write_last(instances, None, to_write)
+    return NewRows(made, tx, written)
 
 
 async def put_instances(
@@ -86,7 +113,7 @@ async def put_instances(
     source_id: str | None = None,
     *,
     known_rows: dict[str, dict[str, Any]] | None = None,
-    made: Sequence[NewRow | None] | None = None,
+    made: NewRows | None = None,
     last: bool = False,
     assume_new: bool = False,
 ) -> tuple[list[dict[str, Any]], WriteResult]:
@@ -94,16 +121,40 @@ async def put_instances(
     `source_id`, when given, tags every row with it (a sync batch's source). `known_rows`:
     the rows of the writes' ids as read in `tx` already, when the caller has them. `made`:
     the writes' rows as `new_rows` made them, used where the mirror holds no row of the
-    id. `last`: nothing in `tx` reads instances after: the rows are written with its last
-    statements (`Transaction.upsert_rows`). `assume_new`: the mirror holds none of the
+    id (with `assume_new` and `last`, what it gathered is taken whole). `last`: nothing
+    in `tx` reads instances after: the rows are written with its last statements
+    (`Transaction.upsert_rows`). `assume_new`: the mirror holds none of the
     ids (a sync's initial walk): they are not looked up, and the rows are inserted
     without a word on conflicts, so that one there after all fails the write
     (IntegrityError) instead of being overwritten as new."""
-    result = WriteResult()
+    if assume_new and last and made is not None and made.gathered is not None:
+        tx.take(made.gathered)
+        made.gathered = None
+        return [new.row for new in made.rows if new is not None], made.written
     existing = {} if assume_new else known_rows
     if existing is None:
         ids = [w.id for w in writes]
         existing = await tx.select_by_ids(instances, instances.c.id, tenant_id, ids)
+    rows, to_write, result = _merged(
+        tx, tenant_id, writes, existing, made.rows if made is not None else None, source_id
+    )
+    key = None if assume_new else ["tenant_id", "id"]
+    await tx.upsert_rows(instances, key, to_write, last=last)
+    return rows, result
+
+
+def _merged(
+    tx: Transaction,
+    tenant_id: str,
+    writes: Sequence[InstanceWrite],
+    existing: dict[str, dict[str, Any]],
+    made: Sequence[NewRow | None] | None,
+    source_id: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], WriteResult]:
+    """The writes over the `existing` rows of their ids (updated as they are written), in
+    `tx`: counted, observed and recorded. Every write's row (changed or not), the rows to
+    write, and what was done."""
+    result = WriteResult()
     rows: list[dict[str, Any]] = []
     to_write: dict[str, dict[str, Any]] = {}
     for write, new in zip(writes, made or itertools.repeat(None), strict=made is not None):
@@ -142,9 +193,7 @@ async def put_instances(
             definition_id=row["definition_id"],
             sub_status=row["sub_status"],
         )
-    key = None if assume_new else ["tenant_id", "id"]
-    await tx.upsert_rows(instances, key, list(to_write.values()), last=last)
-    return rows, result
+    return rows, list(to_write.values()), result
 
 
 async def put_instance(db: Database, tenant_id: str, write: InstanceWrite) -> dict[str, Any]:

@@ -50,13 +50,13 @@ from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
 from tamma_sync.store.database import CommitListener, Database
-from tamma_sync.store.instances import NewRow
+from tamma_sync.store.instances import NewRows
 from tamma_sync.store.last_statements import CHANGES_CHANNEL
 from tamma_sync.store.leadership import Leadership
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
 from tamma_sync.store.rows import instance_of
-from tamma_sync.store.transaction import WriteResult
+from tamma_sync.store.transaction import Transaction, WriteResult
 from tamma_sync.store.trends import TrendKind, TrendWindow
 
 # Where the feed and the fault tests have always found them.
@@ -230,20 +230,19 @@ class Store:
 
     # -- sync ------------------------------------------------------------------------------
 
-    def new_rows(
-        self, tenant_id: str, source_id: str, writes: Sequence[InstanceWrite]
-    ) -> list[NewRow | None]:
+    def new_rows(self, tenant_id: str, source_id: str, writes: Sequence[InstanceWrite]) -> NewRows:
         """A sync batch's instance writes made into the rows they lead to where the mirror
         holds none of their ids, as a sync's initial walk writes them: the batch's work in
         Python, done ahead of `apply_sync_batch` while an earlier batch's transaction
         waits on the database, instead of in its own."""
-        return instances.new_rows(tenant_id, writes, source_id, self._db.clock())
+        gathering = Transaction(None, self._db.dialect, self._db.clock())
+        return instances.new_rows(gathering, tenant_id, writes, source_id)
 
     async def apply_sync_batch(
         self,
         tenant_id: str,
         batch: SyncBatch,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> WriteResult:
         """Apply one sync step atomically: rows, deletions, and the source's new state.

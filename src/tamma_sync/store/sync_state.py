@@ -3,15 +3,13 @@ that move it on together with the rows they cover, and what each source holds.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 
 from tamma_sync.models import SourceState, SyncBatch
 from tamma_sync.store.catalog import delete_definitions, write_definitions
 from tamma_sync.store.database import Database
 from tamma_sync.store.engines import put_engine
-from tamma_sync.store.instances import NewRow, delete_instances, put_instances
+from tamma_sync.store.instances import NewRows, delete_instances, put_instances
 from tamma_sync.store.tables import definitions, instance_counts, sync_state
 from tamma_sync.store.transaction import Transaction, WriteResult
 
@@ -27,7 +25,7 @@ async def apply_sync_batch(
     tx: Transaction,
     tenant_id: str,
     batch: SyncBatch,
-    made: Sequence[NewRow | None] | None,
+    made: NewRows | None,
     *,
     assume_new: bool = False,
 ) -> WriteResult:

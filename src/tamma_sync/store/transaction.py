@@ -38,6 +38,12 @@ def _one_by_id(table: sa.Table, id_column: sa.Column[str]) -> sa.Select[Any]:
     )
 
 
+def _upsert(table: sa.Table, key: list[str] | None) -> Upsert:
+    """An upsert of every column of `table` (`Transaction.upsert_rows`)."""
+    columns = tuple(column.name for column in table.columns)
+    return Upsert(table, columns, tuple(key) if key is not None else None)
+
+
 @dataclass
 class WriteResult:
     """What a bulk write did, counted by outcome."""
@@ -186,12 +192,35 @@ class Transaction:
         no key, a row whose key exists fails the write). `last`: write them with the last
         statements (`finish`), one trip fewer, for a caller after which this transaction
         reads nothing of `table`."""
-        columns = tuple(column.name for column in table.columns)
-        upsert = Upsert(table, columns, tuple(key) if key is not None else None)
         if last:
-            self.written_last.append((upsert, rows))
+            self.write_last(table, key, rows)
         else:
-            await self.run(self.dialect.bulk_statement(upsert).steps(rows))
+            await self.run(self.dialect.bulk_statement(_upsert(table, key)).steps(rows))
+
+    def write_last(
+        self, table: sa.Table, key: list[str] | None, rows: list[dict[str, Any]]
+    ) -> None:
+        """`upsert_rows(last=True)`: the rows are left for the last statements (`finish`)."""
+        self.written_last.append((_upsert(table, key), rows))
+
+    def take(self, gathered: Transaction) -> None:
+        """Write what `gathered`, a transaction with no connection that only gathered
+        writes, would have written: its rows left for the last statements, its counts,
+        trends and change rows (recorded at this transaction's time). `gathered` is used
+        up."""
+        for change in gathered.pending_changes:
+            change["at"] = self.now
+        self.pending_changes += gathered.pending_changes
+        self.count_deltas.update(gathered.count_deltas)
+        for key, kinds in gathered.trend_deltas.items():
+            self.trend_deltas[key].update(kinds)
+        self.inserted.update(gathered.inserted)
+        for upsert, rows in gathered.written_last:
+            if self.written_last and self.written_last[-1][0] == upsert and upsert.key is None:
+                self.written_last[-1][1].extend(rows)  # inserted by one statement, not two
+            else:
+                self.written_last.append((upsert, rows))
+        self.refreshed_definitions |= gathered.refreshed_definitions
 
     async def finish(self) -> int | None:
         """What every write does last, just before commit, in one trip to the driver

@@ -27,7 +27,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -57,7 +57,7 @@ from tamma_sync.models import (
 from tamma_sync.settings import DetailsPolicy, SourceSettings, without_credentials
 from tamma_sync.store import (
     Leadership,
-    NewRow,
+    NewRows,
     WriteResult,
     describe_database_error,
     is_database_error,
@@ -356,18 +356,21 @@ class SyncService:
             if writing is not None:  # the walk failed or was cancelled: the write ends first
                 await asyncio.gather(writing.task, return_exceptions=True)
 
-    async def _new_rows(self, batch: SyncBatch) -> list[NewRow | None] | None:
+    async def _new_rows(self, batch: SyncBatch) -> NewRows | None:
         """The batch's rows made ahead of its write (`Sink.new_rows`), in slices with the
         event loop let go in between: the write before, waiting on the database, goes on
         as soon as the database answers it."""
-        made: list[NewRow | None] = []
+        made: NewRows | None = None
         for start in range(0, len(batch.instances), NEW_ROWS_SLICE):
             part = self._sink.new_rows(
                 batch.source_id, batch.instances[start : start + NEW_ROWS_SLICE]
             )
             if part is None:
                 return None
-            made += part
+            if made is None:
+                made = part
+            else:
+                made.extend(part)
             await asyncio.sleep(0)
         return made
 
@@ -494,7 +497,7 @@ class SyncService:
         report: CycleReport,
         *,
         state: SourceState | None = None,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> None:
         """Write a staged batch, with `state` when given (the walk's, which then takes the

@@ -23,7 +23,7 @@ from tamma_sync.models import (
     SourceState,
     SyncBatch,
 )
-from tamma_sync.store import Leadership, NewRow, Store, WriteResult, refusal_reason
+from tamma_sync.store import Leadership, NewRows, Store, WriteResult, refusal_reason
 
 #: Instances per read of the mirror's positions.
 POSITIONS_PAGE: Final = 5_000
@@ -65,9 +65,7 @@ class Sink(Protocol):
         [created_from, created_before) (epoch ms), or only those not ended (`active`)."""
         ...
 
-    def new_rows(
-        self, source_id: str, writes: Sequence[InstanceWrite]
-    ) -> list[NewRow | None] | None:
+    def new_rows(self, source_id: str, writes: Sequence[InstanceWrite]) -> NewRows | None:
         """A batch's instance writes made into the rows they lead to in a mirror that
         holds none of them yet (`Store.new_rows`), to pass to `apply`: work done ahead of
         the write, while an earlier one is under way. None where there is nothing to gain."""
@@ -76,7 +74,7 @@ class Sink(Protocol):
     async def apply(
         self,
         batch: SyncBatch,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> WriteResult:
         """Apply a batch atomically; applying the same batch twice changes nothing more.
@@ -124,15 +122,13 @@ class StoreSink:
             limit=limit,
         )
 
-    def new_rows(
-        self, source_id: str, writes: Sequence[InstanceWrite]
-    ) -> list[NewRow | None] | None:
+    def new_rows(self, source_id: str, writes: Sequence[InstanceWrite]) -> NewRows | None:
         return self._store.new_rows(self._tenant_id, source_id, writes)
 
     async def apply(
         self,
         batch: SyncBatch,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> WriteResult:
         try:
@@ -242,16 +238,14 @@ class HttpSink:
         response = await self._get(f"/api/sync/sources/{source_id}/instances", params)
         return _POSITIONS.validate_python(response.json()["items"])
 
-    def new_rows(
-        self, source_id: str, writes: Sequence[InstanceWrite]
-    ) -> list[NewRow | None] | None:
+    def new_rows(self, source_id: str, writes: Sequence[InstanceWrite]) -> NewRows | None:
         return None  # the remote mirror makes its rows itself
 
     @stamina.retry(on=_retryable, attempts=5, timeout=120)
     async def apply(
         self,
         batch: SyncBatch,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> WriteResult:
         content = batch.model_dump_json(by_alias=True, exclude_none=True)

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -32,7 +32,7 @@ from tamma_sync.models import (
     SyncBatch,
     now_ms,
 )
-from tamma_sync.store import NewRow, WriteResult
+from tamma_sync.store import NewRows, WriteResult
 from tamma_sync.sync.details import Details
 from tamma_sync.sync.sink import BatchRefused, Sink
 
@@ -157,7 +157,7 @@ class Writer:
     async def apply(
         self,
         batch: SyncBatch,
-        made: Sequence[NewRow | None] | None = None,
+        made: NewRows | None = None,
         sent: asyncio.Event | None = None,
     ) -> WriteResult:
         """Write the batch; rows the sink refuses are rejected and the rest is written. The
