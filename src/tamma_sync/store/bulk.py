@@ -1,5 +1,6 @@
-"""Statements compiled once and run through the driver: bulk writes (executemany), the
-hottest reads, and the planner statistics that big writes make stale."""
+"""Statements compiled once and run through the driver: bulk writes (many rows to a
+statement, arrays, COPY), the hottest reads, and the planner statistics that big writes
+make stale."""
 
 from __future__ import annotations
 
