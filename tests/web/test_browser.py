@@ -158,6 +158,11 @@ def test_a_reset_stream_makes_the_page_load_the_list_again(settings: Settings, p
         page.route("**/api/events*", ahead_on_resume)
         page.goto(url)
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        # Shown once the stream has subscribed: "live" may show before (the page goes live
+        # as the response begins), and a batch written then reaches the page as the
+        # stream's backfill, which no queue bounds.
+        client.post("/api/workflows/instances", json={"id": "first", "definitionId": "wf"})
+        expect(instance_row(page, "first")).to_have_count(1)
         batch = {
             "sourceId": "elsa",
             "instances": [{"id": f"batch-{n}", "definitionId": "wf"} for n in range(5)],
