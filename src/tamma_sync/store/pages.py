@@ -104,17 +104,7 @@ class PageShape(NamedTuple):
     def by_one_index(self) -> bool:
         """Whether one index serves the listing whatever its values: no filter but the
         tenant's and a definition's."""
-        return self.sub_statuses is None and not (
-            self.correlation
-            or self.source
-            or self.created_since
-            or self.created_before
-            or self.updated_since
-            or self.updated_before
-            or self.id_prefix
-            or self.current_activity
-            or self.status_text
-        )
+        return self.sub_statuses is None and not (self.source or self.counts_rows)
 
     @classmethod
     def of(cls, query: InstanceQuery) -> PageShape:
