@@ -322,7 +322,11 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Seconds between sync cycles of the one ELSA source."
     )
     sync_page_size: int = Field(
-        default=1000, ge=1, le=5000, description="Instances per ELSA page and per stored batch."
+        default=1000,
+        ge=1,
+        le=5000,
+        description="Instances per ELSA list request. A stored batch holds a page, or the "
+        "pages read while the write before it ran (5,000 instances at most).",
     )
     sync_details: DetailsPolicy = Field(
         default=DetailsPolicy.ACTIVE,

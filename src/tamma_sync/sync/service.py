@@ -28,7 +28,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from tamma_sync.elsa import (
@@ -68,28 +67,18 @@ from tamma_sync.sync.options import CycleReport, SyncOptions
 from tamma_sync.sync.prefetch import handed_over, prefetched
 from tamma_sync.sync.sink import POSITIONS_PAGE, Sink
 from tamma_sync.sync.sweep import Sweep, Window
+from tamma_sync.sync.walk import PageGroup, PageWrite, made_ahead
 from tamma_sync.sync.writer import Rejections, Staged, Writer, stage_writes
 
 log = logging.getLogger(__name__)
 
 #: How many fetched pages may wait to be written: lets ELSA reads overlap store writes.
 PREFETCH_PAGES: Final = 2
-#: Rows made ahead of their write between two lets-go of the event loop.
-NEW_ROWS_SLICE: Final = 100
 #: Details read again per cycle at most, however far behind the refresh is.
 REFRESH_LIMIT: Final = 2_000
 #: How long a cancel waits for ELSA to finish cancelling before it answers.
 CANCEL_WAIT_SECONDS: Final = 5.0
 _TICKS_PER_SECOND: Final = 10_000_000
-
-
-@dataclass(frozen=True)
-class _PageWrite:
-    """A page of the walk being written, with the state that covers it and its rows."""
-
-    task: asyncio.Task[None]
-    state: SourceState
-    rows: list[InstanceSummary]
 
 
 ProgressCallback = Callable[[int], None]
@@ -321,61 +310,69 @@ class SyncService:
         Each page is written while the next is read and made ready to write (its details
         read, its rows mapped and, on the initial walk, made into the mirror's rows): the
         write is a wait on the database, and what comes before it is work in this process
-        or in ELSA. Pages are still written one at a time and in order, each with the
-        cursor that covers it, and a page is written only once the one before is stored."""
+        or in ELSA. Pages made ready while the write before is still running join into
+        one batch (sync/walk.py). Batches are written one at a time and in order,
+        each with the cursor that covers it, and only once the one before is stored."""
         cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
         initial = cursor is None
         lookback = round(self._options.lookback * _TICKS_PER_SECOND)
         since = cursor.shifted(-lookback) if cursor is not None else None
         changes = self._client.iter_instance_changes(since)
-        writing: _PageWrite | None = None
+        writing: PageWrite | None = None
+        group: PageGroup | None = None
+
+        async def write(pages: PageGroup) -> bool:
+            """Start writing `pages` once the write before has ended; False if stopping."""
+            nonlocal writing, cursor
+            if writing is not None:
+                await self._page_written(writing, lookback)
+                writing = None
+            if self._stopping:
+                return False
+            # The cursor moves only once the pages it covers are stored.
+            advanced = self._state.model_copy(deep=True)
+            if pages.cursor is not None and (cursor is None or pages.cursor > cursor):
+                cursor = pages.cursor
+                advanced.cursor = cursor.to_iso()
+            sent = asyncio.Event()
+            task = asyncio.create_task(
+                self._apply(pages.staged, report, state=advanced, made=pages.made, sent=sent)
+            )
+            writing = PageWrite(task, advanced, pages.rows)
+            await handed_over(task, sent)
+            return True
+
         try:
             # Closed on the way out, not when collected: the read-ahead ends with the cycle.
             async with contextlib.aclosing(prefetched(changes, PREFETCH_PAGES)) as pages:
                 async for page in pages:
                     rows = [row for row in page.items if not self._recent.is_known(row)]
                     staged = await self._staged(rows)
-                    made = await self._new_rows(staged.batch) if initial else None
-                    if writing is not None:
-                        await self._page_written(writing, lookback)
-                        writing = None
-                    if self._stopping:
-                        return
-                    # The cursor moves only once the page it covers is stored.
-                    advanced = self._state.model_copy(deep=True)
-                    if page.cursor is not None and (cursor is None or page.cursor > cursor):
-                        cursor = page.cursor
-                        advanced.cursor = cursor.to_iso()
-                    sent = asyncio.Event()
-                    write = self._apply(staged, report, state=advanced, made=made, sent=sent)
-                    writing = _PageWrite(asyncio.create_task(write), advanced, rows)
-                    await handed_over(writing.task, sent)
+                    made = await made_ahead(self._sink, staged.batch) if initial else None
+                    ready = PageGroup(staged, made, rows, page.cursor)
+                    if group is not None and not group.can_take(ready):
+                        if not await write(group):
+                            return
+                        group = None
+                    if group is None:
+                        group = ready
+                    else:
+                        group.take(ready)
+                    # While the write before runs, the group waits for the pages after it.
+                    if writing is None or writing.task.done() or group.full:
+                        if not await write(group):
+                            return
+                        group = None
+            if group is not None and not await write(group):
+                return
             if writing is not None:
                 await self._page_written(writing, lookback)
         finally:
             if writing is not None:  # the walk failed or was cancelled: the write ends first
                 await asyncio.gather(writing.task, return_exceptions=True)
 
-    async def _new_rows(self, batch: SyncBatch) -> NewRows | None:
-        """The batch's rows made ahead of its write (`Sink.new_rows`), in slices with the
-        event loop let go in between: the write before, waiting on the database, goes on
-        as soon as the database answers it."""
-        made: NewRows | None = None
-        for start in range(0, len(batch.instances), NEW_ROWS_SLICE):
-            part = self._sink.new_rows(
-                batch.source_id, batch.instances[start : start + NEW_ROWS_SLICE]
-            )
-            if part is None:
-                return None
-            if made is None:
-                made = part
-            else:
-                made.extend(part)
-            await asyncio.sleep(0)
-        return made
-
-    async def _page_written(self, writing: _PageWrite, lookback: int) -> None:
-        """Wait for a page's write (raising its error); then its state is the sync's."""
+    async def _page_written(self, writing: PageWrite, lookback: int) -> None:
+        """Wait for a batch's write (raising its error); then its state is the sync's."""
         await writing.task
         self._state = writing.state
         self._recent.add(writing.rows)

@@ -127,6 +127,24 @@ class Staged:
     batch: SyncBatch
     details: Details
 
+    def joined(self, more: Staged) -> Staged:
+        """This batch followed by `more`, as one."""
+        batch = self.batch.model_copy(
+            update={
+                "instances": [*self.batch.instances, *more.batch.instances],
+                "deleted_instance_ids": [
+                    *self.batch.deleted_instance_ids,
+                    *more.batch.deleted_instance_ids,
+                ],
+            }
+        )
+        details = Details(
+            found={**self.details.found, **more.details.found},
+            gone=[*self.details.gone, *more.details.gone],
+            failed={**self.details.failed, **more.details.failed},
+        )
+        return Staged(batch, details)
+
 
 def stage_writes(
     source_id: str,
