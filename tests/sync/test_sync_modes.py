@@ -12,10 +12,10 @@ import httpx
 
 from tamma_sync.api import create_app
 from tamma_sync.elsa import ElsaClient
-from tamma_sync.models import DEFAULT_TENANT_ID, SyncPhase
+from tamma_sync.models import DEFAULT_TENANT_ID, SyncBatch, SyncPhase
 from tamma_sync.settings import Settings, SourceSettings
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator
-from tamma_sync.store import Store
+from tamma_sync.store import NewRows, Store, WriteResult
 from tamma_sync.sync import HttpSink, StoreSink, SyncOptions, SyncService
 from tests.support.mirror import assert_mirror_equals
 from tests.support.server import serve_in_thread
@@ -59,6 +59,48 @@ async def test_push_mode_mirrors_through_the_batch_endpoint(
             assert (again.written.created, again.written.updated) == (0, 0)
         finally:
             await sink.aclose()
+
+
+class SlowServerSink(HttpSink):
+    """Pushes to a server that takes a while to answer each batch; the instances of each
+    batch pushed are counted."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.pushed: list[int] = []
+
+    async def apply(
+        self,
+        batch: SyncBatch,
+        made: NewRows | None = None,
+        sent: asyncio.Event | None = None,
+    ) -> WriteResult:
+        result = await super().apply(batch, made, sent)
+        self.pushed.append(len(batch.instances))
+        await asyncio.sleep(0.1)
+        return result
+
+
+async def test_a_pushing_worker_sends_each_page_on_its_own_however_slow_the_server(
+    database_url: str,
+    tmp_path: Path,
+    store: Store,
+    simulator: ElsaSimulator,
+    source: SourceSettings,
+    elsa_client: ElsaClient,
+    options: SyncOptions,
+) -> None:
+    # Pages joined could outgrow the request size the server takes, and be refused whole.
+    server_settings = Settings(database_url=database_url, data_dir=tmp_path)
+    with serve_in_thread(create_app(server_settings)) as server_url:
+        sink = SlowServerSink(server_url)
+        try:
+            service = SyncService(source, elsa_client, sink, options)
+            assert (await service.run_cycle()).error is None
+        finally:
+            await sink.aclose()
+    assert max(sink.pushed) == PAGE_SIZE
+    await assert_mirror_equals(store, simulator)
 
 
 def test_serve_syncs_configured_source_and_reports_status(

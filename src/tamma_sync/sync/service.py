@@ -349,7 +349,7 @@ class SyncService:
                     rows = [row for row in page.items if not self._recent.is_known(row)]
                     staged = await self._staged(rows)
                     made = await made_ahead(self._sink, staged.batch) if initial else None
-                    ready = PageGroup(staged, made, rows, page.cursor)
+                    ready = PageGroup(staged, made, rows, page.cursor, self._sink.joined_instances)
                     if group is not None and not group.can_take(ready):
                         if not await write(group):
                             return

@@ -17,6 +17,7 @@ import stamina
 from pydantic import SecretStr, TypeAdapter
 
 from tamma_sync.models import (
+    MAX_BATCH_INSTANCES,
     Definition,
     InstancePosition,
     InstanceWrite,
@@ -42,6 +43,10 @@ class BatchRefused(Exception):
 
 class Sink(Protocol):
     """What the sync needs from the mirror it keeps."""
+
+    joined_instances: int
+    """Most instances of a batch that joins pages of a walk (`sync/walk.py`); 0: each page
+    is a batch of its own."""
 
     async def load_state(self, source_id: str) -> SourceState | None:
         """The source's last saved state (cursor, counters), or None on a first run."""
@@ -90,6 +95,8 @@ class Sink(Protocol):
 
 class StoreSink:
     """Writes straight into a Store (the server's embedded sync, `tamma-sync sync`)."""
+
+    joined_instances = MAX_BATCH_INSTANCES
 
     def __init__(self, store: Store, tenant_id: str) -> None:
         self._store = store
@@ -175,7 +182,11 @@ def _retryable(exc: Exception) -> bool:
 
 class HttpSink:
     """Pushes to a remote tamma-sync: `POST /api/sync/batch`, authenticated with a key that
-    has the `sync:write` scope. Batches are idempotent, so failed pushes are retried."""
+    has the `sync:write` scope. Batches are idempotent, so failed pushes are retried. Each
+    page is pushed on its own: pages joined could outgrow the request size the server
+    takes (`TAMMA_SYNC_MAX_BODY_BYTES`), and be refused whole."""
+
+    joined_instances = 0
 
     def __init__(
         self, base_url: str, api_key: SecretStr | None = None, *, timeout: float = 60.0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tamma_sync.elsa import ElsaTimestamp, InstanceSummary
-from tamma_sync.models import MAX_BATCH_DELETIONS, MAX_BATCH_INSTANCES, SourceState, SyncBatch
+from tamma_sync.models import MAX_BATCH_DELETIONS, SourceState, SyncBatch
 from tamma_sync.store import NewRows
 from tamma_sync.sync.sink import Sink
 from tamma_sync.sync.writer import Staged
@@ -54,19 +54,22 @@ class PageGroup:
     rows: list[InstanceSummary]
     cursor: ElsaTimestamp | None
     """The newest cursor of the pages: safe to store once every page's rows are."""
+    limit: int
+    """Most instances the batch may hold once pages join it (`Sink.joined_instances`)."""
     _ids: set[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._ids = {row.id for row in self.rows}
 
     def can_take(self, page: PageGroup) -> bool:
-        """Whether `page` may join: the batch stays within what one sync batch may carry,
-        and no instance is in both. An instance listed again, updated since, goes in a
-        batch after the one that holds it: in one batch, the rows made ahead would insert
-        it twice, and the whole batch would be written again the slow way."""
+        """Whether `page` may join: the batch stays within its limit and what one sync
+        batch may carry, and no instance is in both. An instance listed again, updated
+        since, goes in a batch after the one that holds it: in one batch, the rows made
+        ahead would insert it twice, and the whole batch would be written again the slow
+        way."""
         batch, more = self.staged.batch, page.staged.batch
         return (
-            len(batch.instances) + len(more.instances) <= MAX_BATCH_INSTANCES
+            len(batch.instances) + len(more.instances) <= self.limit
             and len(batch.deleted_instance_ids) + len(more.deleted_instance_ids)
             <= MAX_BATCH_DELETIONS
             and self._ids.isdisjoint(page._ids)
@@ -86,8 +89,8 @@ class PageGroup:
 
     @property
     def full(self) -> bool:
-        """Whether the batch is as large as a sync batch may be: it is written next."""
-        return len(self.staged.batch.instances) >= MAX_BATCH_INSTANCES
+        """Whether the batch is as large as it may be: it is written next."""
+        return len(self.staged.batch.instances) >= self.limit
 
 
 @dataclass(frozen=True)
