@@ -22,6 +22,7 @@ from tamma_sync.models import (
     now_ms,
 )
 from tamma_sync.store import CatalogTotals, InstanceQuery, PurgeCutoffs, Store
+from tamma_sync.store.bulk import statement_lengths
 from tamma_sync.store.trends import MINUTE_MS, TrendWindow
 from tests.support.mirror import counted_by_definition
 
@@ -439,6 +440,32 @@ async def test_an_initial_walk_batch_made_ahead_writes_what_its_transaction_woul
         assert {at for _, _, _, at, _ in by_tenant[T]} == {hour + 60_000}
     finally:
         await store.close()
+
+
+async def test_batches_of_any_size_write_each_row_once_in_few_statement_lengths(
+    store: Store,
+) -> None:
+    """A batch goes to SQLite as INSERTs of many rows each; the driver keeps each length
+    of statement prepared, about 2 MB for 1,000 rows of instances, so the lengths come
+    from a few sizes. Batches of awkward sizes still write every row once, in order."""
+    sizes = [1, 3, 999, 1_000, 1_001, 1_537, 2_047]
+    lengths = {length for size in range(1, 5_001) for length in statement_lengths(size, 1_000)}
+    assert len(lengths) <= 11, "1,000 and the powers of two below it"
+    written = 0
+    for batch_number, size in enumerate(sizes):
+        writes = [
+            instance(f"b{batch_number}-{n:05d}", status="Running", created_at=1, updated_at=2)
+            for n in range(size)
+        ]
+        batch = SyncBatch(source_id="elsa", instances=writes)
+        result = await store.apply_sync_batch(T, batch, store.new_rows(T, "elsa", writes))
+        assert result.created == size
+        written += size
+    assert await store.instance_counts(T) == {"wf": {"Executing": written}}
+    logged = await store.changes_after(0, limit=10_000)
+    assert [c.entity_id for c in logged] == [
+        f"b{batch_number}-{n:05d}" for batch_number, size in enumerate(sizes) for n in range(size)
+    ]
 
 
 async def test_commit_listeners_hear_the_last_seq_after_commit(store: Store) -> None:

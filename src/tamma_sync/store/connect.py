@@ -33,13 +33,6 @@ SQLITE_CONNECTIONS = 2
 #: the store. At 1,000 a sync's page of 1,000 instances checkpointed in its own commit:
 #: half of that commit's time, and a fifth of the initial walk's.
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
-#: Changed pages a transaction keeps in memory before it writes them to the WAL ahead of
-#: its commit (SQLite's `cache_spill`; by default, past the page cache's 2 MiB). A sync
-#: batch of 5,000 new instances changes about 5,500 pages of a database of 100,000, and
-#: about three pages per instance at 1,000,000 (one in each index its rows land at random
-#: places in). Spilled, pages are written more than once and read back: SQLite alone took
-#: 3.5 to 4.1 s to write 100,000 instances in such batches, against 3.0 s unspilled.
-SQLITE_SPILL_PAGES = 20_000
 #: A PostgreSQL connection idle in the pool for longer than this is pinged before use.
 PING_AFTER_IDLE_SECONDS = 1.0
 #: Execution option that marks a connection's transaction as a write (see `_tune_sqlite`).
@@ -122,7 +115,6 @@ def _tune_sqlite(sql_engine: AsyncEngine) -> None:
             "synchronous=NORMAL",
             "foreign_keys=ON",
             f"wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}",
-            f"cache_spill={SQLITE_SPILL_PAGES}",
             # ANALYZE samples this many rows per index: milliseconds at any size, and
             # statistics good enough to choose between indexes (see database.py).
             f"analysis_limit={SQLITE_ANALYSIS_ROWS}",
