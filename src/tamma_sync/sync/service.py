@@ -13,8 +13,9 @@ Each cycle:
    ELSA commits new bookmarks and variables without moving `updatedAt`;
 5. a slice of the deletion sweep (sync/sweep.py), within its share of ELSA's time.
 
-Each delta page is written with the cursor that covers it in one atomic batch, so a
-worker killed at any point resumes where it stopped. A row the mirror refuses, or whose
+Delta pages are written with the cursor that covers them in atomic batches (one page, or
+the pages read while the write before ran: sync/walk.py), so a worker killed at any point
+resumes where it stopped. A row the mirror refuses, or whose
 details ELSA keeps failing to give, is set aside as a rejection and retried later
 (sync/writer.py): it never stops the source.
 """
@@ -139,7 +140,7 @@ class SyncService:
         self._wake.set()
 
     def stop(self) -> None:
-        """Finish the page being written, then leave `run()`."""
+        """Finish the batch being written, then leave `run()`."""
         self._stopping = True
         self._wake.set()
 
