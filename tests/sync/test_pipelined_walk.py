@@ -69,6 +69,15 @@ class WatchedSink(StoreSink):
             self.under_way -= 1
 
 
+async def assert_each_instance_created_once(store: Store) -> None:
+    creates = [
+        change.entity_id
+        for change in await store.changes_after(0, limit=10_000)
+        if change.op is ChangeOp.CREATE and change.entity is EntityKind.INSTANCE
+    ]
+    assert len(creates) == len(set(creates)) == INSTANCES, "no instance was created twice"
+
+
 async def test_a_failed_page_write_stops_the_walk_at_the_page_before(
     source: SourceSettings,
     elsa_client: ElsaClient,
@@ -97,12 +106,7 @@ async def test_a_failed_page_write_stops_the_walk_at_the_page_before(
     assert sink.most_under_way == 1
     assert report.written.created == INSTANCES - stored, "resumed from the cursor"
     await assert_mirror_equals(store, simulator)
-    creates = [
-        change.entity_id
-        for change in await store.changes_after(0, limit=10_000)
-        if change.op is ChangeOp.CREATE and change.entity is EntityKind.INSTANCE
-    ]
-    assert len(creates) == len(set(creates)) == INSTANCES, "no instance was created twice"
+    await assert_each_instance_created_once(store)
 
 
 class SlowDatabaseSink(StoreSink):
@@ -165,12 +169,7 @@ async def test_pages_made_ready_while_the_database_is_busy_are_written_as_one_ba
     assert len(walked) < (INSTANCES - stored) / PAGE_SIZE, "pages were written together"
     assert max(len(ids) for ids in walked) >= 2 * PAGE_SIZE
     await assert_mirror_equals(store, simulator)
-    creates = [
-        change.entity_id
-        for change in await store.changes_after(0, limit=10_000)
-        if change.op is ChangeOp.CREATE and change.entity is EntityKind.INSTANCE
-    ]
-    assert len(creates) == len(set(creates)) == INSTANCES, "no instance was created twice"
+    await assert_each_instance_created_once(store)
 
 
 async def test_an_instance_listed_again_during_the_walk_is_written_in_a_later_batch(
@@ -200,9 +199,4 @@ async def test_an_instance_listed_again_during_the_walk_is_written_in_a_later_ba
     listed_twice = {i for i in moved if sum(ids.count(i) for ids in sink.batches) == 2}
     assert listed_twice, "the walk listed some moved instances twice"
     await assert_mirror_equals(store, simulator)
-    creates = [
-        change.entity_id
-        for change in await store.changes_after(0, limit=10_000)
-        if change.op is ChangeOp.CREATE and change.entity is EntityKind.INSTANCE
-    ]
-    assert len(creates) == len(set(creates)) == INSTANCES, "no instance was created twice"
+    await assert_each_instance_created_once(store)
