@@ -3,9 +3,9 @@ write, and written together while the database is busy with the write before (gr
 commit).
 
 A write transaction costs a database more per row the fewer rows it holds. SQLite above
-all: a walk's rows land at random places in three indexes (the instances' ids, their
-sources, the change log's entity ids), so a transaction rewrites about one page of each
-per row it holds, until it holds about as many rows as those indexes have pages, and the
+all: a walk's rows land at random places in two indexes (the instances' ids and the
+change log's entity ids), so a transaction rewrites about one page of each per row it
+holds, until it holds about as many rows as those indexes have pages, and the
 WAL checkpoint after it copies every page it rewrote. So pages made ready while a write
 runs wait for it and then go to the database as one batch; while the database keeps up,
 each page is written on its own as soon as it is ready, as before.
