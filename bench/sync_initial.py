@@ -57,9 +57,9 @@ from bench._common import (
     wait_for_quiet,
 )
 from bench._servers import Child, elsa_simulator, tamma_sync_server
-from tamma_sync.collector import tune_collector
 from tamma_sync.elsa import ElsaClient
 from tamma_sync.elsa.timestamps import ElsaTimestamp
+from tamma_sync.runtime import tune_runtime
 from tamma_sync.settings import DetailsPolicy, SourceSettings, normalize_database_url
 from tamma_sync.store import Store
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
@@ -130,7 +130,7 @@ async def _sync_once(
 
 
 def _worker(args: argparse.Namespace) -> None:
-    tune_collector()  # as `tamma-sync sync` and the server do
+    tune_runtime()  # as `tamma-sync sync` and the server do
     coroutine = _sync_once(args.database_url, args.elsa_url, args.details, args.page_size)
     if args.loop == "uvloop":
         import uvloop

@@ -19,10 +19,10 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
 
-from tamma_sync.collector import tune_collector
 from tamma_sync.exit_codes import STARTUP_FAILED, USAGE
 from tamma_sync.logs import configure_logging
 from tamma_sync.models import DEFAULT_TENANT_ID, ApiKey, Scope
+from tamma_sync.runtime import tune_runtime
 from tamma_sync.settings import (
     DetailsPolicy,
     Settings,
@@ -305,7 +305,7 @@ def sync(
         raise typer.BadParameter("no ELSA source: set TAMMA_SYNC_ELSA_URL or TAMMA_SYNC_SOURCES")
     if push_url is not None:
         _check_push_url(push_url, push_key)
-    tune_collector()
+    tune_runtime()
     failed = asyncio.run(_sync(settings, once, push_url, push_key))
     raise typer.Exit(code=1 if failed else 0)
 
@@ -569,5 +569,5 @@ def demo(
         f"  API key    tamma-sync keys create --scopes dashboard:view,workflows:view "
         f"--database-url {database_url}\n"
     )
-    tune_collector()
+    tune_runtime()
     Server(create_app(demo_settings), host="127.0.0.1", port=port, log_level="warning").run()

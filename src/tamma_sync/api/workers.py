@@ -31,9 +31,9 @@ from types import FrameType
 from tamma_sync.api.app import create_app
 from tamma_sync.api.server import GRACEFUL_SHUTDOWN_SECONDS, Server
 from tamma_sync.api.timeouts import request_deadlines
-from tamma_sync.collector import tune_collector
 from tamma_sync.exit_codes import STARTUP_FAILED
 from tamma_sync.logs import configure_logging
+from tamma_sync.runtime import tune_runtime
 from tamma_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class ServeOptions:
 
 def run_server(options: ServeOptions, sockets: list[socket.socket] | None = None) -> bool:
     """Run one server until it is asked to stop; False if it never started."""
-    tune_collector()
+    tune_runtime()
     server = Server(
         create_app(options.settings, host=options.host, insecure=options.insecure),
         host=options.host,

@@ -33,6 +33,12 @@ SQLITE_CONNECTIONS = 2
 #: the store. At 1,000 a sync's page of 1,000 instances checkpointed in its own commit:
 #: half of that commit's time, and a fifth of the initial walk's.
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+#: Page cache of each pool connection, in KiB (SQLite's `cache_size`, 2,000 by default). A
+#: sync batch of 5,000 new instances rewrites pages all over the instances' id index and
+#: the change log's entity index: with 2 MB the transaction spilled pages into the WAL
+#: before its commit and read them back. At 8 MB an initial sync of 100,000 instances
+#: took 3 to 5 % less time, for up to 6 MB more per connection.
+SQLITE_CACHE_KIB = 8_192
 #: A PostgreSQL connection idle in the pool for longer than this is pinged before use.
 PING_AFTER_IDLE_SECONDS = 1.0
 #: Execution option that marks a connection's transaction as a write (see `_tune_sqlite`).
@@ -96,7 +102,8 @@ def _ping_when_idle(sql_engine: AsyncEngine) -> None:
 
 def _tune_sqlite(sql_engine: AsyncEngine) -> None:
     """WAL (checkpointed by the store, `SQLITE_AUTOCHECKPOINT_PAGES`), relaxed fsync, a
-    busy timeout, foreign keys, sampled ANALYZE; BEGIN IMMEDIATE for writes.
+    larger page cache (`SQLITE_CACHE_KIB`), a busy timeout, foreign keys, sampled ANALYZE;
+    BEGIN IMMEDIATE for writes.
 
     pysqlite's own transaction handling is switched off so that SQLAlchemy's `begin`
     decides how a transaction starts: a write takes the write lock up front instead of
@@ -115,6 +122,7 @@ def _tune_sqlite(sql_engine: AsyncEngine) -> None:
             "synchronous=NORMAL",
             "foreign_keys=ON",
             f"wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}",
+            f"cache_size=-{SQLITE_CACHE_KIB}",
             # ANALYZE samples this many rows per index: milliseconds at any size, and
             # statistics good enough to choose between indexes (see database.py).
             f"analysis_limit={SQLITE_ANALYSIS_ROWS}",
