@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -37,11 +36,18 @@ _DOTNET_UTC = re.compile(
 )
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class ElsaTimestamp:
-    """An instant as 100-ns ticks since 1970-01-01T00:00:00Z (negative before it)."""
+class ElsaTimestamp(int):
+    """An instant as 100-ns ticks since 1970-01-01T00:00:00Z (negative before it).
 
-    ticks: int
+    An `int` of those ticks: a walk compares, hashes and sorts every row's stamps, which
+    costs an int a tenth of what it cost a dataclass. Arithmetic on one gives a plain int;
+    `shifted` gives a stamp."""
+
+    __slots__ = ()
+
+    @property
+    def ticks(self) -> int:
+        return int(self)
 
     @classmethod
     def parse(cls, text: str) -> ElsaTimestamp:
@@ -82,19 +88,19 @@ class ElsaTimestamp:
     @property
     def epoch_ms(self) -> int:
         """Epoch milliseconds, floored (the unit of the domain models)."""
-        return self.ticks // TICKS_PER_MILLISECOND
+        return int(self) // TICKS_PER_MILLISECOND
 
     @property
     def is_midnight(self) -> bool:
         """True when the UTC time of day is exactly 00:00:00.0000000."""
-        return self.ticks % TICKS_PER_DAY == 0
+        return int(self) % TICKS_PER_DAY == 0
 
     def shifted(self, ticks: int) -> ElsaTimestamp:
-        return ElsaTimestamp(self.ticks + ticks)
+        return ElsaTimestamp(int(self) + ticks)
 
     def to_iso(self) -> str:
         """UTC with all 7 fractional digits and `+00:00`, as ELSA writes it."""
-        seconds, fraction = divmod(self.ticks, TICKS_PER_SECOND)
+        seconds, fraction = divmod(int(self), TICKS_PER_SECOND)
         days, second_of_day = divmod(seconds, 86_400)
         day = date.fromordinal(days + _EPOCH_ORDINAL)
         hour, rest = divmod(second_of_day, 3600)
@@ -103,6 +109,12 @@ class ElsaTimestamp:
 
     def __str__(self) -> str:
         return self.to_iso()
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.to_iso(), format_spec)
+
+    def __repr__(self) -> str:
+        return f"ElsaTimestamp({self.to_iso()!r})"
 
     @classmethod
     def __get_pydantic_core_schema__(

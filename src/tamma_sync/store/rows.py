@@ -24,21 +24,6 @@ from tamma_sync.models import (
 CHUNK = 500
 _T = TypeVar("_T")
 
-INSTANCE_CONTENT = (
-    "definition_id",
-    "status",
-    "sub_status",
-    "current_activity",
-    "variables",
-    "correlation_id",
-    "name",
-    "incident_count",
-    "definition_version",
-    "definition_version_id",
-    "created_at",
-    "updated_at",
-    "finished_at",
-)
 DEFINITION_CONTENT = (
     "name",
     "version",
@@ -94,9 +79,7 @@ def merge_instance(
         already_ended = live is not None and live["sub_status"] in ENDED_SUB_STATUSES
         finished_at = live["finished_at"] if already_ended and live is not None else None
         finished_at = finished_at or write.updated_at or now
-    row: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "id": write.id,
+    content = {  # what the content hash covers: the row but its keys and source
         "definition_id": write.definition_id,
         "status": write.status,
         "sub_status": sub_status.value if sub_status is not None else None,
@@ -114,11 +97,15 @@ def merge_instance(
         "created_at": write.created_at or (live["created_at"] if live is not None else now),
         "updated_at": write.updated_at or now,
         "finished_at": finished_at,
+    }
+    return {
+        "tenant_id": tenant_id,
+        "id": write.id,
+        **content,
         "source_id": source_id if source_id is not None else write.source_id,
         "deleted_at": None,
+        "content_hash": content_hash(content),
     }
-    row["content_hash"] = content_hash({k: row[k] for k in INSTANCE_CONTENT})
-    return row
 
 
 def definition_of(row: sa.RowMapping | dict[str, Any]) -> Definition:
@@ -131,9 +118,10 @@ def instance_of(row: sa.RowMapping | dict[str, Any]) -> Instance:
 
 #: Instance field → wire key, to write change-log snapshots and pages without building models.
 INSTANCE_WIRE_KEYS = {name: field.alias or name for name, field in Instance.model_fields.items()}
+_INSTANCE_WIRE_PAIRS = tuple(INSTANCE_WIRE_KEYS.items())
 
 
 def instance_wire(row: sa.RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """`Instance.model_validate(row).to_wire()`, without the model: the change log gets one
     snapshot per written row, so this is on the hot path of every sync batch."""
-    return {key: row[name] for name, key in INSTANCE_WIRE_KEYS.items() if row[name] is not None}
+    return {key: value for name, key in _INSTANCE_WIRE_PAIRS if (value := row[name]) is not None}

@@ -323,12 +323,17 @@ class SyncService:
         group: PageGroup | None = None
 
         async def write(pages: PageGroup) -> bool:
-            """Start writing `pages` once the write before has ended; False if stopping."""
+            """Start writing `pages` once the write before has ended; False if stopping.
+            What the walk remembers of the write before is noted once this one is on its
+            way to the database, which meanwhile has nothing to do."""
             nonlocal writing, cursor
-            if writing is not None:
-                await self._page_written(writing, lookback)
+            written = writing
+            if written is not None:
+                await self._stored(written)
                 writing = None
             if self._stopping:
+                if written is not None:
+                    self._remember(written, lookback)
                 return False
             # The cursor moves only once the pages it covers are stored.
             advanced = self._state.model_copy(deep=True)
@@ -341,6 +346,8 @@ class SyncService:
             )
             writing = PageWrite(task, advanced, pages.rows)
             await handed_over(task, sent)
+            if written is not None:
+                self._remember(written, lookback)
             return True
 
         try:
@@ -367,15 +374,19 @@ class SyncService:
             if group is not None and not await write(group):
                 return
             if writing is not None:
-                await self._page_written(writing, lookback)
+                await self._stored(writing)
+                self._remember(writing, lookback)
         finally:
             if writing is not None:  # the walk failed or was cancelled: the write ends first
                 await asyncio.gather(writing.task, return_exceptions=True)
 
-    async def _page_written(self, writing: PageWrite, lookback: int) -> None:
+    async def _stored(self, writing: PageWrite) -> None:
         """Wait for a batch's write (raising its error); then its state is the sync's."""
         await writing.task
         self._state = writing.state
+
+    def _remember(self, writing: PageWrite, lookback: int) -> None:
+        """Note the rows of a batch that was written (its state is the sync's already)."""
         self._recent.add(writing.rows)
         if writing.state.cursor is not None:
             self._recent.prune(ElsaTimestamp.parse(writing.state.cursor).shifted(-lookback))
