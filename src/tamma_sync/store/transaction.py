@@ -23,6 +23,7 @@ from tamma_sync.store.rows import chunks
 from tamma_sync.store.trends import (
     ADD_TO_ROLLUPS,
     TrendDeltas,
+    add_deltas,
     count_transitions,
     new_deltas,
     rollup_rows,
@@ -212,8 +213,7 @@ class Transaction:
             change["at"] = self.now
         self.pending_changes += gathered.pending_changes
         self.count_deltas.update(gathered.count_deltas)
-        for key, kinds in gathered.trend_deltas.items():
-            self.trend_deltas[key].update(kinds)
+        add_deltas(self.trend_deltas, gathered.trend_deltas)
         self.inserted.update(gathered.inserted)
         for upsert, rows in gathered.written_last:
             if self.written_last and self.written_last[-1][0] == upsert and upsert.key is None:
