@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
+from datetime import UTC, datetime
 
 from tamma_sync.simulator import ElsaSimulator, SimulatorConfig, serve_simulator
 
@@ -19,11 +21,19 @@ def main() -> None:
     parser.add_argument("--definitions", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--ending-now",
+        action="store_true",
+        help="seed the history up to now (the trends then count it), not up to a fixed date",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    simulator = ElsaSimulator(
-        SimulatorConfig(seed=args.seed, definitions=args.definitions, instances=args.instances)
-    )
+    config = SimulatorConfig(seed=args.seed, definitions=args.definitions, instances=args.instances)
+    if args.ending_now:
+        config = dataclasses.replace(
+            config, start=datetime.now(UTC).replace(second=0, microsecond=0)
+        )
+    simulator = ElsaSimulator(config)
     print(f"simulator built in {time.perf_counter() - started:.2f}s", flush=True)
     serving = serve_simulator(simulator, "127.0.0.1", args.port, None, 1)
     if args.loop == "uvloop":

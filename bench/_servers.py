@@ -138,10 +138,16 @@ def scale_server(
 
 @contextlib.contextmanager
 def elsa_simulator(
-    instances: int, *, definitions: int = 12, seed: int = 1, workdir: Path | None = None
+    instances: int,
+    *,
+    definitions: int = 12,
+    seed: int = 1,
+    workdir: Path | None = None,
+    ending_now: bool = False,
 ) -> Iterator[Child]:
     """The project's ELSA 3 simulator, served by uvicorn in a process of its own (so its
-    CPU does not compete with the process being measured for one GIL)."""
+    CPU does not compete with the process being measured for one GIL). `ending_now`: its
+    month of history ends now, as a live ELSA's does, not at a fixed date."""
     port = free_port()
     command = [
         sys.executable,
@@ -155,6 +161,7 @@ def elsa_simulator(
         str(definitions),
         "--seed",
         str(seed),
+        *(["--ending-now"] if ending_now else []),
     ]
     with contextlib.ExitStack() as stack:
         cwd = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))

@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="tamma-bench-") as tmp:
         workdir = Path(tmp)
-        with elsa_simulator(args.instances, workdir=workdir) as elsa:
+        with elsa_simulator(args.instances, workdir=workdir, ending_now=True) as elsa:
             for kind in databases:
                 for policy in policies:
                     progress(f"[{kind}] new sync, details={policy} ...")
@@ -518,9 +518,10 @@ def _write_report(
     raw = report.raw
     report.add(
         f"Setup: ELSA simulator (seed 1, 12 definitions, {args.instances:,} instances: 4 % "
-        "Pending, 4 % Executing, 22 % Suspended, 55 % Finished, 5 % Cancelled, 10 % Faulted) "
-        "served by uvicorn on uvloop in its own process. New sync: `SyncService` + `StoreSink` "
-        f"in a fresh worker process ({args.loop} loop), `SyncOptions(page_size="
+        "Pending, 4 % Executing, 22 % Suspended, 55 % Finished, 5 % Cancelled, 10 % Faulted, "
+        "created over the 30 days before the run, so the trends count the last days as a live "
+        "ELSA's) served by uvicorn on uvloop in its own process. New sync: `SyncService` + "
+        f"`StoreSink` in a fresh worker process ({args.loop} loop), `SyncOptions(page_size="
         f"{args.page_size}, details=…)` otherwise default (details concurrency 8), one "
         "`run_cycle()` from an empty mirror, timed from its start to its end (definitions, "
         "the instance walk, and anything else a first cycle does, such as a reconciliation "
