@@ -79,7 +79,7 @@ def merge_instance(
         already_ended = live is not None and live["sub_status"] in ENDED_SUB_STATUSES
         finished_at = live["finished_at"] if already_ended and live is not None else None
         finished_at = finished_at or write.updated_at or now
-    content = {  # what the content hash covers: the row but its keys and source
+    content = {  # what the content hash covers: the row but its keys, source and tombstone
         "definition_id": write.definition_id,
         "status": write.status,
         "sub_status": sub_status.value if sub_status is not None else None,

@@ -48,8 +48,8 @@ KEPT_MINUTES = {1: 1_440 + 60, 15: 2 * 1_440, 60: 8 * 1_440}
 
 #: Moves: {(tenant, definition, span, minute where the span starts): [n of each of KINDS]}.
 #: Lists, not Counters: a sync of recent history makes a key for most minutes it covers,
-#: and a Counter took 3.6 us to make (an initial walk of the last day's instances spent
-#: nearly as long counting trends as making its rows).
+#: and a Counter took 3.6 us to make (rows of 1,000 recent instances were made in 11.3 ms,
+#: of old ones in 9.4; with lists, 9.1).
 TrendDeltas = dict[tuple[str, str, int, int], list[int]]
 #: Where a kind is counted in a delta's list.
 _SLOT: dict[TrendKind, int] = {kind: at for at, kind in enumerate(KINDS)}

@@ -15,9 +15,9 @@ Each cycle:
 
 Delta pages are written with the cursor that covers them in atomic batches (one page, or
 the pages read while the write before ran: sync/walk.py), so a worker killed at any point
-resumes where it stopped. A row the mirror refuses, or whose
-details ELSA keeps failing to give, is set aside as a rejection and retried later
-(sync/writer.py): it never stops the source.
+resumes where it stopped. A row the mirror refuses, or whose details ELSA keeps failing to
+give, is set aside as a rejection and retried later (sync/writer.py): it never stops the
+source.
 """
 
 from __future__ import annotations
@@ -308,12 +308,11 @@ class SyncService:
     async def _sync_instances(self, report: CycleReport) -> None:
         """The delta: rows updated since the cursor minus the look-back, new ones only.
 
-        Each page is written while the next is read and made ready to write (its details
-        read, its rows mapped and, on the initial walk, made into the mirror's rows): the
-        write is a wait on the database, and what comes before it is work in this process
-        or in ELSA. Pages made ready while the write before is still running join into
-        one batch (sync/walk.py). Batches are written one at a time and in order,
-        each with the cursor that covers it, and only once the one before is stored."""
+        Each page is written while the next is read and made ready to write (details read,
+        rows mapped and, on the initial walk, made into the mirror's rows). Pages made ready
+        while the write before runs join into one batch (sync/walk.py). Batches are written
+        one at a time, in order, each with the cursor that covers it, once the one before
+        is stored."""
         cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
         initial = cursor is None
         lookback = round(self._options.lookback * _TICKS_PER_SECOND)
@@ -324,12 +323,11 @@ class SyncService:
 
         async def write(pages: PageGroup) -> bool:
             """Start writing `pages` once the write before has ended; False if stopping.
-            What the walk remembers of the write before is noted once this one is on its
-            way to the database, which meanwhile has nothing to do."""
+            The write before is remembered once this one is on its way to the database."""
             nonlocal writing, cursor
             written = writing
             if written is not None:
-                await self._stored(written)
+                await self._stored(written)  # still `writing`: a cancelled walk waits for it
                 writing = None
             if self._stopping:
                 if written is not None:
