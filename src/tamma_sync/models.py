@@ -80,7 +80,7 @@ class SubStatus(StrEnum):
     @classmethod
     def parse(cls, text: str) -> SubStatus:
         """Case-insensitive lookup; raises ValueError naming the valid values."""
-        found = _SUB_STATUS_BY_VALUE.get(text) or _SUB_STATUS_BY_LOWER.get(text.strip().lower())
+        found = _SUB_STATUS_BY_TEXT.get(text) or _SUB_STATUS_BY_TEXT.get(text.strip().lower())
         if found is None:
             valid = ", ".join(member.value for member in cls)
             raise ValueError(f"unknown subStatus {text!r}; expected one of {valid}")
@@ -88,9 +88,8 @@ class SubStatus(StrEnum):
 
 
 ENDED_SUB_STATUSES: Final = frozenset({SubStatus.FINISHED, SubStatus.CANCELLED, SubStatus.FAULTED})
-#: As ELSA writes them (the lookup of nearly every row), then in any case.
-_SUB_STATUS_BY_VALUE: Final = {member.value: member for member in SubStatus}
-_SUB_STATUS_BY_LOWER: Final = {member.value.lower(): member for member in SubStatus}
+#: Each sub-status by its text in lower case and as ELSA writes it (nearly every row's).
+_SUB_STATUS_BY_TEXT: Final = {text: m for m in SubStatus for text in (m.value.lower(), m.value)}
 
 #: How a legacy free-text `status` maps to the typed sub-status (case-insensitive, after
 #: trimming; `-` and spaces count as `_`). ELSA 2's vocabulary, Tamma's and the common

@@ -308,11 +308,10 @@ class SyncService:
     async def _sync_instances(self, report: CycleReport) -> None:
         """The delta: rows updated since the cursor minus the look-back, new ones only.
 
-        Each page is written while the next is read and made ready to write (details read,
-        rows mapped and, on the initial walk, made into the mirror's rows). Pages made ready
-        while the write before runs join into one batch (sync/walk.py). Batches are written
-        one at a time, in order, each with the cursor that covers it, once the one before
-        is stored."""
+        Each page is written while the next is read and made ready (details read, rows
+        mapped and, on the initial walk, made into the mirror's rows); pages made ready while
+        a write runs join into one batch (sync/walk.py). Batches are written in order, each
+        with the cursor that covers it, once the one before is stored."""
         cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
         initial = cursor is None
         lookback = round(self._options.lookback * _TICKS_PER_SECOND)
@@ -322,31 +321,28 @@ class SyncService:
         group: PageGroup | None = None
 
         async def write(pages: PageGroup) -> bool:
-            """Start writing `pages` once the write before has ended; False if stopping.
-            The write before is remembered once this one is on its way to the database."""
+            """Write `pages` once the one before is stored (then remembered); False if stopping."""
             nonlocal writing, cursor
             written = writing
             if written is not None:
                 await self._stored(written)  # still `writing`: a cancelled walk waits for it
                 writing = None
-            if self._stopping:
-                if written is not None:
-                    self._remember(written, lookback)
-                return False
-            # The cursor moves only once the pages it covers are stored.
-            advanced = self._state.model_copy(deep=True)
-            if pages.cursor is not None and (cursor is None or pages.cursor > cursor):
-                cursor = pages.cursor
-                advanced.cursor = cursor.to_iso()
-            sent = asyncio.Event()
-            task = asyncio.create_task(
-                self._apply(pages.staged, report, state=advanced, made=pages.made, sent=sent)
-            )
-            writing = PageWrite(task, advanced, pages.rows)
-            await handed_over(task, sent)
+            stopping = self._stopping
+            if not stopping:
+                # The cursor moves only once the pages it covers are stored.
+                advanced = self._state.model_copy(deep=True)
+                if pages.cursor is not None and (cursor is None or pages.cursor > cursor):
+                    cursor = pages.cursor
+                    advanced.cursor = cursor.to_iso()
+                sent = asyncio.Event()
+                task = asyncio.create_task(
+                    self._apply(pages.staged, report, state=advanced, made=pages.made, sent=sent)
+                )
+                writing = PageWrite(task, advanced, pages.rows)
+                await handed_over(task, sent)
             if written is not None:
                 self._remember(written, lookback)
-            return True
+            return not stopping
 
         try:
             # Closed on the way out, not when collected: the read-ahead ends with the cycle.
