@@ -20,11 +20,12 @@ from tamma_sync.elsa.listings import (
     require_ascending,
 )
 from tamma_sync.elsa.mapping import definition_write, instance_write, journal_entry, sub_status
-from tamma_sync.elsa.timestamps import ElsaTimestamp
+from tamma_sync.elsa.timestamps import TICKS_PER_SECOND, ElsaTimestamp
 from tamma_sync.elsa.transport import RetryPolicy, Timeouts
 from tamma_sync.elsa.wire import InstanceDetail, InstanceSummary, VariableValue
 
 __all__ = [
+    "TICKS_PER_SECOND",
     "ChangePage",
     "Column",
     "CreationPage",

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from tamma_sync.elsa import (
+    TICKS_PER_SECOND,
     ElsaClient,
     ElsaError,
     ElsaTimestamp,
@@ -79,7 +80,6 @@ PREFETCH_PAGES: Final = 2
 REFRESH_LIMIT: Final = 2_000
 #: How long a cancel waits for ELSA to finish cancelling before it answers.
 CANCEL_WAIT_SECONDS: Final = 5.0
-_TICKS_PER_SECOND: Final = 10_000_000
 
 
 ProgressCallback = Callable[[int], None]
@@ -314,7 +314,7 @@ class SyncService:
         with the cursor that covers it, once the one before is stored."""
         cursor = ElsaTimestamp.parse(self._state.cursor) if self._state.cursor else None
         initial = cursor is None
-        lookback = round(self._options.lookback * _TICKS_PER_SECOND)
+        lookback = round(self._options.lookback * TICKS_PER_SECOND)
         since = cursor.shifted(-lookback) if cursor is not None else None
         changes = self._client.iter_instance_changes(since)
         writing: PageWrite | None = None
