@@ -131,6 +131,46 @@ class Measurement:
     largest_peak_rss_kib: int
     """The peak of the largest single process."""
     extra: dict[str, Any] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list, repr=False)
+    """Every measured request's latency (not recorded: `latency_ms` sums them up)."""
+
+    @classmethod
+    def merged(cls, parts: Sequence[Measurement]) -> Measurement:
+        """The measurement of one scenario run in several slices, as if run in one."""
+        first = parts[0]
+        latencies = [latency for part in parts for latency in part.latencies_s]
+        statuses: dict[str, int] = {}
+        errors: list[str] = []
+        for part in parts:
+            for status, count in part.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+            errors += part.errors
+        requests = sum(part.requests for part in parts)
+        return cls(
+            key=first.key,
+            label=first.label,
+            concurrency=first.concurrency,
+            requests=requests,
+            elapsed=sum(part.elapsed for part in parts),
+            latency_ms=distribution_ms(latencies),
+            statuses=statuses,
+            errors=errors[:5],
+            bytes_per_request=(
+                sum(part.bytes_per_request * part.requests for part in parts) / requests
+                if requests
+                else 0.0
+            ),
+            server_cpu=sum(part.server_cpu for part in parts),
+            backend_cpu=sum(part.backend_cpu for part in parts),
+            backend_sessions=max(part.backend_sessions for part in parts),
+            client_cpu=sum(part.client_cpu for part in parts),
+            busy_cpu=sum(part.busy_cpu for part in parts),
+            foreign_cpu=sum(part.foreign_cpu for part in parts),
+            peak_rss_kib=max(part.peak_rss_kib for part in parts),
+            rss_after_kib=parts[-1].rss_after_kib,
+            largest_peak_rss_kib=max(part.largest_peak_rss_kib for part in parts),
+            latencies_s=latencies,
+        )
 
     @property
     def rate(self) -> float:
@@ -158,6 +198,7 @@ class Measurement:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["latencies_s"]
         data["rate"] = self.rate
         return data
 
@@ -243,6 +284,7 @@ def run_scenario(
         peak_rss_kib=sum(m.get("VmHWM", 0) for m in memory),
         rss_after_kib=sum(m.get("VmRSS", 0) for m in memory),
         largest_peak_rss_kib=max(m.get("VmHWM", 0) for m in memory),
+        latencies_s=result.latencies,
     )
 
 
