@@ -1,6 +1,6 @@
 """Offset pages deeper than the anchors' step (started from remembered anchors) hold exactly
-the rows OFFSET would, before and after writes — this process's and another's — that move
-every row's position."""
+the rows OFFSET would, and the total of their listing, before and after writes — this
+process's and another's — that move every row's position."""
 
 from __future__ import annotations
 
@@ -40,21 +40,25 @@ async def other_process(database_url: str) -> AsyncIterator[Store]:
         await other.close()
 
 
-async def page_ids(store: Store, offset: int, **query: object) -> list[str]:
+async def page_ids(store: Store, offset: int, **query: object) -> tuple[list[str], int | None]:
     page = await store.list_instances(T, InstanceQuery(offset=offset, limit=20, **query))  # type: ignore[arg-type]
-    return [item["id"] for item in page.wire]
+    return [item["id"] for item in page.wire], page.total
 
 
-def expected_ids(rows: dict[str, tuple[int, int, str]], offset: int, **query: object) -> list[str]:
-    """The page as OFFSET over the rows as written would give it."""
+def expected_ids(
+    rows: dict[str, tuple[int, int, str]], offset: int, **query: object
+) -> tuple[list[str], int]:
+    """The page as OFFSET over the rows as written would give it, and how many match."""
     at = 1 if query.get("order_by") == "updatedAt" else 0
+    since = query.get("created_since")
     kept = [
         (row[at], instance_id)
         for instance_id, row in rows.items()
         if query.get("definition_id") in (None, row[2])
+        and (not isinstance(since, int) or row[0] >= since)
     ]
     kept.sort(reverse=bool(query.get("descending")))
-    return [instance_id for _, instance_id in kept[offset : offset + 20]]
+    return [instance_id for _, instance_id in kept[offset : offset + 20]], len(kept)
 
 
 async def test_deep_offset_pages_follow_every_write(store: Store, other_process: Store) -> None:
@@ -66,13 +70,15 @@ async def test_deep_offset_pages_follow_every_write(store: Store, other_process:
         {},
         {"definition_id": "wf-1"},
         {"order_by": "updatedAt", "descending": True},
+        # A filter the kept counts are not kept by: the total counts the rows.
+        {"created_since": 1_000 + 100 * 10},
     ]
 
     async def check(label: str) -> None:
         for query in listings:
             for offset in OFFSETS:
                 # Twice: the second starts from an anchor the first left (the
-                # step's, and the one at the page's own first row).
+                # step's, and the one at the page's own first row, with the total).
                 for _ in range(2):
                     got = await page_ids(store, offset, **query)
                     assert got == expected_ids(rows, offset, **query), (label, query, offset)

@@ -11,7 +11,10 @@ walks none, as the first page does.
 An anchor holds for the revision of the data it was read at (`pages.anchor_statement`),
 and the page's statement checks that revision in its own snapshot: once a write has moved
 rows, it returns nothing, the anchor is forgotten and the page is read the long way. So a
-page is never off by the rows a write moved, whichever process wrote them.
+page is never off by the rows a write moved, whichever process wrote them. The listing's
+total at that revision is remembered with the page's own anchor once a page counted it:
+the same page asked for again is not counted again (for a filter the kept counts are not
+kept by, a count of every matching row).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class Anchor(NamedTuple):
     value: int
     """The row's order value (createdAt or updatedAt)."""
     id: str
+    total: int | None = None
+    """The listing's total at this revision, once a page read from here counted it."""
 
 
 class OffsetAnchors:
@@ -54,16 +59,18 @@ class OffsetAnchors:
 
     async def page_rows(
         self, db: Database, shape: PageShape, parameters: Mapping[str, Any]
-    ) -> Sequence[Sequence[Any]] | None:
-        """An offset page's rows walked from its anchor: its own first row's, or the
-        nearest step's before it; None when it has none — a page less than a step deep,
-        one past the end, or one whose rows a write moved since its anchor was read (that
-        anchor is then forgotten)."""
+    ) -> tuple[Sequence[Sequence[Any]], int | None] | None:
+        """An offset page's rows walked from its anchor (its own first row's, or the
+        nearest step's before it), and the listing's total when the shape asks for it;
+        None when it has none — a page less than a step deep, one past the end, or one
+        whose rows a write moved since its anchor was read (that anchor is then
+        forgotten)."""
         offset: int = parameters["row_offset"]
         at = offset // self.step * self.step
         if not shape.skipping or at == 0 or shape.sub_status_branches:
             return None
-        listing = tuple(sorted((k, v) for k, v in parameters.items() if k not in _PAGE_ONLY))
+        # `page_parameters` gives a shape's parameters in one order: their values name it.
+        listing = tuple(value for name, value in parameters.items() if name not in _PAGE_ONLY)
         own_key = (shape, listing, offset)
         start = offset if own_key in self._anchors else at
         key = (shape, listing, start)
@@ -77,8 +84,9 @@ class OffsetAnchors:
             anchor = self._remember(key, Anchor(*found[0]))
         else:
             self._anchors.move_to_end(key)
+        counted = anchor.total is not None
         rows = await db.read_rows(
-            anchored_page_statement(shape),
+            anchored_page_statement(shape, shape.with_total and not counted),
             {
                 **parameters,
                 "row_offset": offset - start,
@@ -92,10 +100,13 @@ class OffsetAnchors:
         if not rows:
             self._anchors.pop(key, None)
             return None
-        if start != offset:  # the page's first row is as of the anchor's revision
+        total = anchor.total if counted else rows[0][-1] if shape.with_total else None
+        if start != offset or total != anchor.total:
+            # The page's first row and the total, as of the anchor's revision.
             revision = anchor.changes_seq, anchor.catalog_revision
-            self._remember(own_key, Anchor(*revision, *page_row_position(shape, rows[0])))
-        return rows
+            position = page_row_position(shape, rows[0])
+            self._remember(own_key, Anchor(*revision, *position, total))
+        return rows, total
 
     def _remember(self, key: Hashable, anchor: Anchor) -> Anchor:
         self._anchors[key] = anchor

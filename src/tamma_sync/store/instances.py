@@ -338,16 +338,18 @@ async def list_instances(
     shape = PageShape.of(query)
     parameters = page_parameters(tenant_id, query)
     async with db.reading_together():
-        rows = await anchors.page_rows(db, shape, parameters)
-        if rows is None:
+        anchored = await anchors.page_rows(db, shape, parameters)
+        if anchored is not None:
+            rows, total = anchored
+        else:
             rows = await db.read_rows(page_statement(shape), parameters, skipping=query.offset)
-        total: int | None = None  # counted as bigint: an int from both drivers
-        if query.with_total:
-            # A page past the end has no row to carry the total.
-            if rows:
-                total = rows[0][-1]
-            else:
-                [(total,)] = await db.read_rows(count_statement(shape), parameters)
+            total = None  # counted as bigint: an int from both drivers
+            if query.with_total:
+                # A page past the end has no row to carry the total.
+                if rows:
+                    total = rows[0][-1]
+                else:
+                    [(total,)] = await db.read_rows(count_statement(shape), parameters)
     wire, next_after = page_of(rows, query)
     return InstancePage(wire=wire, total=total, next_after=next_after)
 

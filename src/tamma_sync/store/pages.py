@@ -301,10 +301,11 @@ def anchor_statement(shape: PageShape) -> sa.Select[Any]:
 
 
 @functools.cache
-def anchored_page_statement(shape: PageShape) -> sa.Select[Any]:
+def anchored_page_statement(shape: PageShape, counting: bool) -> sa.Select[Any]:
     """An offset page walked from an anchor (`anchor_statement`) instead of from the first
     row: `row_offset` counts from the anchor's row. No row at all unless the data is still
-    at the anchor's revision (`changes_seq`, `catalog_revision`)."""
+    at the anchor's revision (`changes_seq`, `catalog_revision`). `counting`: with the
+    total as the last column of every row (`_with_total`)."""
     order_column, key = _order_key(shape)
     position = sa.tuple_(order_column, instances.c.id)
     anchor = sa.tuple_(
@@ -324,7 +325,7 @@ def anchored_page_statement(shape: PageShape) -> sa.Select[Any]:
         .limit(_rows_bound(shape, "row_limit"))
         .offset(_rows_bound(shape, "row_offset"))
     )
-    return _with_total(statement, shape)
+    return _with_total(statement, shape) if counting else statement
 
 
 def page_row_position(shape: PageShape, row: Sequence[Any]) -> tuple[int, str]:
