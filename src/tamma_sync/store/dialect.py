@@ -36,12 +36,11 @@ class Upsert(NamedTuple):
         that statement. For a sync batch's thousands of rows the journal went to a
         temporary file: 800 MB over an initial walk of 100,000 instances, 8 % of its time.
         (An upsert keeps it: its DO UPDATE may fail midway.)"""
-        if on_sqlite:
-            statement = sqlite.insert(self.table).values(list(value_lists))
-            if self.key is None:
-                statement = statement.prefix_with("OR ROLLBACK")
-            return self._on_conflict(statement)
-        return self._on_conflict(postgresql.insert(self.table).values(list(value_lists)))
+        insert = sqlite.insert if on_sqlite else postgresql.insert
+        statement = insert(self.table).values(list(value_lists))
+        if on_sqlite and self.key is None:
+            statement = statement.prefix_with("OR ROLLBACK")
+        return self._on_conflict(statement)
 
     def from_arrays(
         self, prefix: str = "", *, when: sa.ColumnElement[bool] | None = None
