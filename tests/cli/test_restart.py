@@ -30,6 +30,8 @@ def test_data_survives_a_killed_server(database_url: str, tmp_path: Path) -> Non
                     "id": f"i{n}",
                     "definitionId": "wf",
                     "status": "running",
+                    # Listed by createdAt then id: two POSTs may share a millisecond.
+                    "createdAt": 1_000 + n,
                     "variables": {"n": n},
                 },
             )
