@@ -25,7 +25,7 @@ def test_network_interface_without_keys_refuses_to_start(tmp_path: Path) -> None
 
 def test_insecure_serves_openly(tmp_path: Path) -> None:
     env = {"TAMMA_SYNC_DATA_DIR": str(tmp_path)}
-    with running_server(env, tmp_path, "--host", "0.0.0.0", "--insecure") as (url, _):
+    with running_server(env, tmp_path, "--host", "0.0.0.0", "--insecure") as (url, _, _):
         assert httpx.get(f"{url}/api/workflows/instances").status_code == 200
 
 
@@ -36,16 +36,15 @@ def test_with_a_key_it_serves_and_requires_it_without_logging_it(tmp_path: Path)
     )
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("tsk_")
-    with running_server({"TAMMA_SYNC_DATA_DIR": str(tmp_path)}, tmp_path, "--host", "0.0.0.0") as (
-        url,
-        process,
-    ):
+    with running_server(env, tmp_path, "--host", "0.0.0.0") as (url, _, log):
         assert httpx.get(f"{url}/api/workflows/instances").status_code == 401
         authorized = httpx.get(
             f"{url}/api/workflows/instances", headers={"Authorization": f"Bearer {key}"}
         )
         assert authorized.status_code == 200
-    assert process.stderr is not None
+        written = log.read_text()
+    assert "Application startup complete" in written
+    assert key not in written and key.removeprefix("tsk_") not in written
     listed = run_cli("keys", "list", env=env, check=True)
     assert "tenant=acme" in listed.stdout
     assert key not in listed.stdout, "keys are stored hashed and never shown again"

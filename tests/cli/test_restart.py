@@ -15,7 +15,7 @@ def test_data_survives_a_killed_server(database_url: str, tmp_path: Path) -> Non
     # The plain URL forms users write (sqlite:///…, postgresql://…).
     plain_url = database_url.replace("+aiosqlite", "").replace("+asyncpg", "")
     env = {"TAMMA_SYNC_DATABASE_URL": plain_url}
-    with running_server(env, tmp_path) as (url, _process):
+    with running_server(env, tmp_path) as (url, _, _):
         assert (
             httpx.post(
                 f"{url}/api/workflows/definitions", json={"id": "wf", "name": "Flow"}
@@ -38,7 +38,7 @@ def test_data_survives_a_killed_server(database_url: str, tmp_path: Path) -> Non
             assert response.status_code == 201
         httpx.put(f"{url}/api/workflows/instances/i3", json={"status": "Finished"})
     # The context manager SIGKILLed the process: no clean shutdown.
-    with running_server(env, tmp_path) as (url, _process):
+    with running_server(env, tmp_path) as (url, _, _):
         listed = httpx.get(f"{url}/api/workflows/instances", params={"pageSize": 100}).json()
         assert listed["total"] == 20
         assert [i["variables"]["n"] for i in listed["data"]] == list(range(20))
@@ -47,11 +47,11 @@ def test_data_survives_a_killed_server(database_url: str, tmp_path: Path) -> Non
 
 
 def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
-    with running_server({}, tmp_path) as (url, _process):
+    with running_server({}, tmp_path) as (url, _, _):
         httpx.post(f"{url}/api/workflows/instances", json={"id": "i1", "definitionId": "wf"})
     assert (tmp_path / ".tamma-sync" / "tamma-sync.db").exists()
     data_dir = tmp_path / "elsewhere"
-    with running_server({"TAMMA_SYNC_DATA_DIR": str(data_dir)}, tmp_path) as (url, _process):
+    with running_server({"TAMMA_SYNC_DATA_DIR": str(data_dir)}, tmp_path) as (url, _, _):
         assert httpx.get(f"{url}/api/workflows/instances").json()["total"] == 0
     assert (data_dir / "tamma-sync.db").exists()
 

@@ -48,7 +48,7 @@ def test_a_key_made_without_tenant_reads_what_the_sync_wrote(
     key, said = _create_key(env)
     assert not [line for line in said if line.startswith("warning")]
     other_key, _ = _create_key(env, "--tenant", "acme")
-    with running_server(env, tmp_path) as (url, _):
+    with running_server(env, tmp_path) as (url, _, _):
         mine = {"Authorization": f"Bearer {key}"}
         listed = httpx.get(f"{url}/api/workflows/instances", headers=mine, timeout=10).json()
         assert listed["total"] == 20

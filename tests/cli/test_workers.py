@@ -61,7 +61,7 @@ def test_workers_serve_one_port_and_a_killed_worker_is_replaced(
     database_url: str, tmp_path: Path
 ) -> None:
     env = {"TAMMA_SYNC_DATABASE_URL": database_url}
-    with running_server(env, tmp_path, "--workers", "2") as (url, process):
+    with running_server(env, tmp_path, "--workers", "2") as (url, process, _):
         # Both serving: under load the second can still be starting when the first answers.
         _wait_for(lambda: len(_workers(process.pid)) == 2 and _listeners(url) == 2)
         first = _workers(process.pid)
@@ -104,7 +104,7 @@ def test_workers_serve_one_port_and_a_killed_worker_is_replaced(
 def test_workers_spread_connections_and_do_not_share_a_port_taken(tmp_path: Path) -> None:
     """Keep-alive connections opened at once land on more than one worker; a second
     server on the same port is refused instead of silently sharing it."""
-    with running_server({}, tmp_path, "--workers", "2") as (url, process):
+    with running_server({}, tmp_path, "--workers", "2") as (url, process, _):
         port = int(url.rsplit(":", 1)[1])
         _wait_for(
             lambda: (
@@ -204,7 +204,7 @@ def test_serve_takes_its_port_and_workers_from_the_environment(tmp_path: Path) -
     """Containers configure by environment: TAMMA_SYNC_PORT and TAMMA_SYNC_WORKERS do what
     --port and --workers do, and a bad value is the same usage error."""
     env = {"TAMMA_SYNC_PORT": str(free_port()), "TAMMA_SYNC_WORKERS": "2"}
-    with running_server(env, tmp_path) as (url, process):
+    with running_server(env, tmp_path) as (url, process, _):
         assert url.endswith(f":{env['TAMMA_SYNC_PORT']}")
         _wait_for(lambda: len(_workers(process.pid)) == 2)
         assert httpx.get(f"{url}/healthz").status_code == 200
@@ -216,12 +216,12 @@ def test_serve_takes_its_port_and_workers_from_the_environment(tmp_path: Path) -
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """A SIGKILLed supervisor leaves no worker serving the port: the server can be started
     again on it at once."""
-    with running_server({}, tmp_path, "--workers", "2") as (url, process):
+    with running_server({}, tmp_path, "--workers", "2") as (url, process, _):
         _wait_for(lambda: len(_workers(process.pid)) == 2)
         workers = _workers(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         _wait_for(lambda: not any(_alive(pid) for pid in workers))
     port = int(url.rsplit(":", 1)[1])
-    with running_server({}, tmp_path, "--workers", "2", port=port) as (again, _process):
+    with running_server({}, tmp_path, "--workers", "2", port=port) as (again, _, _):
         assert httpx.get(f"{again}/healthz").status_code == 200

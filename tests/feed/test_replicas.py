@@ -22,7 +22,7 @@ async def test_change_written_through_a_reaches_subscriber_of_b(
     postgres_database_url: str, tmp_path: Path
 ) -> None:
     env = {"TAMMA_SYNC_DATABASE_URL": _plain(postgres_database_url)}
-    with running_server(env, tmp_path) as (a, _), running_server(env, tmp_path) as (b, _):
+    with running_server(env, tmp_path) as (a, _, _), running_server(env, tmp_path) as (b, _, _):
         async with (
             httpx.AsyncClient(base_url=a, timeout=10) as http_a,
             httpx.AsyncClient(base_url=b, timeout=10) as http_b,
@@ -47,7 +47,7 @@ async def test_subscribers_receive_every_change_after_postgres_restarts(
 ) -> None:
     """The restart is of a cluster of the test's own: the machine's server has other users."""
     env = {"TAMMA_SYNC_DATABASE_URL": _plain(throwaway_database_url)}
-    with running_server(env, tmp_path) as (url, _):
+    with running_server(env, tmp_path) as (url, _, _):
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             await http.post(INSTANCE, json={"id": "i1", "definitionId": "wf"})
             async with (

@@ -106,14 +106,14 @@ def test_server_killed_mid_initial_sync_resumes(database_url: str, tmp_path: Pat
             "TAMMA_SYNC_SYNC_DETAILS": "all",
             "TAMMA_SYNC_POLL_INTERVAL": "0.2",
         }
-        with running_server(env, tmp_path) as (url, _):
+        with running_server(env, tmp_path) as (url, _, _):
             _until(lambda: _mirrored(url) >= 50)
         # SIGKILLed on leaving the block, in the middle of the initial sync.
         partial = asyncio.run(_count(database_url))
         assert partial < 500
         simulator.faults.clear()
         simulator.step(30)
-        with running_server(env, tmp_path) as (url, _):
+        with running_server(env, tmp_path) as (url, _, _):
             _until(
                 lambda: _phase(url) == "idle" and _mirrored(url) == len(simulator.instance_ids())
             )

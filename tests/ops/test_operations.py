@@ -31,7 +31,7 @@ async def test_sigterm_ends_streams_finishes_the_sync_batch_and_exits_0(
             "TAMMA_SYNC_ELSA_API_KEY": ADMIN_API_KEY,
             "TAMMA_SYNC_SYNC_PAGE_SIZE": "100",
         }
-        with running_server(env, tmp_path) as (url, process):
+        with running_server(env, tmp_path) as (url, process, _):
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 async with open_stream(http, "/api/events") as stream:
                     await stream.next_frame()
@@ -64,7 +64,7 @@ async def test_metrics_report_requests_sync_and_subscribers(
             "TAMMA_SYNC_ELSA_URL": elsa_url,
             "TAMMA_SYNC_POLL_INTERVAL": "0.2",
         }
-        with running_server(env, tmp_path) as (url, _):
+        with running_server(env, tmp_path) as (url, _, _):
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 await http.get("/api/workflows/instances/nope")
                 async with open_stream(http, "/api/events") as stream:
@@ -95,14 +95,14 @@ def test_the_access_log_is_on_unless_turned_off(
     env = {"TAMMA_SYNC_DATA_DIR": str(tmp_path)}
     if access_log is not None:
         env["TAMMA_SYNC_ACCESS_LOG"] = access_log
-    with running_server(env, tmp_path, stdout=subprocess.PIPE) as (url, process):
+    with running_server(env, tmp_path, stdout=subprocess.PIPE) as (url, process, log):
         assert httpx.get(f"{url}/api/workflows/instances?pageSize=7").status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-        assert process.stdout is not None and process.stderr is not None
-        access, log = process.stdout.read().decode(), process.stderr.read().decode()
+        assert process.stdout is not None
+        access = process.stdout.read().decode()
     assert ('"GET /api/workflows/instances?pageSize=7 HTTP/1.1" 200' in access) is logged
-    assert "Application startup complete" in log, "the rest of the log stays"
+    assert "Application startup complete" in log.read_text(), "the rest of the log stays"
 
 
 def test_json_logs(tmp_path: Path) -> None:

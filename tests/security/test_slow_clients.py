@@ -32,7 +32,7 @@ def _server(tmp_path: Path) -> Iterator[int]:
         "TAMMA_SYNC_REQUEST_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
         "TAMMA_SYNC_SSE_HEARTBEAT_SECONDS": "0.2",
     }
-    with running_server(env, tmp_path) as (url, _process):
+    with running_server(env, tmp_path) as (url, _, _):
         yield httpx.URL(url).port or 0
 
 

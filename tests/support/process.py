@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -75,22 +77,42 @@ def wait_until_ready(
     base_url: str,
     timeout: float = 30.0,
     process: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None,
+    log: Path | None = None,
 ) -> None:
-    """Until `base_url` answers /readyz with 200; fails at once if `process` exits."""
+    """Until `base_url` answers /readyz with 200; fails at once if `process` exits, with
+    the end of its output (`log`, else its stderr pipe)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base_url, timeout=1, verify=TLS) as client:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
-                output = process.stderr.read() if process.stderr else ""
-                stderr = output if isinstance(output, str) else output.decode(errors="replace")
-                raise RuntimeError(f"the server exited with {process.returncode}: {stderr[-2000:]}")
+                output = _output(process, log)
+                raise RuntimeError(f"the server exited with {process.returncode}: {output}")
             try:
                 if client.get("/readyz").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-    raise TimeoutError(f"{base_url} did not become ready in {timeout}s")
+    output = "" if log is None else f": {_output(None, log)}"
+    raise TimeoutError(f"{base_url} did not become ready in {timeout}s{output}")
+
+
+def _output(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str] | None, log: Path | None
+) -> str:
+    """The last 2,000 characters a server wrote to `log`, or else to its stderr pipe."""
+    if log is not None:
+        return log.read_text(errors="replace")[-2000:]
+    output = process.stderr.read() if process is not None and process.stderr else ""
+    return (output if isinstance(output, str) else output.decode(errors="replace"))[-2000:]
+
+
+class RunningServer(NamedTuple):
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    """The file its stderr (the application's log) goes to, readable at any time: a pipe
+    nobody read while the server ran would block it once full."""
 
 
 @contextmanager
@@ -100,27 +122,28 @@ def running_server(
     *args: str,
     port: int | None = None,
     stdout: int = subprocess.DEVNULL,
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+) -> Iterator[RunningServer]:
     """`tamma-sync serve` in a child process; killed (SIGKILL) on exit if still running.
-    The port is passed as `--port` unless `env` sets TAMMA_SYNC_PORT. Its stderr is a pipe;
-    its stdout (where uvicorn writes the access log) goes to `stdout`."""
+    The port is passed as `--port` unless `env` sets TAMMA_SYNC_PORT. Its stderr goes to
+    a log file in `cwd`; its stdout (where uvicorn writes the access log) to `stdout`."""
     port = port or int(env.get("TAMMA_SYNC_PORT", 0)) or free_port()
     port_flag = [] if "TAMMA_SYNC_PORT" in env else ["--port", str(port)]
-    process = subprocess.Popen(
-        [*CLI, "serve", *port_flag, *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-    )
+    descriptor, name = tempfile.mkstemp(prefix=f"serve-{port}-", suffix=".log", dir=cwd)
+    with os.fdopen(descriptor, "wb") as log_file:
+        process = subprocess.Popen(
+            [*CLI, "serve", *port_flag, *args],
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=stdout,
+            stderr=log_file,
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base_url, process=process)
-        yield base_url, process
+        wait_until_ready(base_url, process=process, log=Path(name))
+        yield RunningServer(base_url, process, Path(name))
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        if process.stdout is not None:
+            process.stdout.close()
