@@ -35,7 +35,11 @@ async def test_sigterm_ends_streams_finishes_the_sync_batch_and_exits_0(
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 async with open_stream(http, "/api/events") as stream:
                     await stream.next_frame()
-                    await asyncio.sleep(0.5)  # the initial sync is under way
+                    for _ in range(200):  # until the initial sync has committed a batch
+                        listed = await http.get("/api/workflows/instances?pageSize=1")
+                        if listed.json()["total"]:
+                            break
+                        await asyncio.sleep(0.05)
                     started = time.monotonic()
                     process.send_signal(signal.SIGTERM)
                     frames = await stream.events_until_closed(within=15)

@@ -102,13 +102,14 @@ def test_one_instance_commits_in_order_and_steps_leave_it_alone(
     assert {i["id"] for i in all_instances(elsa)} >= set(report.created)
 
 
-@pytest.mark.parametrize("config", [realistic(commit_lag=timedelta(seconds=0.3))])
+# A lag well above one poll's time: a poll that took longer would see every commit at once.
+@pytest.mark.parametrize("config", [realistic(commit_lag=timedelta(seconds=1))])
 def test_commits_become_visible_after_a_real_time_lag_out_of_order(
     simulator: ElsaSimulator, elsa: httpx.Client
 ) -> None:
     made = [simulator.create_instances()[0] for _ in range(20)]  # stamps in this order
     seen: list[str] = []
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 6
     while len(seen) < len(made) and time.monotonic() < deadline:
         visible = {i["id"] for i in all_instances(elsa)}
         seen += [i for i in made if i in visible and i not in seen]
