@@ -22,7 +22,13 @@ from tamma_sync.models import (
 from tamma_sync.store.bulk import Step
 from tamma_sync.store.database import Database
 from tamma_sync.store.instances import delete_instances
-from tamma_sync.store.rows import DEFINITION_CONTENT, chunks, definition_of, merge_definition
+from tamma_sync.store.rows import (
+    DEFINITION_CONTENT,
+    chunks,
+    definition_of,
+    in_byte_order,
+    merge_definition,
+)
 from tamma_sync.store.tables import (
     catalog_revision,
     definitions,
@@ -232,16 +238,16 @@ async def get_definition(db: Database, tenant_id: str, definition_id: str) -> De
 
 
 async def list_definitions(db: Database, tenant_id: str) -> list[Definition]:
-    """Every live definition of a tenant, ordered by id."""
+    """Every live definition of a tenant, ordered by id (`in_byte_order`)."""
     async with db.reading() as conn:
         rows = (
             await conn.execute(
-                sa.select(definitions)
-                .where(definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None))
-                .order_by(definitions.c.definition_id)
+                sa.select(definitions).where(
+                    definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None)
+                )
             )
         ).mappings()
-        return [definition_of(row) for row in rows]
+        return in_byte_order((definition_of(row) for row in rows), key=lambda d: d.id)
 
 
 @dataclass(frozen=True)
@@ -288,21 +294,17 @@ class DefinitionListing:
         self, db: Database, tenant_id: str, *, compact: bool = False
     ) -> list[tuple[str, bytes]]:
         """Every live definition of a tenant as (id, its wire JSON without `connections`),
-        ordered by id; `compact` also leaves out `activities` and `variables`."""
+        ordered by id (`in_byte_order`); `compact` also leaves out `activities` and
+        `variables`."""
         live = (definitions.c.tenant_id == tenant_id, definitions.c.deleted_at.is_(None))
         kept = self._kept.get(tenant_id, {})
         async with db.reading() as conn:
-            versions = (
-                await conn.execute(
-                    sa.select(
-                        definitions.c.definition_id,
-                        definitions.c.revision,
-                        definitions.c.synced_at,
-                    )
-                    .where(*live)
-                    .order_by(definitions.c.definition_id)
-                )
-            ).all()
+            found = await conn.execute(
+                sa.select(
+                    definitions.c.definition_id, definitions.c.revision, definitions.c.synced_at
+                ).where(*live)
+            )
+            versions = in_byte_order(found.all(), key=lambda version: version[0])
             stale = _stale_definitions(versions, kept)
             fresh: dict[str, _KeptDefinition] = {}
             if stale:

@@ -17,14 +17,14 @@ from tamma_sync.models import (
     EngineReport,
 )
 from tamma_sync.store.database import Database
-from tamma_sync.store.rows import chunks
+from tamma_sync.store.rows import chunks, in_byte_order
 from tamma_sync.store.tables import engine_events, engines
 from tamma_sync.store.transaction import Transaction
 
 # The reads behind the engines pages, built once.
 _TENANT = sa.bindparam("tenant_id", type_=sa.String)
 _ENGINE = sa.bindparam("engine_id", type_=sa.String)
-_engines_of_tenant = sa.select(engines).where(engines.c.tenant_id == _TENANT).order_by(engines.c.id)
+_engines_of_tenant = sa.select(engines).where(engines.c.tenant_id == _TENANT)
 _engine_of_tenant = _engines_of_tenant.where(engines.c.id == _ENGINE)
 _recent_events = (
     sa.select(engine_events)
@@ -75,8 +75,10 @@ async def get_engine(db: Database, tenant_id: str, engine_id: str) -> Engine | N
 
 
 async def list_engines(db: Database, tenant_id: str) -> list[Engine]:
-    """Every engine of a tenant, `online` derived from its last heartbeat."""
-    return await _engines(db, _engines_of_tenant, {"tenant_id": tenant_id})
+    """Every engine of a tenant, by id (`in_byte_order`), `online` derived from its last
+    heartbeat."""
+    found = await _engines(db, _engines_of_tenant, {"tenant_id": tenant_id})
+    return in_byte_order(found, key=lambda engine: engine.id)
 
 
 async def _engines(

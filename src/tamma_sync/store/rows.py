@@ -3,7 +3,7 @@ and turning rows back into domain models or their wire JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -45,6 +45,14 @@ def json_text(value: Any) -> str:
 def chunks(items: list[_T], size: int = CHUNK) -> Iterable[list[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def in_byte_order(items: Iterable[_T], key: Callable[[_T], str]) -> list[_T]:
+    """`items` sorted by their text `key` code point by code point, which is UTF-8's byte
+    order: SQLite's, and PostgreSQL's under the "C" collation. Lists ordered by a text key
+    are sorted here, not by ORDER BY, which on PostgreSQL follows the database's collation
+    (en-US puts "a" before "B", bytes put "B" first): one order on both databases."""
+    return sorted(items, key=key)
 
 
 def merge_definition(

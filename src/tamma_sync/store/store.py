@@ -311,7 +311,7 @@ class Store:
         return await engines.get_engine(self._db, tenant_id, engine_id)
 
     async def list_engines(self, tenant_id: str) -> list[Engine]:
-        """Every engine of a tenant, `online` derived from its last heartbeat."""
+        """Every engine of a tenant, by id, `online` derived from its last heartbeat."""
         return await engines.list_engines(self._db, tenant_id)
 
     async def delete_engine(self, tenant_id: str, engine_id: str) -> bool:

@@ -10,14 +10,13 @@ from tamma_sync.store.catalog import delete_definitions, write_definitions
 from tamma_sync.store.database import Database
 from tamma_sync.store.engines import put_engine
 from tamma_sync.store.instances import NewRows, delete_instances, put_instances
+from tamma_sync.store.rows import in_byte_order
 from tamma_sync.store.tables import definitions, instance_counts, sync_state
 from tamma_sync.store.transaction import Transaction, WriteResult
 
 #: Built once: the read behind every sync status request.
-_source_states = (
-    sa.select(sync_state.c.state)
-    .where(sync_state.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String))
-    .order_by(sync_state.c.source_id)
+_source_states = sa.select(sync_state.c.state).where(
+    sync_state.c.tenant_id == sa.bindparam("tenant_id", type_=sa.String)
 )
 
 
@@ -78,8 +77,10 @@ async def _save_source_state(tx: Transaction, tenant_id: str, state: SourceState
 
 
 async def source_states(db: Database, tenant_id: str) -> list[SourceState]:
+    """Every source's state, by source id (`in_byte_order`)."""
     rows = await db.read_mappings(_source_states, {"tenant_id": tenant_id})
-    return [SourceState.model_validate(row["state"]) for row in rows]
+    states = (SourceState.model_validate(row["state"]) for row in rows)
+    return in_byte_order(states, key=lambda state: state.source_id)
 
 
 async def source_state(db: Database, tenant_id: str, source_id: str) -> SourceState | None:
