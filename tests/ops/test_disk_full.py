@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 
 from tamma_sync.api import create_app
+from tamma_sync.models import DEFAULT_TENANT_ID, InstanceWrite
 from tamma_sync.settings import Settings
 from tamma_sync.store import Store
+from tamma_sync.store.errors import is_disk_full
 from tests.support.server import serve_in_thread
 
 DISK_FULL = "Database disk is full: writes are refused until space is freed"
@@ -81,6 +85,35 @@ def test_sqlite_full_is_507_and_not_ready_until_a_write_succeeds(
             fill=lambda: cap.update(pages=1),
             free=lambda: cap.update(pages=uncapped),
         )
+
+
+async def test_sqlite_full_on_the_loop_threads_single_row_write(sqlite_database_url: str) -> None:
+    """A single instance's write runs on the store's own SQLite connection of the event
+    loop's thread (`LoopThreadWrites`), not the pool's: there too a write without room is
+    refused as disk full, leaves nothing behind and no transaction open on that
+    connection, and the next write succeeds once there is room."""
+    store = Store.from_url(sqlite_database_url)
+    big = InstanceWrite(id="big", definition_id="wf", variables={"x": "y" * 200_000})
+    try:
+        await store.create_instance(DEFAULT_TENANT_ID, InstanceWrite(id="i1", definition_id="wf"))
+        loop_thread = store._db._loop_writes  # the connection a single row's write runs on
+        assert loop_thread is not None and loop_thread._conn is not None, "opened by the write"
+        loop_thread._conn.execute("PRAGMA max_page_count = 1")
+        seq = await store.last_seq()
+        with pytest.raises(OperationalError, match="database or disk is full") as refused:
+            await store.create_instance(DEFAULT_TENANT_ID, big)
+        assert is_disk_full(refused.value) and store.disk_full
+        assert not loop_thread._conn.in_transaction
+        assert await store.last_seq() == seq
+        assert await store.get_instance(DEFAULT_TENANT_ID, "big") is None
+
+        loop_thread._conn.execute("PRAGMA max_page_count = 1073741823")
+        await store.create_instance(DEFAULT_TENANT_ID, big)
+        assert not store.disk_full
+        assert await store.get_instance(DEFAULT_TENANT_ID, "big") is not None
+        assert await store.last_seq() == seq + 1
+    finally:
+        await store.close()
 
 
 def _run(database_url: str, statement: str) -> None:
