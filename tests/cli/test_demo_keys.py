@@ -18,16 +18,17 @@ SETTLE_SECONDS = 5.0 + 3.0 + 2.0
 
 def test_a_key_created_for_the_demo_leaves_its_engine_reporting(tmp_path: Path) -> None:
     port, elsa_port = free_port(), free_port()
-    demo = subprocess.Popen(
-        [*CLI, "demo", "--port", str(port), "--elsa-port", str(elsa_port), "--instances", "20"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "demo.log"  # a file: a pipe read only at the end could fill up
+    with log.open("wb") as log_file:
+        demo = subprocess.Popen(
+            [*CLI, "demo", "--port", str(port), "--elsa-port", str(elsa_port), "--instances", "20"],
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base_url)
+        wait_until_ready(base_url, process=demo, log=log)
         created = run_cli(
             "keys",
             "create",
@@ -57,7 +58,8 @@ def test_a_key_created_for_the_demo_leaves_its_engine_reporting(tmp_path: Path) 
         assert httpx.get(f"{base_url}/api/engines", timeout=5).status_code == 401
     finally:
         demo.kill()
-        output, _ = demo.communicate(timeout=10)
+        demo.wait(timeout=10)
+    output = log.read_text(errors="replace")
     # No refused report (the engine logs each as "cannot report: … 401 Unauthorized …"); a
     # bare "401" is no sign: ports and log times contain it.
     assert "cannot report" not in output, output[-2000:]
