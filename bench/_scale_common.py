@@ -169,6 +169,7 @@ class Measurement:
             peak_rss_kib=max(part.peak_rss_kib for part in parts),
             rss_after_kib=parts[-1].rss_after_kib,
             largest_peak_rss_kib=max(part.largest_peak_rss_kib for part in parts),
+            extra={"slice_rates": [part.rate for part in parts]},
             latencies_s=latencies,
         )
 

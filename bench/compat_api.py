@@ -395,7 +395,8 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 first_rate >= FIRST_PAGE_TARGET,
             ),
             (
-                f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's ({fmt(first_rate, 0)})",
+                f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's ({fmt(first_rate, 0)}; "
+                f"{_cost_and_spread(deep, reads['page-1'])})",
                 deep.rate >= first_rate,
             ),
             (
@@ -412,6 +413,27 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
             f"- **{name}**: "
             + "; ".join(f"{text}: {'met' if ok else '**missed**'}" for text, ok in checks)
         )
+
+
+def _cost_and_spread(deep: Measurement, first: Measurement) -> str:
+    """The server's CPU per request of both, and the range of their throughput ratio
+    round by round: where the costs are equal, the ratio is the run's noise."""
+    ratios = [
+        deep_rate / first_rate
+        for deep_rate, first_rate in zip(
+            deep.extra["slice_rates"], first.extra["slice_rates"], strict=True
+        )
+        if first_rate
+    ]
+    spread = f"{min(ratios):.2f} to {max(ratios):.2f}{TIMES}" if ratios else "none"
+    return (
+        f"server CPU {_cpu_per_request_us(deep):.0f} against {_cpu_per_request_us(first):.0f} "
+        f"µs a request; rounds {spread}"
+    )
+
+
+def _cpu_per_request_us(m: Measurement) -> float:
+    return m.server_cpu / m.requests * 1e6 if m.requests else 0.0
 
 
 if __name__ == "__main__":
