@@ -79,32 +79,25 @@ def wait_until_ready(
     process: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None,
     log: Path | None = None,
 ) -> None:
-    """Until `base_url` answers /readyz with 200; fails at once if `process` exits, with
-    the end of its output (`log`, else its stderr pipe)."""
+    """Until `base_url` answers /readyz with 200; fails at once if `process` exits. Either
+    failure shows the end of `log`, the file the server writes its output to."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base_url, timeout=1, verify=TLS) as client:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
-                output = _output(process, log)
-                raise RuntimeError(f"the server exited with {process.returncode}: {output}")
+                raise RuntimeError(f"the server exited with {process.returncode}{_tail(log)}")
             try:
                 if client.get("/readyz").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-    output = "" if log is None else f": {_output(None, log)}"
-    raise TimeoutError(f"{base_url} did not become ready in {timeout}s{output}")
+    raise TimeoutError(f"{base_url} did not become ready in {timeout}s{_tail(log)}")
 
 
-def _output(
-    process: subprocess.Popen[bytes] | subprocess.Popen[str] | None, log: Path | None
-) -> str:
-    """The last 2,000 characters a server wrote to `log`, or else to its stderr pipe."""
-    if log is not None:
-        return log.read_text(errors="replace")[-2000:]
-    output = process.stderr.read() if process is not None and process.stderr else ""
-    return (output if isinstance(output, str) else output.decode(errors="replace"))[-2000:]
+def _tail(log: Path | None) -> str:
+    """ ": " and the last 2,000 characters of `log`; nothing without one."""
+    return "" if log is None else ": " + log.read_text(errors="replace")[-2000:]
 
 
 class RunningServer(NamedTuple):
