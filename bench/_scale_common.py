@@ -284,7 +284,7 @@ def run_scenario(
         foreign_cpu=foreign.seconds,
         peak_rss_kib=sum(m.get("VmHWM", 0) for m in memory),
         rss_after_kib=sum(m.get("VmRSS", 0) for m in memory),
-        largest_peak_rss_kib=max(m.get("VmHWM", 0) for m in memory),
+        largest_peak_rss_kib=max((m.get("VmHWM", 0) for m in memory), default=0),
         latencies_s=result.latencies,
     )
 

@@ -18,7 +18,8 @@ original Fastify server, say) — one after another on this machine:
    over a run: so it reaches every depth alike), the first page filtered by `definitionId`,
    and `/api/dashboard/summary`; then the total is read back.
 
-`python -m bench.compat_api [--databases sqlite,postgresql] [--other-url URL] [--record]`
+`python -m bench.compat_api [--databases sqlite,postgresql] [--other-url URL [--other-pid PID]]
+[--record]`
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Server:
     name: str
     base_url: str
     pids: list[int]
-    """Its processes, for their CPU (none for `--other-url`)."""
+    """Its processes, for their CPU (for `--other-url`, `--other-pid` if given)."""
     batch_load: bool
     """Whether it takes `POST /api/sync/batch` (tamma-sync) for the untimed load."""
 
@@ -284,7 +285,8 @@ def servers(
 
     @contextmanager
     def other() -> Iterator[Server]:
-        yield Server("other", args.other_url.rstrip("/"), [], batch_load=False)
+        pids = [args.other_pid] if args.other_pid else []
+        yield Server("other", args.other_url.rstrip("/"), pids, batch_load=False)
 
     yield "in memory", memory
     for kind in args.databases.split(","):
@@ -303,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per read (5)")
     parser.add_argument(
         "--other-url", help="another implementation of the API to measure, e.g. the original"
+    )
+    parser.add_argument(
+        "--other-pid", type=int, help="the process serving --other-url, for its CPU (optional)"
     )
     common_arguments(parser)
     args = parser.parse_args(argv)
@@ -326,15 +331,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_report(report: Report, args: argparse.Namespace, results: dict[str, Any]) -> None:
-    floor = results["in memory"]
+    baselines = [results["in memory"], *([results["other"]] if "other" in results else [])]
+    versus = ["vs memory", *(["vs other"] if len(baselines) > 1 else [])]
     report.add(
         f"Each server on its own, one after another: {DEFINITIONS} definitions; the .NET "
         f"protocol replayed sequentially on {args.protocol_instances:,} new instances (PUT → "
         "404 → POST), then a later cycle of PUTs (a new `updatedAt` each, a new status for one "
         f"in ten); then {args.instances:,} instances in all and reads at concurrency 16 "
         f"({args.duration:g} s each, closed loop, one client process; the pages in "
-        f"{PAGE_ROUNDS} rounds, each depth read once a round). Baseline: the same routes in "
-        "memory on the same framework (`bench/_memory_server.py`)."
+        f"{PAGE_ROUNDS} rounds, each depth read once a round). Baselines: the same routes in "
+        "memory on the same framework (`bench/_memory_server.py`)"
+        + (f" and the other implementation at {args.other_url}." if args.other_url else ".")
     )
     rows = []
     for name, result in results.items():
@@ -343,30 +350,28 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
             [
                 name,
                 f"{fmt(p['new_rate'], 0)}/s",
-                f"{p['new_rate'] / floor['protocol']['new_rate']:.2f}{TIMES}",
+                *(_ratio(p["new_rate"], base["protocol"]["new_rate"]) for base in baselines),
                 f"{fmt(p['update_rate'], 0)}/s",
-                f"{p['update_rate'] / floor['protocol']['update_rate']:.2f}{TIMES}",
+                *(_ratio(p["update_rate"], base["protocol"]["update_rate"]) for base in baselines),
                 f"{p['stored']:,} stored, {p['wrong_or_missing']} wrong or missing",
             ]
         )
     report.add(
         Table(
             ".NET protocol, sequential",
-            ["server", "new instances", "vs memory", "later cycle (PUT)", "vs memory", "check"],
+            ["server", "new instances", *versus, "later cycle (PUT)", *versus, "check"],
             rows,
         )
     )
     rows = []
     for name, result in results.items():
         for key, m in result["reads"].items():
-            base = floor["reads"][key].rate
-            rows.append(
-                [name, *measurement_row(m)[:7], f"{m.rate / base:.2f}{TIMES}" if base else "—"]
-            )
+            ratios = (_ratio(m.rate, base["reads"][key].rate) for base in baselines)
+            rows.append([name, *measurement_row(m)[:7], *ratios])
     report.add(
         Table(
             "Reads at concurrency 16",
-            ["server", *MEASUREMENT_HEADER[:7], "throughput vs memory"],
+            ["server", *MEASUREMENT_HEADER[:7], *(f"throughput {text}" for text in versus)],
             rows,
         )
     )
@@ -376,43 +381,75 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
     )
     last_page = f"page-{page_depths(args.instances)[-1]}"
     for name, result in results.items():
-        if not name.startswith("tamma-sync"):
-            continue
-        p, reads = result["protocol"], result["reads"]
-        deep = reads[last_page]
-        first_rate, first_p99 = reads["page-1"].rate, reads["page-1"].p("p99")
-        checks = [
-            (
-                f"new instances {fmt(p['new_rate'], 0)}/s ≥ {NEW_TARGET:,.0f}",
-                p["new_rate"] >= NEW_TARGET,
-            ),
-            (
-                f"later cycle {fmt(p['update_rate'], 0)}/s ≥ {UPDATE_TARGET:,.0f}",
-                p["update_rate"] >= UPDATE_TARGET,
-            ),
-            (
-                f"first page {fmt(first_rate, 0)} req/s ≥ {FIRST_PAGE_TARGET:,.0f}",
-                first_rate >= FIRST_PAGE_TARGET,
-            ),
-            (
-                f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's ({fmt(first_rate, 0)}; "
-                f"{_cost_and_spread(deep, reads['page-1'])})",
-                deep.rate >= first_rate,
-            ),
-            (
-                f"deepest page p99 {deep.p('p99'):.1f} ms ≤ 2{TIMES} the first's "
-                f"({first_p99:.1f} ms)",
-                deep.p("p99") <= 2 * first_p99,
-            ),
-            (
-                "nothing lost",
-                p["wrong_or_missing"] == 0 and result["total_after"] == args.instances,
-            ),
-        ]
-        report.verdict(
-            f"- **{name}**: "
-            + "; ".join(f"{text}: {'met' if ok else '**missed**'}" for text, ok in checks)
-        )
+        if name.startswith("tamma-sync"):
+            checks = _checks(result, args.instances, last_page)
+            if "other" in results:
+                checks += _checks_against(result, results["other"], last_page)
+            report.verdict(
+                f"- **{name}**: "
+                + "; ".join(f"{text}: {'met' if ok else '**missed**'}" for text, ok in checks)
+            )
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}{TIMES}" if base else "—"
+
+
+def _checks(result: dict[str, Any], instances: int, last_page: str) -> list[tuple[str, bool]]:
+    """The issue's targets on this machine kind, and the deep page against the first."""
+    p, reads = result["protocol"], result["reads"]
+    deep = reads[last_page]
+    first_rate, first_p99 = reads["page-1"].rate, reads["page-1"].p("p99")
+    return [
+        (
+            f"new instances {fmt(p['new_rate'], 0)}/s ≥ {NEW_TARGET:,.0f}",
+            p["new_rate"] >= NEW_TARGET,
+        ),
+        (
+            f"later cycle {fmt(p['update_rate'], 0)}/s ≥ {UPDATE_TARGET:,.0f}",
+            p["update_rate"] >= UPDATE_TARGET,
+        ),
+        (
+            f"first page {fmt(first_rate, 0)} req/s ≥ {FIRST_PAGE_TARGET:,.0f}",
+            first_rate >= FIRST_PAGE_TARGET,
+        ),
+        (
+            f"deepest page {fmt(deep.rate, 0)} req/s ≥ first page's ({fmt(first_rate, 0)}; "
+            f"{_cost_and_spread(deep, reads['page-1'])})",
+            deep.rate >= first_rate,
+        ),
+        (
+            f"deepest page p99 {deep.p('p99'):.1f} ms ≤ 2{TIMES} the first's ({first_p99:.1f} ms)",
+            deep.p("p99") <= 2 * first_p99,
+        ),
+        (
+            "nothing lost",
+            p["wrong_or_missing"] == 0 and result["total_after"] == instances,
+        ),
+    ]
+
+
+def _checks_against(
+    result: dict[str, Any], other: dict[str, Any], last_page: str
+) -> list[tuple[str, bool]]:
+    """At least as fast as the other implementation, measured in the same run."""
+    figures = [
+        ("new instances", result["protocol"]["new_rate"], other["protocol"]["new_rate"]),
+        ("later cycle", result["protocol"]["update_rate"], other["protocol"]["update_rate"]),
+        *(
+            (label, result["reads"][key].rate, other["reads"][key].rate)
+            for label, key in [
+                ("first page", "page-1"),
+                ("deepest page", last_page),
+                ("`definitionId` page", "definition"),
+                ("summary", "summary"),
+            ]
+        ),
+    ]
+    return [
+        (f"{label} {fmt(ours, 0)}/s ≥ the other's {fmt(theirs, 0)}/s", ours >= theirs)
+        for label, ours, theirs in figures
+    ]
 
 
 def _cost_and_spread(deep: Measurement, first: Measurement) -> str:
