@@ -42,6 +42,7 @@ import orjson
 
 from bench._common import (
     TIMES,
+    CpuMeter,
     Report,
     Table,
     common_arguments,
@@ -131,19 +132,23 @@ def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, An
 
     for number in range(DEFINITIONS):
         call("POST", "/api/workflows/definitions", _definition(number))
+    cpu = CpuMeter(server.pids).start()
     started = time.perf_counter()
     for number in range(count):
         body = _instance(number, created_at)
         if call("PUT", f"/api/workflows/instances/{body['id']}", body) == 404:
             call("POST", "/api/workflows/instances", body)
     new_s = time.perf_counter() - started
+    new_cpu = cpu.stop()
     expected = {}
+    cpu = CpuMeter(server.pids).start()
     started = time.perf_counter()
     for number in range(count):
         body = _instance(number, created_at, STATUSES[number % 10 == 0])
         call("PUT", f"/api/workflows/instances/{body['id']}", body)
         expected[body["id"]] = body["status"]
     update_s = time.perf_counter() - started
+    update_cpu = cpu.stop()
     stored = _stored_statuses(api)
     api.close()
     lost = sum(stored.get(instance_id) != status for instance_id, status in expected.items())
@@ -153,6 +158,9 @@ def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, An
         "update_s": update_s,
         "new_rate": count / new_s,
         "update_rate": count / update_s,
+        # The server process's CPU (not PostgreSQL's) per new instance and per PUT.
+        "new_cpu_us": new_cpu / count * 1e6 if server.pids else None,
+        "update_cpu_us": update_cpu / count * 1e6 if server.pids else None,
         "statuses": statuses,
         "stored": len(stored),
         "wrong_or_missing": lost,
@@ -353,13 +361,24 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 *(_ratio(p["new_rate"], base["protocol"]["new_rate"]) for base in baselines),
                 f"{fmt(p['update_rate'], 0)}/s",
                 *(_ratio(p["update_rate"], base["protocol"]["update_rate"]) for base in baselines),
+                _cpu_us(p.get("new_cpu_us")),
+                _cpu_us(p.get("update_cpu_us")),
                 f"{p['stored']:,} stored, {p['wrong_or_missing']} wrong or missing",
             ]
         )
     report.add(
         Table(
             ".NET protocol, sequential",
-            ["server", "new instances", *versus, "later cycle (PUT)", *versus, "check"],
+            [
+                "server",
+                "new instances",
+                *versus,
+                "later cycle (PUT)",
+                *versus,
+                "server CPU a new instance",
+                "server CPU a PUT",
+                "check",
+            ],
             rows,
         )
     )
@@ -389,6 +408,10 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 f"- **{name}**: "
                 + "; ".join(f"{text}: {'met' if ok else '**missed**'}" for text, ok in checks)
             )
+
+
+def _cpu_us(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} µs"
 
 
 def _ratio(value: float, base: float) -> str:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tamma_sync.api import create_app
 from tamma_sync.api.fast_routes import FastRoute
@@ -108,16 +108,25 @@ def _server_time(found: re.Match[str]) -> str:
 
 class RouteRecorder:
     """The app, noting which route answered each request (the router leaves it in the
-    request's scope)."""
+    request's scope) as the response starts: before the client can have read it, so a
+    request's route is noted before the client's next step (noted once the app returned,
+    a request's route came after the client had cleared the list on a loaded host)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.routes: list[object] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-        if scope["type"] == "http":
-            self.routes.append(scope.get("route"))
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.routes.append(scope.get("route"))
+            await send(message)
+
+        await self.app(scope, receive, noting_send)
 
 
 def without_fast_routes(app: FastAPI) -> FastAPI:
