@@ -361,8 +361,8 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 *(_ratio(p["new_rate"], base["protocol"]["new_rate"]) for base in baselines),
                 f"{fmt(p['update_rate'], 0)}/s",
                 *(_ratio(p["update_rate"], base["protocol"]["update_rate"]) for base in baselines),
-                _cpu_us(p.get("new_cpu_us")),
-                _cpu_us(p.get("update_cpu_us")),
+                _cpu_us(p["new_cpu_us"]),
+                _cpu_us(p["update_cpu_us"]),
                 f"{p['stored']:,} stored, {p['wrong_or_missing']} wrong or missing",
             ]
         )
@@ -419,7 +419,7 @@ def _ratio(value: float, base: float) -> str:
 
 
 def _checks(result: dict[str, Any], instances: int, last_page: str) -> list[tuple[str, bool]]:
-    """The issue's targets on this machine kind, and the deep page against the first."""
+    """The targets on this machine kind (`NEW_TARGET`…), and the deep page against the first."""
     p, reads = result["protocol"], result["reads"]
     deep = reads[last_page]
     first_rate, first_p99 = reads["page-1"].rate, reads["page-1"].p("p99")
