@@ -108,9 +108,8 @@ def _server_time(found: re.Match[str]) -> str:
 
 class RouteRecorder:
     """The app, noting which route answered each request (the router leaves it in the
-    request's scope) as the response starts: before the client can have read it, so a
-    request's route is noted before the client's next step (noted once the app returned,
-    a request's route came after the client had cleared the list on a loaded host)."""
+    request's scope) as its response starts, before the client can read it. Noted once
+    the app returned, a route could come after the client's next step on a loaded host."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app

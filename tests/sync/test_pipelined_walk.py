@@ -167,7 +167,8 @@ async def test_pages_made_ready_while_the_database_is_busy_are_written_as_one_ba
     assert report.error is None
     walked = [ids for ids in sink.batches[2:] if ids]
     assert len(walked) < (INSTANCES - stored) / PAGE_SIZE, "pages were written together"
-    # More ids than a page holds: two pages or more (some of their instances may be stored).
+    # Two pages or more in one batch: more ids than one page holds (not always two pages'
+    # worth: on a loaded host two joined pages held 48 ids).
     assert max(len(ids) for ids in walked) > PAGE_SIZE
     await assert_mirror_equals(store, simulator)
     await assert_each_instance_created_once(store)
