@@ -152,6 +152,9 @@ def test_cors_when_configured(sqlite_database_url: str, tmp_path: Path) -> None:
             },
         )
         assert allowed.headers["access-control-allow-origin"] == "https://dash.example"
+        for path in ("/api/workflows/instances", "/api/workflows/definitions"):
+            response = http.get(path, headers={"Origin": "https://dash.example"})
+            assert response.headers["access-control-allow-origin"] == "https://dash.example"
         other = http.get("/api/workflows/instances", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
 

@@ -7,29 +7,29 @@ the PUT did not find. Dashboards page through `GET /api/workflows/instances` and
 cost about as much CPU as everything else the app does (in one process without uvicorn: a
 PUT answered 404, 0.35 ms, 0.17 ms without them; a first page, whose 18 query parameters
 FastAPI reads one by one, inspecting the type of each again on every request, 0.57 ms,
-0.35 ms without). So these are matched first by `FastRoute`s, which call the very endpoint
-functions of `routes/` with their arguments resolved here as FastAPI resolves them: the
-caller's tenant by the same dependency; a body read and parsed by the same `JsonRequest`,
-after the tenant, then validated by the same model; the query validated by the same model
-(`InstanceListQuery`) from the same values (the last of a repeated parameter). A model
-returned is encoded as FastAPI encodes the route's `response_model`.
+0.35 ms without). So `FrontDoor` answers these with `FastRoute`s, which call the very
+endpoint functions of `routes/` with their arguments resolved here as FastAPI resolves
+them: the caller's tenant by the same dependency; a body read and parsed by the same
+`JsonRequest`, after the tenant, then validated by the same model; the query validated by
+the same model (`InstanceListQuery`) from the same values (the last of a repeated
+parameter). A model returned is encoded as FastAPI encodes the route's `response_model`.
 
 A request they are not sure to answer as FastAPI would (a body that is not JSON, is
-malformed, or fails validation; a query that fails validation) is declined: handed, its
-body replayed, to the app's router again, where the FastAPI route answers it. Errors the
-endpoint or the dependency raise (401, 403, 404, a database away) reach the app's error
-handlers as before. The FastAPI routes stay what the OpenAPI document describes.
+malformed, or fails validation; a query that fails validation) is declined: handed on,
+body replayed, to the app, where the FastAPI route answers it. Errors the endpoint or the
+dependency raise (401, 403, 404, a database away) go to the app's error handlers. The
+FastAPI routes stay what the OpenAPI document describes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Response
 from pydantic import BaseModel, ValidationError
-from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import compile_path
 
 from tamma_sync.api.auth import bearer
 from tamma_sync.api.deps import (
@@ -38,13 +38,10 @@ from tamma_sync.api.deps import (
     view_dashboard_tenant,
     view_workflows_tenant,
 )
-from tamma_sync.api.limits import JsonRequest, replayed
+from tamma_sync.api.limits import JsonRequest
 from tamma_sync.api.routes import dashboard, workflows
 from tamma_sync.api.schemas import InstanceIn, InstanceListQuery
 from tamma_sync.models import InstancePatch
-
-#: Set in the scope of a request a `FastRoute` declined: the router then passes it by.
-DECLINED = "tamma_sync.declined"
 
 Serve = Callable[[JsonRequest], Awaitable[Response]]
 Model = TypeVar("Model", bound=BaseModel)
@@ -54,43 +51,33 @@ class Declined(Exception):
     """The request is the FastAPI route's to answer."""
 
 
-class FastRoute(Route):
-    """`method` on `path` (a FastAPI route's template, by which metrics label requests),
-    answered by `serve`; any other method (HEAD too) is not matched here at all: FastAPI's
-    routes answer it as they did."""
+class FastRoute:
+    """`method` on `path` (a FastAPI route's template, matched as Starlette matches it, by
+    which metrics label requests), answered by `serve`. Any other method (HEAD too) is the
+    FastAPI routes' to answer."""
 
     def __init__(self, path: str, method: str, serve: Serve) -> None:
-        super().__init__(path, _Served(serve), methods=[method], include_in_schema=False)
-        self.methods = {method}  # not HEAD as well, which Starlette adds to a GET
+        self.path = path
+        self.method = method
+        self.serve = serve
+        self._regex: re.Pattern[str]
+        self._regex, _, self._convertors = compile_path(path)
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope.get(DECLINED):
-            return Match.NONE, {}
-        match, child_scope = super().matches(scope)
-        if match != Match.FULL:
-            return Match.NONE, {}
-        return match, {**child_scope, "route": self}
+    def path_params(self, path: str) -> dict[str, Any] | None:
+        """The path's parameters if this route's template matches it, else None."""
+        found = self._regex.match(path)
+        if found is None:
+            return None
+        return {
+            name: self._convertors[name].convert(value) for name, value in found.groupdict().items()
+        }
 
-
-class _Served:
-    """An ASGI app answering with `serve`, or declining to the app's router."""
-
-    def __init__(self, serve: Serve) -> None:
-        self._serve = serve
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = JsonRequest(scope, receive)
-        try:
-            response = await self._serve(request)
-        except Declined:
-            scope[DECLINED] = True
-            await scope["router"](scope, replayed(await request.body(), receive), send)
-            return
-        await response(scope, receive, send)
+    def __repr__(self) -> str:
+        return f"FastRoute({self.method} {self.path})"
 
 
 def routes() -> list[FastRoute]:
-    """The routes to put first in the app's router."""
+    """The routes `FrontDoor` answers."""
     return [
         FastRoute("/api/workflows/instances/{instance_id}", "PUT", _update_instance),
         FastRoute("/api/workflows/instances", "POST", _create_instance),

@@ -1,10 +1,11 @@
 """Hostile input stops at the door.
 
-`RequestLimits` bounds a request's body (413) and refuses a NUL character in its path or
-query (PostgreSQL cannot compare text with one). `JsonRoute` parses every JSON body one
-strict way, whatever its encoding: RFC 8259 JSON in UTF-8 (NaN, Infinity and numbers
-beyond a double are malformed), nested at most `MAX_JSON_DEPTH` levels and made of at
-most `MAX_JSON_VALUES` values, with large bodies parsed off the event loop.
+`whole_body` bounds a request's body (413) and `nul_in_target` finds a NUL character in
+its path or query (PostgreSQL cannot compare text with one), for `FrontDoor` to refuse.
+`JsonRoute` parses every JSON body one strict way, whatever its encoding: RFC 8259 JSON in
+UTF-8 (NaN, Infinity and numbers beyond a double are malformed), nested at most
+`MAX_JSON_DEPTH` levels and made of at most `MAX_JSON_VALUES` values, with large bodies
+parsed off the event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import anyio.to_thread
 import orjson
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 #: Deepest JSON nesting accepted; ELSA activity trees stay far below it.
 MAX_JSON_DEPTH = 128
@@ -26,45 +27,36 @@ MAX_JSON_VALUES = 1_000_000
 INLINE_PARSE_BYTES = 64 * 1024
 #: The original API (Fastify) skipped a UTF-8 byte order mark; so does this one.
 UTF8_BOM = b"\xef\xbb\xbf"
-_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+#: Methods whose body is read whole before the app sees the request.
+WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 NUL_REFUSED = "The NUL character (\\u0000) is not allowed in a path, a query or a text field"
 
 
-class RequestLimits:
-    """ASGI middleware: refuse a NUL in the path or query, read at most `max_body_bytes`
-    of a request, then hand the body on unchanged."""
+def nul_in_target(scope: Scope) -> bool:
+    """Whether the request's path or query holds a NUL character, raw or escaped."""
+    query: bytes = scope["query_string"]
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self._app = app
-        self._max = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        query: bytes = scope["query_string"]
-        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
-            await _refuse(send, 400, NUL_REFUSED)
-            return
-        if scope["method"] not in _WITH_BODY:
-            await self._app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max:
-            await _refuse(send, 413, f"Request body too large: the limit is {self._max} bytes")
-            return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self._max:
-                await _refuse(send, 413, f"Request body too large: the limit is {self._max} bytes")
-                return
-        await self._app(scope, replayed(bytes(body), receive), send)
+async def whole_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
+    """The request's body, read whole; None if it is larger than `max_bytes` (refused
+    here: 413) or the client left."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        await refuse(send, 413, f"Request body too large: the limit is {max_bytes} bytes")
+        return None
+    body = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > max_bytes:
+            await refuse(send, 413, f"Request body too large: the limit is {max_bytes} bytes")
+            return None
+    return bytes(body)
 
 
 class JsonRequest(Request):
@@ -131,7 +123,7 @@ def _bad_body(message: str) -> HTTPException:
     return HTTPException(400, detail={"error": message})
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
+async def refuse(send: Send, status: int, message: str) -> None:
     payload = orjson.dumps({"error": message})
     await send(
         {

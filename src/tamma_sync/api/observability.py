@@ -1,4 +1,4 @@
-"""Request metrics, `GET /metrics`, and the gauges read from the running app.
+"""`GET /metrics`, and the gauges read from the running app.
 
 `/metrics` and `/readyz` answer probes and scrapers, which call without a key; what they
 say of an ELSA source (its id, its figures) belongs to the source's tenant, so it is told
@@ -7,13 +7,11 @@ only to those `visible_sources` lets see it.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tamma_sync.api.auth import Authenticator, bearer
 from tamma_sync.api.errors import ApiError
@@ -64,39 +62,6 @@ async def visible_sources(
     if runner is None or KeyScope.DASHBOARD_VIEW not in principal.scopes:
         return frozenset()
     return frozenset(runner.sources_of(principal.tenant_id))
-
-
-class RequestMetrics:
-    """ASGI middleware: count and time every request by its route template (never the raw
-    path: ids would explode the label set)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self._app = app
-        self._metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self._app(scope, receive, recording_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            self._metrics.http_requests.labels(template, method, str(status)).inc()
-            self._metrics.http_latency.labels(template, method).observe(
-                time.perf_counter() - started
-            )
 
 
 def watch_state(metrics: Metrics, store: Store, feed: ChangeFeed, runner: SyncRunner) -> None:
