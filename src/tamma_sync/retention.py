@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tamma_sync.models import now_ms
+from tamma_sync.models import DAY_MS, now_ms
 from tamma_sync.settings import Settings
 from tamma_sync.store import PurgeCutoffs, Store, describe_database_error
 
 log = logging.getLogger(__name__)
-
-DAY_MS = 86_400_000
 
 
 def cutoffs(settings: Settings, now: int) -> PurgeCutoffs:

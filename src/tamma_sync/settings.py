@@ -282,7 +282,7 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description="If set, ended instances (Finished, Cancelled, Faulted) are purged this "
-        "long after they finished. Off by default.",
+        "long after they finished, and the sync does not mirror them again. Off by default.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line."

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 
+from tamma_sync.api import create_app
+from tamma_sync.elsa import ElsaTimestamp
 from tamma_sync.models import (
+    DAY_MS,
     DEFAULT_TENANT_ID,
     DefinitionWrite,
     EngineEventWrite,
@@ -12,8 +18,11 @@ from tamma_sync.models import (
     InstanceWrite,
     now_ms,
 )
+from tamma_sync.settings import Settings
+from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
 from tamma_sync.store.trends import TrendWindow
+from tests.support.server import serve_in_thread
 from tests.support.sse import open_stream
 
 T = DEFAULT_TENANT_ID
@@ -66,6 +75,7 @@ async def test_purge_everything_old_except_ended_instances_by_default(store: Sto
 async def test_ended_instances_purged_when_asked(store: Store) -> None:
     await _seed(store)
     past = 0
+    before = await store.last_seq()
     purged = await store.purge(
         PurgeCutoffs(tombstones=past, changes=past, engine_events=past, ended_instances=2_000)
     )
@@ -73,6 +83,24 @@ async def test_ended_instances_purged_when_asked(store: Store) -> None:
     assert purged["changes"] == 0
     ids = [i.id for i in (await store.list_instances(T, InstanceQuery())).items]
     assert ids == ["running"]
+    # Recorded as deleted, so that streams and change-log readers drop it too.
+    [change] = await store.changes_after(before)
+    assert (change.entity_id, change.op, change.sub_status) == ("done", "delete", "Finished")
+    assert change.data["id"] == "done"
+
+
+async def test_a_stream_hears_of_the_ended_instances_purged(store: Store, server_url: str) -> None:
+    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
+        for instance_id, status in (("old", "Finished"), ("live", "Running")):
+            body = {"id": instance_id, "definitionId": "wf", "status": status}
+            assert (await http.post("/api/workflows/instances", json=body)).status_code == 201
+        async with open_stream(http, "/api/events") as stream:
+            await store.purge(
+                PurgeCutoffs(tombstones=0, changes=0, engine_events=0, ended_instances=_future())
+            )
+            event = await stream.next_event()
+    assert event.event == "instance"
+    assert (event.json()["entityId"], event.json()["op"]) == ("old", "delete")
 
 
 async def test_stream_resumed_from_purged_history_says_reset(store: Store, server_url: str) -> None:
@@ -123,3 +151,53 @@ async def test_trend_rollups_go_once_no_window_reads_them(store: Store) -> None:
     assert purged["trend rollups of 60 min"] == 0
     counted = {w: await store.trend(T, None, w) for w in (by_minute, by_hour)}
     assert (started(by_minute), started(by_hour)) == (0, 2)
+
+
+def test_a_server_keeps_ended_instances_out_once_retention_purged_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`TAMMA_SYNC_RETENTION_ENDED_INSTANCES_DAYS` on a server syncing a live ELSA that still
+    holds them: the ended instances finished before the cutoff leave the mirror and stay
+    out, sweep after sweep; the others stay mirrored."""
+    simulator = ElsaSimulator(SimulatorConfig(seed=65, instances=150))
+    cutoff = now_ms() - DAY_MS
+    truth = [i for i in simulator.snapshot().instances.values() if not i.is_system]
+    old_ended = {
+        i.id
+        for i in truth
+        if i.sub_status in ("Finished", "Cancelled", "Faulted")
+        and i.finished_at is not None
+        and ElsaTimestamp.parse(i.finished_at).epoch_ms < cutoff
+    }
+    kept = len(truth) - len(old_ended)
+    assert old_ended and kept
+    with serve_in_thread(simulator.app) as elsa_url:
+        settings = Settings(
+            database_url=database_url,
+            data_dir=tmp_path,
+            elsa_url=elsa_url,
+            elsa_api_key=ADMIN_API_KEY,
+            poll_interval=0.1,
+            reconcile_interval=0,
+            reconcile_share=1.0,
+            retention_interval=0.2,
+            retention_ended_instances_days=1,
+        )
+        with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as http:
+
+            def total() -> int:
+                return int(http.get("/api/workflows/instances").json()["total"])
+
+            deadline = time.monotonic() + 20
+            while total() != kept:
+                assert time.monotonic() < deadline, f"{total()} mirrored, want {kept}"
+                time.sleep(0.1)
+            # Sweeps (every cycle) and purges (every 0.2 s) go on: none brings one back.
+            for _ in range(20):
+                time.sleep(0.1)
+                assert total() == kept
+            statuses = [
+                http.get(f"/api/workflows/instances/{instance_id}").status_code
+                for instance_id in sorted(old_ended)[:5]
+            ]
+            assert statuses == [404] * len(statuses)

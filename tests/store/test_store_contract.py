@@ -716,7 +716,7 @@ async def test_catalog_revision_moves_on_with_every_catalog_change_and_only_then
     assert not await moved()
     await store.purge(PurgeCutoffs(tombstones=0, changes=0, engine_events=0))
     assert not await moved()
-    # Retention removes ended instances without a change record: their counts move.
+    # Retention's purge of ended instances moves their counts.
     await store.purge(PurgeCutoffs(tombstones=0, changes=0, engine_events=0, ended_instances=2_000))
     assert await moved()
     await store.delete_definitions(T, ["wf"])

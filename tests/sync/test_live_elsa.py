@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tamma_sync.elsa import ElsaClient
-from tamma_sync.models import DEFAULT_TENANT_ID, ChangeOp, EntityKind
+from tamma_sync.elsa import ElsaClient, ElsaTimestamp
+from tamma_sync.models import DEFAULT_TENANT_ID, ChangeOp, EntityKind, now_ms
 from tamma_sync.settings import DetailsPolicy, SourceSettings
 from tamma_sync.simulator import (
     ADMIN_API_KEY,
@@ -27,7 +27,7 @@ from tamma_sync.simulator import (
     Realism,
     SimulatorConfig,
 )
-from tamma_sync.store import Store
+from tamma_sync.store import PurgeCutoffs, Store
 from tamma_sync.sync import StoreSink, SyncOptions, SyncService
 from tests.elsa.harness import Canned, Recorder
 from tests.support.mirror import assert_mirror_equals, expected_state, mirrored_instances
@@ -138,6 +138,34 @@ async def test_a_change_committed_beyond_the_look_back_is_repaired_by_the_sweep(
         assert report.reconciled
         assert (await _mirrored(store, late))["sub_status"] == "Cancelled"
         await assert_mirror_equals(store, sim, details=False)
+
+
+async def test_the_sweep_leaves_out_the_ended_instances_retention_purged(store: Store) -> None:
+    """The sweep mirrors again what the mirror lacks, but not the ended instances that
+    retention purged (finished longer ago than it keeps them), which ELSA still holds;
+    those that finished since, and the running ones, stay mirrored as ELSA has them."""
+    sim = ElsaSimulator(SimulatorConfig(seed=64, instances=150))
+    day = 86_400_000
+    async with syncing(sim, store, _options(keep_ended_ms=day)) as (service, _):
+        await service.run_cycle()
+        cutoff = now_ms() - day
+        truth = [i for i in sim.snapshot().instances.values() if not i.is_system]
+        old_ended = {
+            i.id
+            for i in truth
+            if i.finished_at is not None
+            and i.sub_status in ("Finished", "Cancelled", "Faulted")
+            and ElsaTimestamp.parse(i.finished_at).epoch_ms < cutoff
+        }
+        assert 0 < len(old_ended) < len(truth) - 10, "some kept, some purged, some running"
+        purged = await store.purge(
+            PurgeCutoffs(tombstones=0, changes=0, engine_events=0, ended_instances=cutoff)
+        )
+        assert purged["ended instances"] == len(old_ended)
+        report = await service.run_cycle()
+        assert report.reconciled and report.error is None
+    mirrored = {instance.id for instance in await mirrored_instances(store)}
+    assert mirrored == {i.id for i in truth} - old_ended
 
 
 async def test_running_instances_details_stay_fresh_without_updated_at_moving(

@@ -19,7 +19,13 @@ from tamma_sync.elsa.listings import (
     filter_timestamp,
     require_ascending,
 )
-from tamma_sync.elsa.mapping import definition_write, instance_write, journal_entry, sub_status
+from tamma_sync.elsa.mapping import (
+    definition_write,
+    epoch_ms,
+    instance_write,
+    journal_entry,
+    sub_status,
+)
 from tamma_sync.elsa.timestamps import TICKS_PER_SECOND, ElsaTimestamp
 from tamma_sync.elsa.transport import RetryPolicy, Timeouts
 from tamma_sync.elsa.wire import InstanceDetail, InstanceSummary, VariableValue
@@ -43,6 +49,7 @@ __all__ = [
     "Timeouts",
     "VariableValue",
     "definition_write",
+    "epoch_ms",
     "filter_timestamp",
     "instance_write",
     "journal_entry",

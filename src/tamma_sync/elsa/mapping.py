@@ -47,7 +47,7 @@ def definition_write(
         variables=variables,
         is_published=definition.is_published,
         is_latest=definition.is_latest,
-        created_at=_ms(definition.created_at),
+        created_at=epoch_ms(definition.created_at),
         source_id=source_id,
     )
 
@@ -103,9 +103,9 @@ def instance_write(
         incident_count=instance.incident_count,
         definition_version=instance.version,
         definition_version_id=instance.definition_version_id,
-        created_at=_ms(instance.created_at),
-        updated_at=_ms(instance.updated_at),
-        finished_at=_ms(instance.finished_at),
+        created_at=epoch_ms(instance.created_at),
+        updated_at=epoch_ms(instance.updated_at),
+        finished_at=epoch_ms(instance.finished_at),
         source_id=source_id,
     )
 
@@ -130,7 +130,7 @@ def journal_entry(record: JournalRecord) -> dict[str, Any]:
     """An execution journal record as the API shows it: its time in epoch ms."""
     return {
         "sequence": record.sequence,
-        "at": _ms(record.timestamp),
+        "at": epoch_ms(record.timestamp),
         "event": record.event_name,
         "activity_id": record.activity_id,
         "activity_type": record.activity_type,
@@ -140,5 +140,6 @@ def journal_entry(record: JournalRecord) -> dict[str, Any]:
     }
 
 
-def _ms(timestamp: ElsaTimestamp | None) -> int | None:
+def epoch_ms(timestamp: ElsaTimestamp | None) -> int | None:
+    """ELSA's time as the mirror keeps it, in epoch milliseconds."""
     return timestamp.epoch_ms if timestamp is not None else None

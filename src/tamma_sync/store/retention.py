@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from tamma_sync.models import ENDED_SUB_STATUSES
+from tamma_sync.models import ENDED_SUB_STATUSES, ChangeOp, EntityKind
 from tamma_sync.store.database import Database
+from tamma_sync.store.rows import instance_wire
 from tamma_sync.store.tables import (
     changes,
     definitions,
@@ -75,7 +76,8 @@ async def purge(db: Database, cutoffs: PurgeCutoffs, *, batch: int) -> dict[str,
 
 
 async def _purge_ended_instances(db: Database, finished_before: int, batch: int) -> int:
-    """Delete live ended instances (keeping the counts in step), batch by batch."""
+    """Delete live ended instances batch by batch, keeping the counts in step and
+    recording each as deleted: streams and change-log readers learn that it left."""
     ended = [status.value for status in ENDED_SUB_STATUSES]
     purged = 0
     while True:
@@ -83,13 +85,7 @@ async def _purge_ended_instances(db: Database, finished_before: int, batch: int)
             rows = (
                 (
                     await tx.conn.execute(
-                        sa.select(
-                            instances.c.tenant_id,
-                            instances.c.id,
-                            instances.c.source_id,
-                            instances.c.definition_id,
-                            instances.c.sub_status,
-                        )
+                        sa.select(instances)
                         .where(
                             instances.c.deleted_at.is_(None),
                             instances.c.sub_status.in_(ended),
@@ -103,6 +99,16 @@ async def _purge_ended_instances(db: Database, finished_before: int, batch: int)
             )
             for row in rows:
                 tx.count(row["tenant_id"], dict(row), -1)
+                tx.record(
+                    row["tenant_id"],
+                    EntityKind.INSTANCE,
+                    row["id"],
+                    ChangeOp.DELETE,
+                    row["revision"] + 1,
+                    instance_wire(row),
+                    definition_id=row["definition_id"],
+                    sub_status=row["sub_status"],
+                )
             keys = [(row["tenant_id"], row["id"]) for row in rows]
             if keys:
                 await tx.conn.execute(

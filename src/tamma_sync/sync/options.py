@@ -1,11 +1,12 @@
 """How a sync cycle runs (`SyncOptions`: page size, details policy and concurrency,
-look-back, sweep budget) and what one did (`CycleReport`)."""
+look-back, sweep budget, ended instances' retention) and what one did (`CycleReport`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tamma_sync.elsa import ElsaClient
+from tamma_sync.elsa import ElsaClient, InstanceSummary, sub_status
+from tamma_sync.models import DAY_MS, ENDED_SUB_STATUSES
 from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings
 from tamma_sync.store import WriteResult
 
@@ -21,9 +22,13 @@ class SyncOptions:
     reconcile_share: float = 0.1
     system_workflows: bool = False
     max_backoff: float = 60.0
+    #: How long after it finished retention purges an ended instance from the mirror, in
+    #: ms (None: never).
+    keep_ended_ms: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncOptions:
+        keep_days = settings.retention_ended_instances_days
         return cls(
             page_size=settings.sync_page_size,
             details=settings.sync_details,
@@ -33,7 +38,16 @@ class SyncOptions:
             reconcile_interval=settings.reconcile_interval,
             reconcile_share=settings.reconcile_share,
             system_workflows=settings.include_system_workflows,
+            keep_ended_ms=None if keep_days is None else round(keep_days * DAY_MS),
         )
+
+    def purged_by_retention(self, row: InstanceSummary, now: int) -> bool:
+        """Whether retention purges `row` from the mirror as of `now` (epoch ms): ended,
+        and finished more than `keep_ended_ms` before."""
+        if self.keep_ended_ms is None or row.finished_at is None:
+            return False
+        ended = sub_status(row.sub_status) in ENDED_SUB_STATUSES
+        return ended and row.finished_at.epoch_ms < now - self.keep_ended_ms
 
     def client_for(self, source: SourceSettings) -> ElsaClient:
         """The ELSA client a sync with these options reads `source` with."""

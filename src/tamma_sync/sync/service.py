@@ -39,6 +39,7 @@ from tamma_sync.elsa import (
     InstanceDetail,
     InstanceSummary,
     definition_write,
+    epoch_ms,
     journal_entry,
     sub_status,
 )
@@ -446,12 +447,14 @@ class SyncService:
         ):
             mirrored.update((p.id, (p.updated_at, p.sub_status)) for p in page)
             after = page[-1].id
-        # Rows set aside as rejections are retried on their own schedule.
+        # Rejected rows are retried on their own schedule; purged ones are not mirrored again.
+        now = now_ms()
         stale = [
             row
             for row_id, row in window.rows.items()
-            if mirrored.get(row_id) != (_ms(row.updated_at), sub_status(row.sub_status))
+            if mirrored.get(row_id) != (epoch_ms(row.updated_at), sub_status(row.sub_status))
             and not self._rejections.is_rejected(row_id)
+            and (row_id in mirrored or not self._options.purged_by_retention(row, now))
         ]
         confirmation = await self._sweep.confirm([i for i in mirrored if i not in window.rows])
         rows = stale + list(confirmation.found)
@@ -581,10 +584,6 @@ class SyncService:
     ) -> None:
         report.written.add(written)
         (state if state is not None else self._state).counters.deleted += written.deleted
-
-
-def _ms(timestamp: ElsaTimestamp | None) -> int | None:
-    return timestamp.epoch_ms if timestamp is not None else None
 
 
 def _describe(exc: BaseException) -> str:

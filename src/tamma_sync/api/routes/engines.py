@@ -11,7 +11,7 @@ from tamma_sync.api.errors import ApiError, not_found
 from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.schemas import ERROR_RESPONSES, MAX_PAGE, EngineEventList, EventsAdded, Ok
 from tamma_sync.fields import EntityId
-from tamma_sync.models import Engine, EngineEventWrite, EngineReport
+from tamma_sync.models import DAY_MS, Engine, EngineEventWrite, EngineReport
 
 router = APIRouter(
     prefix="/api/engines", tags=["engines"], responses=ERROR_RESPONSES, route_class=JsonRoute
@@ -19,7 +19,6 @@ router = APIRouter(
 
 MAX_EVENTS_PER_REQUEST = 1_000
 MAX_EVENTS_PAGE = 200
-MS_PER_DAY = 86_400_000
 
 
 @router.put(
@@ -78,7 +77,7 @@ async def add_events(
         engine_id,
         events,
         keep=settings.engine_events_keep,
-        max_age_ms=round(settings.engine_events_max_age_days * MS_PER_DAY),
+        max_age_ms=round(settings.engine_events_max_age_days * DAY_MS),
     )
     if added is None:
         raise ApiError(404, "Engine not found; register it first with PUT /api/engines/{id}")
