@@ -5,7 +5,7 @@ source's positions for the sync to compare."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,17 +291,7 @@ async def delete_instances(
         if row["deleted_at"] is None and source_id in (None, row["source_id"])
     ]
     for row in live:
-        tx.count(tenant_id, row, -1)
-        tx.record(
-            tenant_id,
-            EntityKind.INSTANCE,
-            row["id"],
-            ChangeOp.DELETE,
-            row["revision"] + 1,
-            instance_wire(row),
-            definition_id=row["definition_id"],
-            sub_status=row["sub_status"],
-        )
+        record_deleted(tx, tenant_id, row)
     for chunk in chunks([row["id"] for row in live]):
         await tx.conn.execute(
             instances.update()
@@ -310,6 +300,22 @@ async def delete_instances(
         )
     result.deleted = len(live)
     return result
+
+
+def record_deleted(tx: Transaction, tenant_id: str, row: Mapping[str, Any]) -> None:
+    """Take the live instance `row`, deleted in `tx`, out of the counts, and record its
+    deletion in the change log."""
+    tx.count(tenant_id, row, -1)
+    tx.record(
+        tenant_id,
+        EntityKind.INSTANCE,
+        row["id"],
+        ChangeOp.DELETE,
+        row["revision"] + 1,
+        instance_wire(row),
+        definition_id=row["definition_id"],
+        sub_status=row["sub_status"],
+    )
 
 
 async def get_instance(db: Database, tenant_id: str, instance_id: str) -> Instance | None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from tamma_sync.models import ENDED_SUB_STATUSES, ChangeOp, EntityKind
+from tamma_sync.models import ENDED_SUB_STATUSES
 from tamma_sync.store.database import Database
-from tamma_sync.store.rows import instance_wire
+from tamma_sync.store.instances import record_deleted
 from tamma_sync.store.tables import (
     changes,
     definitions,
@@ -98,17 +98,7 @@ async def _purge_ended_instances(db: Database, finished_before: int, batch: int)
                 .all()
             )
             for row in rows:
-                tx.count(row["tenant_id"], dict(row), -1)
-                tx.record(
-                    row["tenant_id"],
-                    EntityKind.INSTANCE,
-                    row["id"],
-                    ChangeOp.DELETE,
-                    row["revision"] + 1,
-                    instance_wire(row),
-                    definition_id=row["definition_id"],
-                    sub_status=row["sub_status"],
-                )
+                record_deleted(tx, row["tenant_id"], dict(row))
             keys = [(row["tenant_id"], row["id"]) for row in rows]
             if keys:
                 await tx.conn.execute(
