@@ -49,10 +49,6 @@ MAX_BATCH_DEFINITIONS: Final = 5_000
 MAX_BATCH_DELETIONS: Final = 10_000
 
 
-#: A day in milliseconds.
-DAY_MS: Final = 86_400_000
-
-
 def now_ms() -> int:
     """Wall-clock time in epoch milliseconds, the unit of every timestamp on the API."""
     return time.time_ns() // 1_000_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tamma_sync.models import DAY_MS, now_ms
-from tamma_sync.settings import Settings
+from tamma_sync.models import now_ms
+from tamma_sync.settings import DAY_MS, Settings
 from tamma_sync.store import PurgeCutoffs, Store, describe_database_error
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,8 @@ SQLITE_FILE_NAME = "tamma-sync.db"
 #: Bytes a second a request body must keep arriving at to be given more than
 #: `request_timeout_seconds`: a large upload on a slow link passes, a trickle does not.
 MIN_BODY_RATE = 16 * 1024
+#: A day in milliseconds: retention and engine-event ages are set in days.
+DAY_MS = 86_400_000
 
 
 class DetailsPolicy(StrEnum):

@@ -10,7 +10,6 @@ import httpx
 from tamma_sync.api import create_app
 from tamma_sync.elsa import ElsaTimestamp
 from tamma_sync.models import (
-    DAY_MS,
     DEFAULT_TENANT_ID,
     DefinitionWrite,
     EngineEventWrite,
@@ -18,7 +17,7 @@ from tamma_sync.models import (
     InstanceWrite,
     now_ms,
 )
-from tamma_sync.settings import Settings
+from tamma_sync.settings import DAY_MS, Settings
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
 from tamma_sync.store.trends import TrendWindow

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tamma_sync.elsa import ElsaClient, InstanceSummary, sub_status
-from tamma_sync.models import DAY_MS, ENDED_SUB_STATUSES
-from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings
+from tamma_sync.models import ENDED_SUB_STATUSES
+from tamma_sync.settings import DAY_MS, DetailsPolicy, Settings, SourceSettings
 from tamma_sync.store import WriteResult
 
 

@@ -11,7 +11,8 @@ from tamma_sync.api.errors import ApiError, not_found
 from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.schemas import ERROR_RESPONSES, MAX_PAGE, EngineEventList, EventsAdded, Ok
 from tamma_sync.fields import EntityId
-from tamma_sync.models import DAY_MS, Engine, EngineEventWrite, EngineReport
+from tamma_sync.models import Engine, EngineEventWrite, EngineReport
+from tamma_sync.settings import DAY_MS
 
 router = APIRouter(
     prefix="/api/engines", tags=["engines"], responses=ERROR_RESPONSES, route_class=JsonRoute
