@@ -1,4 +1,4 @@
-"""PostgreSQL's small reads and single-row writes on the connection each process holds out
+"""PostgreSQL's small reads and single-row writes on the connections each process holds out
 of the pool (`store/held_connection.py`): a write there is whole or not at all, even when
 it is cancelled, and a task that finds the connection in use is served by the pool."""
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from tamma_sync.models import DEFAULT_TENANT_ID, InstancePatch, InstanceWrite
 from tamma_sync.store import Store, instances
+from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS
 from tamma_sync.store.database import WRITE_LOCK_KEY
 from tamma_sync.store.pages import InstanceQuery
 from tests.support.mirror import counted_by_definition
@@ -127,6 +128,42 @@ async def test_a_held_connection_the_server_ended_costs_no_request(
         await asyncio.sleep(0.2)
         await store.create_instance(T, InstanceWrite(id="i1", definition_id="wf"))
         assert sum((await store.catalog_totals(T)).instances.values()) == 2
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_reads_arriving_together_survive_the_end_of_every_held_connection(
+    postgres_database_url: str,
+) -> None:
+    """Reads arriving together take several held connections (a dashboard's summary under
+    load). PostgreSQL ends every connection of the store; once they have sat idle for the
+    time after which a connection is pinged before use, none of the reads or writes that
+    come next fails, whichever held connection or pool connection each takes."""
+    store = Store.from_url(postgres_database_url)
+    admin = await asyncpg.connect(_dsn(postgres_database_url))
+    terminate_the_store = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+
+    async def read_together() -> list[bool]:
+        reads = [store.get_instance(T, f"i{n % 2}") for n in range(16)]
+        return [found is not None for found in await asyncio.gather(*reads)]
+
+    try:
+        await store.create_instance(T, InstanceWrite(id="i0", definition_id="wf"))
+        assert await read_together() == [True, False] * 8
+        assert await admin.fetchval(terminate_the_store) > 1
+        await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+        assert await read_together() == [True, False] * 8
+        writes = [
+            store.create_instance(T, InstanceWrite(id=f"i{n}", definition_id="wf"))
+            for n in range(1, 5)
+        ]
+        await asyncio.gather(*writes)
+        assert await read_together() == [True] * 16
+        assert sum((await store.catalog_totals(T)).instances.values()) == 5
     finally:
         await admin.close()
         await store.close()

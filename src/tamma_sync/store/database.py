@@ -26,7 +26,7 @@ from tamma_sync.store.bulk import TableStats
 from tamma_sync.store.connect import WRITE_OPTION
 from tamma_sync.store.dialect import Dialect
 from tamma_sync.store.errors import describe_database_error, is_disk_full
-from tamma_sync.store.held_connection import HeldConnection
+from tamma_sync.store.held_connection import HeldConnections, held_count
 from tamma_sync.store.last_statements import one_if_unchanged
 from tamma_sync.store.leadership import AdvisoryLeadership, FileLeadership, Leadership
 from tamma_sync.store.loop_thread import LoopThreadReads, LoopThreadWrites
@@ -52,7 +52,7 @@ CommitListener = Callable[[int], None]
 
 #: Built once: the lock every PostgreSQL write takes first…
 _WRITE_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.literal(WRITE_LOCK_KEY, sa.BigInteger)))
-#: …sent with its BEGIN in one trip on the held connection (`HeldConnection.transaction`).
+#: …sent with its BEGIN in one trip on a held connection (`HeldConnections.transaction`).
 _BEGIN_WRITE = (
     f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 )
@@ -102,10 +102,10 @@ class Database:
             path = None
         self._loop_reads = LoopThreadReads(path, sql_engine.dialect) if path else None
         self._loop_writes = LoopThreadWrites(path, sql_engine.dialect) if path else None
-        # PostgreSQL's held connection, when the pool has more than that one to lend.
+        # PostgreSQL's held connections, as many as the pool can lend.
         pool = sql_engine.pool
-        lends_more = isinstance(pool, sa.pool.QueuePool) and pool.size() > 1
-        self._held = HeldConnection(sql_engine) if lends_more and not self.is_sqlite else None
+        held = held_count(pool.size()) if isinstance(pool, sa.pool.QueuePool) else 0
+        self._held = HeldConnections(sql_engine, held) if held and not self.is_sqlite else None
         self._checkpoint: asyncio.Task[None] | None = None
         self._written_since_checkpoint = 0
         self._analyze_due: set[str] = set()
@@ -261,8 +261,8 @@ class Database:
     def unlocked_transaction(self) -> Transaction | None:
         """PostgreSQL: a transaction that only gathers a single row's write, to be sent as
         one statement by `commit_if_unchanged`; None where there is none (SQLite, whose
-        write on the loop's thread costs no trips, or a store without a held
-        connection)."""
+        write on the loop's thread costs no trips, or a store without held
+        connections)."""
         if self._held is None:
             return None
         return Transaction(None, self.dialect, self.clock())
@@ -274,7 +274,7 @@ class Database:
         (`upsert_rows(last=True)`) is its row, as read before `tx` began: of
         `stored_revision`, or none under its key for None. False if it wrote nothing: the
         row changed meanwhile, another writer held the lock (it is not tried while this
-        process writes), or the held connection was busy; the caller then writes in a
+        process writes), or the held connections were all busy; the caller then writes in a
         transaction (`writing`), as it would have."""
         if not tx.pending_changes:
             return True  # nothing changed: nothing to write
@@ -288,7 +288,7 @@ class Database:
             tx.changes_catalog,
             tx.pending_changes,
         )
-        assert self._held is not None, "an unlocked transaction is the held connection's"
+        assert self._held is not None, "an unlocked transaction is the held connections'"
         try:
             found = await self._held.rows(step)
         except Exception as exc:
@@ -306,7 +306,7 @@ class Database:
     async def _begin(self, single_row: bool) -> AsyncIterator[Transaction]:
         """A write transaction, committed when the block ends. A single row's runs on a
         connection of the store's own while that is free (SQLite's `LoopThreadWrites`,
-        PostgreSQL's `HeldConnection`), else on one of the pool's."""
+        PostgreSQL's `HeldConnections`), else on one of the pool's."""
         if single_row and self._loop_writes is not None and self._loop_writes.begin():
             try:
                 yield Transaction(None, self.dialect, self.clock(), self._loop_writes.run)
@@ -424,8 +424,8 @@ class Database:
         """The rows of a statement compiled once and run through the driver. On SQLite a
         read runs on the event loop's own thread (`LoopThreadReads`) unless it walks past
         more than `LOOP_SKIP_LIMIT` rows before its own (`skipping`: an offset), or turns
-        out to take long there; on PostgreSQL on the held connection (`HeldConnection`)
-        while no other task uses it; else through the pool."""
+        out to take long there; on PostgreSQL on a held connection (`HeldConnections`)
+        that no other task is using; else through the pool."""
         driver_sql = self.dialect.driver_form(statement)
         found: Sequence[Sequence[Any]] | None = None
         if self._loop_reads is not None and skipping <= LOOP_SKIP_LIMIT:

@@ -72,7 +72,7 @@ class Transaction:
     now: int
     direct: Run | None = None
     """What runs its statements on SQLite's loop-thread connection (`LoopThreadWrites`) or
-    PostgreSQL's held one (`HeldConnection`), when it runs on one."""
+    one of PostgreSQL's held ones (`HeldConnections`), when it runs on one."""
     pending_changes: list[dict[str, Any]] = field(default_factory=list)
     count_deltas: collections.Counter[tuple[str, str, str, str]] = field(
         default_factory=collections.Counter
