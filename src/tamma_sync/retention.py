@@ -14,12 +14,12 @@ log = logging.getLogger(__name__)
 
 def cutoffs(settings: Settings, now: int) -> PurgeCutoffs:
     """What is old enough to go, as of `now`, by the retention settings."""
-    ended_days = settings.retention_ended_instances_days
+    kept_ended = settings.keep_ended_instances_ms
     return PurgeCutoffs(
         tombstones=now - round(settings.retention_tombstones_days * DAY_MS),
         changes=now - round(settings.retention_changes_days * DAY_MS),
         engine_events=now - round(settings.engine_events_max_age_days * DAY_MS),
-        ended_instances=None if ended_days is None else now - round(ended_days * DAY_MS),
+        ended_instances=None if kept_ended is None else now - kept_ended,
         trends_now=now,
     )
 

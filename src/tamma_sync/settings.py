@@ -284,7 +284,8 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description="If set, ended instances (Finished, Cancelled, Faulted) are purged this "
-        "long after they finished, and the sync does not mirror them again. Off by default.",
+        "long after they finished, and the sync does not mirror them again (a sync pushing to "
+        "a server follows the server's setting). Off by default.",
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or as one JSON object per line."
@@ -378,6 +379,13 @@ class Settings(BaseSettings):
         '"pollInterval","tenantId","studioUrl"}]. A source without "tenantId", like the one of '
         f"TAMMA_SYNC_ELSA_URL, syncs into tenant `{DEFAULT_TENANT_ID}`.",
     )
+
+    @property
+    def keep_ended_instances_ms(self) -> int | None:
+        """How long after it finished retention keeps an ended instance, in ms (None: for
+        ever)."""
+        days = self.retention_ended_instances_days
+        return None if days is None else round(days * DAY_MS)
 
     @property
     def resolved_database_url(self) -> str:

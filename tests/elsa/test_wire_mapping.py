@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 import orjson
@@ -277,13 +279,23 @@ def test_summary_with_separate_detail_and_finished_faulted_instance() -> None:
     assert instance_write(summary).current_activity is None
 
 
-def test_unknown_sub_status_is_kept_out_of_the_typed_field() -> None:
-    detail = InstanceDetail.model_validate(
-        {"id": "x", "definitionId": "d", "status": "Running", "subStatus": "Hibernating"}
-    )
-    write = instance_write(detail)
-    assert write.status == "Running"
-    assert write.sub_status is None
+def test_unknown_sub_status_is_kept_out_of_the_typed_field_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each unknown sub-status is logged once, however many rows, steps and cycles read it
+    (names of this test's own: the log is once per process)."""
+    hibernating, dozing = (f"{name}{uuid.uuid4().hex[:8]}" for name in ("Hibernating", "Dozing"))
+    rows = [
+        InstanceDetail.model_validate(
+            {"id": f"x{n}", "definitionId": "d", "status": "Running", "subStatus": sub}
+        )
+        for n, sub in enumerate([hibernating, hibernating, dozing, hibernating])
+    ]
+    with caplog.at_level(logging.WARNING, logger="tamma_sync.elsa.mapping"):
+        writes = [instance_write(row) for row in rows] + [instance_write(rows[0])]
+    assert [(write.status, write.sub_status) for write in writes] == [("Running", None)] * 5
+    warned = [record.getMessage() for record in caplog.records]
+    assert [sum(repr(sub) in line for line in warned) for sub in (hibernating, dozing)] == [1, 1]
 
 
 def test_variables_from_state_use_declarations_and_the_outermost_context() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -17,10 +19,11 @@ from tamma_sync.models import (
     InstanceWrite,
     now_ms,
 )
-from tamma_sync.settings import DAY_MS, Settings
+from tamma_sync.settings import DAY_MS, Settings, SourceSettings
 from tamma_sync.simulator import ADMIN_API_KEY, ElsaSimulator, SimulatorConfig
 from tamma_sync.store import InstanceQuery, PurgeCutoffs, Store
 from tamma_sync.store.trends import TrendWindow
+from tamma_sync.sync import HttpSink, SyncOptions, SyncService
 from tests.support.server import serve_in_thread
 from tests.support.sse import open_stream
 
@@ -152,6 +155,25 @@ async def test_trend_rollups_go_once_no_window_reads_them(store: Store) -> None:
     assert (started(by_minute), started(by_hour)) == (0, 2)
 
 
+def _user_instances(simulator: ElsaSimulator) -> list[Any]:
+    return [i for i in simulator.snapshot().instances.values() if not i.is_system]
+
+
+def _ended_before(simulator: ElsaSimulator, cutoff: int) -> set[str]:
+    """The ids of the simulator's ended instances that finished before `cutoff` (some,
+    not all: retention must purge some and keep others)."""
+    instances = _user_instances(simulator)
+    ended = {
+        i.id
+        for i in instances
+        if i.sub_status in ("Finished", "Cancelled", "Faulted")
+        and i.finished_at is not None
+        and ElsaTimestamp.parse(i.finished_at).epoch_ms < cutoff
+    }
+    assert 0 < len(ended) < len(instances)
+    return ended
+
+
 def test_a_server_keeps_ended_instances_out_once_retention_purged_them(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -159,17 +181,8 @@ def test_a_server_keeps_ended_instances_out_once_retention_purged_them(
     holds them: the ended instances finished before the cutoff leave the mirror and stay
     out, sweep after sweep; the others stay mirrored."""
     simulator = ElsaSimulator(SimulatorConfig(seed=65, instances=150))
-    cutoff = now_ms() - DAY_MS
-    truth = [i for i in simulator.snapshot().instances.values() if not i.is_system]
-    old_ended = {
-        i.id
-        for i in truth
-        if i.sub_status in ("Finished", "Cancelled", "Faulted")
-        and i.finished_at is not None
-        and ElsaTimestamp.parse(i.finished_at).epoch_ms < cutoff
-    }
-    kept = len(truth) - len(old_ended)
-    assert old_ended and kept
+    old_ended = _ended_before(simulator, now_ms() - DAY_MS)
+    kept = len(_user_instances(simulator)) - len(old_ended)
     with serve_in_thread(simulator.app) as elsa_url:
         settings = Settings(
             database_url=database_url,
@@ -200,3 +213,46 @@ def test_a_server_keeps_ended_instances_out_once_retention_purged_them(
                 for instance_id in sorted(old_ended)[:5]
             ]
             assert statuses == [404] * len(statuses)
+
+
+async def test_a_pushing_sync_follows_the_servers_retention_of_ended_instances(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A sync pushing to a server that purges ended instances, without that setting of its
+    own, learns the server's (`/api/sync/status`): its sweeps do not push again the ended
+    instances the server purged, which ELSA still holds."""
+    simulator = ElsaSimulator(SimulatorConfig(seed=66, instances=150))
+    old_ended = _ended_before(simulator, now_ms() - DAY_MS)
+    kept = len(_user_instances(simulator)) - len(old_ended)
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        retention_interval=1.0,
+        retention_ended_instances_days=1,
+    )
+    options = SyncOptions(reconcile_interval=0, reconcile_share=1.0)
+    assert options.keep_ended_ms is None
+    with serve_in_thread(simulator.app) as elsa_url, serve_in_thread(create_app(settings)) as url:
+        source = SourceSettings(id="elsa", url=elsa_url, api_key=ADMIN_API_KEY)
+        sink = HttpSink(url)
+        try:
+            async with (
+                options.client_for(source) as client,
+                httpx.AsyncClient(base_url=url) as http,
+            ):
+
+                async def total() -> int:
+                    return int((await http.get("/api/workflows/instances")).json()["total"])
+
+                service = SyncService(source, client, sink, options)
+                assert (await service.run_cycle()).error is None
+                deadline = time.monotonic() + 20
+                while await total() != kept:
+                    assert time.monotonic() < deadline, f"{await total()} mirrored, want {kept}"
+                    await asyncio.sleep(0.1)
+                for _ in range(3):  # sweeps of every instance, each faster than a purge
+                    report = await service.run_cycle()
+                    assert report.reconciled and report.error is None
+                    assert (report.written.created, await total()) == (0, kept)
+        finally:
+            await sink.aclose()

@@ -213,8 +213,14 @@ class SourceStatus(SourceState):
     counts: dict[str, int] = Field(description="Live definitions and instances from the source.")
 
 
-class SyncStatus(BaseModel):
+class SyncStatus(WireModel):
     sources: list[SourceStatus]
+    keep_ended_instances_ms: int | None = Field(
+        default=None,
+        description="How long after it finished this server keeps an ended instance, in ms "
+        "(TAMMA_SYNC_RETENTION_ENDED_INSTANCES_DAYS); absent: for ever. A sync pushing here "
+        "does not mirror again what that purges.",
+    )
 
 
 class Triggered(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -117,8 +118,16 @@ def sub_status(text: str | None) -> SubStatus | None:
     try:
         return SubStatus.parse(text)
     except ValueError:
-        logger.warning("unknown ELSA subStatus %r; stored without a sub-status", text)
+        _warn_of_unknown_sub_status(text)
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_of_unknown_sub_status(text: str) -> None:
+    """Logged once per process for each unknown sub-status (of the last 64): a newer ELSA's
+    would otherwise be logged for each of its rows, at every step that reads it, every
+    cycle."""
+    logger.warning("unknown ELSA subStatus %r; stored without a sub-status", text)
 
 
 def variables_dict(variables: Sequence[VariableValue]) -> dict[str, Any]:

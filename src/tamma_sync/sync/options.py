@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from tamma_sync.elsa import ElsaClient, InstanceSummary, sub_status
 from tamma_sync.models import ENDED_SUB_STATUSES
-from tamma_sync.settings import DAY_MS, DetailsPolicy, Settings, SourceSettings
+from tamma_sync.settings import DetailsPolicy, Settings, SourceSettings
 from tamma_sync.store import WriteResult
 
 
@@ -28,7 +28,6 @@ class SyncOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncOptions:
-        keep_days = settings.retention_ended_instances_days
         return cls(
             page_size=settings.sync_page_size,
             details=settings.sync_details,
@@ -38,22 +37,23 @@ class SyncOptions:
             reconcile_interval=settings.reconcile_interval,
             reconcile_share=settings.reconcile_share,
             system_workflows=settings.include_system_workflows,
-            keep_ended_ms=None if keep_days is None else round(keep_days * DAY_MS),
+            keep_ended_ms=settings.keep_ended_instances_ms,
         )
-
-    def purged_by_retention(self, row: InstanceSummary, now: int) -> bool:
-        """Whether retention purges `row` from the mirror as of `now` (epoch ms): ended,
-        and finished more than `keep_ended_ms` before."""
-        if self.keep_ended_ms is None or row.finished_at is None:
-            return False
-        ended = sub_status(row.sub_status) in ENDED_SUB_STATUSES
-        return ended and row.finished_at.epoch_ms < now - self.keep_ended_ms
 
     def client_for(self, source: SourceSettings) -> ElsaClient:
         """The ELSA client a sync with these options reads `source` with."""
         return ElsaClient.from_settings(
             source, page_size=self.page_size, system_workflows=self.system_workflows
         )
+
+
+def purged_by_retention(row: InstanceSummary, now: int, keep_ended_ms: int | None) -> bool:
+    """Whether retention purges `row` from the mirror as of `now` (epoch ms): ended, and
+    finished more than `keep_ended_ms` before (None: kept for ever)."""
+    if keep_ended_ms is None or row.finished_at is None:
+        return False
+    ended = sub_status(row.sub_status) in ENDED_SUB_STATUSES
+    return ended and row.finished_at.epoch_ms < now - keep_ended_ms
 
 
 @dataclass

@@ -66,7 +66,7 @@ from tamma_sync.store import (
 )
 from tamma_sync.sync.details import DetailReader, Details
 from tamma_sync.sync.observed import DetailAges, RecentRows
-from tamma_sync.sync.options import CycleReport, SyncOptions
+from tamma_sync.sync.options import CycleReport, SyncOptions, purged_by_retention
 from tamma_sync.sync.prefetch import handed_over, prefetched
 from tamma_sync.sync.sink import POSITIONS_PAGE, Sink
 from tamma_sync.sync.sweep import Sweep, Window
@@ -449,12 +449,13 @@ class SyncService:
             after = page[-1].id
         # Rejected rows are retried on their own schedule; purged ones are not mirrored again.
         now = now_ms()
+        keep_ended_ms = self._sink.keep_ended_ms(self._options.keep_ended_ms)
         stale = [
             row
             for row_id, row in window.rows.items()
             if mirrored.get(row_id) != (epoch_ms(row.updated_at), sub_status(row.sub_status))
             and not self._rejections.is_rejected(row_id)
-            and (row_id in mirrored or not self._options.purged_by_retention(row, now))
+            and (row_id in mirrored or not purged_by_retention(row, now, keep_ended_ms))
         ]
         confirmation = await self._sweep.confirm([i for i in mirrored if i not in window.rows])
         rows = stale + list(confirmation.found)

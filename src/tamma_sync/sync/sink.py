@@ -92,6 +92,12 @@ class Sink(Protocol):
         """Leadership of this source's sync, so that one process syncs it; None if taken."""
         ...
 
+    def keep_ended_ms(self, own: int | None) -> int | None:
+        """How long after it finished the mirror keeps an ended instance, in ms (None: for
+        ever): what its retention purges, the sync does not mirror again. `own`: this
+        sync's setting (`SyncOptions.keep_ended_ms`)."""
+        ...
+
 
 class StoreSink:
     """Writes straight into a Store (the server's embedded sync, `tamma-sync sync`)."""
@@ -149,6 +155,9 @@ class StoreSink:
     async def lead(self, source_id: str) -> Leadership | None:
         return await self._store.lead(f"sync:{self._tenant_id}:{source_id}")
 
+    def keep_ended_ms(self, own: int | None) -> int | None:
+        return own  # the store is purged by the settings this sync runs with
+
 
 class _AlwaysLeading:
     """Push mode has no shared lock: run one pushing worker per source."""
@@ -184,9 +193,11 @@ class HttpSink:
     """Pushes to a remote tamma-sync: `POST /api/sync/batch`, authenticated with a key that
     has the `sync:write` scope. Batches are idempotent, so failed pushes are retried. Each
     page is pushed on its own: pages joined could outgrow the request size the server
-    takes (`TAMMA_SYNC_MAX_BODY_BYTES`), and be refused whole."""
+    takes (`TAMMA_SYNC_MAX_BODY_BYTES`), and be refused whole. The server's retention of
+    ended instances is learned with the source's state (`/api/sync/status`)."""
 
     joined_instances = 0
+    _server_keeps_ended_ms: int | None = None
 
     def __init__(
         self, base_url: str, api_key: SecretStr | None = None, *, timeout: float = 60.0
@@ -216,7 +227,9 @@ class HttpSink:
 
     async def load_state(self, source_id: str) -> SourceState | None:
         response = await self._get("/api/sync/status")
-        for entry in response.json()["sources"]:
+        status = response.json()
+        self._server_keeps_ended_ms = status.get("keepEndedInstancesMs")
+        for entry in status["sources"]:
             if entry["sourceId"] == source_id:
                 return SourceState.model_validate(entry)
         return None
@@ -280,3 +293,8 @@ class HttpSink:
 
     async def lead(self, source_id: str) -> Leadership | None:
         return _AlwaysLeading()
+
+    def keep_ended_ms(self, own: int | None) -> int | None:
+        """The server's setting once learned; this sync's own while it is not, or if the
+        server purges no ended instances (or predates saying so)."""
+        return self._server_keeps_ended_ms if self._server_keeps_ended_ms is not None else own

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from tamma_sync.api.deps import StoreDep, ViewDashboard, WriteSync
+from tamma_sync.api.deps import SettingsDep, StoreDep, ViewDashboard, WriteSync
 from tamma_sync.api.errors import ApiError
 from tamma_sync.api.limits import JsonRoute
 from tamma_sync.api.schemas import (
@@ -18,6 +18,7 @@ from tamma_sync.api.schemas import (
     Triggered,
 )
 from tamma_sync.models import MAX_EPOCH_MS, SyncBatch
+from tamma_sync.store import Store
 from tamma_sync.sync import SyncRunner
 
 router = APIRouter(
@@ -41,20 +42,26 @@ async def apply_batch(batch: SyncBatch, store: StoreDep, tenant: WriteSync) -> B
 
 
 @router.get("/status", response_model_exclude_none=True)
-async def sync_status(store: StoreDep, tenant: ViewDashboard) -> SyncStatus:
+async def sync_status(store: StoreDep, tenant: ViewDashboard, settings: SettingsDep) -> SyncStatus:
     """Per ELSA source: tenant, phase, cursor, last success, last error, counts, cycle
-    duration."""
-    counts = await store.source_counts(tenant)
+    duration; and how long this server keeps ended instances."""
     return SyncStatus(
-        sources=[
-            SourceStatus(
-                **state.model_dump(),
-                tenant_id=tenant,
-                counts=counts.get(state.source_id, {"definitions": 0, "instances": 0}),
-            )
-            for state in await store.source_states(tenant)
-        ]
+        sources=await source_statuses(store, tenant),
+        keep_ended_instances_ms=settings.keep_ended_instances_ms,
     )
+
+
+async def source_statuses(store: Store, tenant: str) -> list[SourceStatus]:
+    """Each ELSA source's state, with its tenant and its live counts."""
+    counts = await store.source_counts(tenant)
+    return [
+        SourceStatus(
+            **state.model_dump(),
+            tenant_id=tenant,
+            counts=counts.get(state.source_id, {"definitions": 0, "instances": 0}),
+        )
+        for state in await store.source_states(tenant)
+    ]
 
 
 @router.post("/trigger", status_code=status.HTTP_202_ACCEPTED)

@@ -148,7 +148,7 @@ async def page_data(store: Store, cache: BodyCache, tenant: str) -> PageData:
         workflows=orjson.loads(
             (await dashboard.workflows_body(store, cache, tenant, compact=True)).body
         ),
-        sources=_wire(await sync.sync_status(store, tenant))["sources"],
+        sources=[_wire(status) for status in await sync.source_statuses(store, tenant)],
         instances=_decode(recent)["data"],
     )
 
