@@ -3,14 +3,18 @@
 Through SQLAlchemy a statement costs a pool checkout and return, a greenlet switch and the
 asyncpg adapter's cursor: about 0.2 ms of CPU for a read by key whose round trip takes
 0.07 ms, and a single instance's write (BEGIN, lock, lookup, row, last statements, COMMIT)
-paid it six times. So each process keeps a few pool connections checked out
+paid it six times. So each process keeps some pool connections checked out
 (`HeldConnections`) and runs those reads and writes on a free one's asyncpg connection
-directly; a task that finds them all in use goes through the pool as before. The first is
-checked out by the first read, the others only as concurrent tasks need them: a dashboard
-summary, four reads, at concurrency 16 took 1,000 requests/s with four held against 800
-with one. A write transaction on one sends BEGIN and the write lock as one trip; a single
-instance's write is most often one autocommit statement (`Database.commit_if_unchanged`),
-run as a read is.
+directly; a task that finds them all in use goes through the pool as before. A write
+transaction on one sends BEGIN and the write lock as one trip; a single instance's write is
+most often one autocommit statement (`Database.commit_if_unchanged`), run as a read is.
+
+The first is checked out by the first read, the others only as concurrent tasks need them.
+Under load a held connection stays busy until its task has its turn on the event loop
+again, long after the round trip: with four held, 63 % of a dashboard summary's reads (four
+a request, at concurrency 16) found them all in use. It took 1,050 to 1,090 requests/s
+with ten held, 700 to 1,060 with four and 710 to 860 with one; a first page, 1,350 to 1,510
+against 1,240 to 1,390 with four.
 
 It answers as the pool does: errors are raised as SQLAlchemy raises them
 (`bulk.adapter_error`), and a connection found dead is invalidated (the next use checks
@@ -32,8 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tamma_sync.store.bulk import Run, Step, adapter_error
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS
 
-#: Connections held out of the pool: at most this many, and half the pool.
-MOST_HELD = 4
+#: Connections held out of the pool: half of it, at most this many.
+MOST_HELD = 16
 
 
 def held_count(pool_size: int) -> int:
