@@ -214,9 +214,9 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description="PostgreSQL connections a process keeps open (from two on, half of them, "
-        "16 at most, are held for small reads and single-row writes); bursts may open "
-        "half as many again. Budget it against max_connections across replicas. SQLite ignores it "
-        "(two pooled connections per process, and two on the event loop's thread for "
+        "16 at most, are held for small reads and single-row writes); bursts may open half "
+        "as many again. Budget it against max_connections across replicas. SQLite ignores "
+        "it (two pooled connections per process, and two on the event loop's thread for "
         "small reads and single-row writes: more threads only fight over the GIL).",
     )
     migrate_on_start: bool = Field(

@@ -197,7 +197,6 @@ class HttpSink:
     ended instances is learned with the source's state (`/api/sync/status`)."""
 
     joined_instances = 0
-    _server_keeps_ended_ms: int | None = None
 
     def __init__(
         self, base_url: str, api_key: SecretStr | None = None, *, timeout: float = 60.0
@@ -215,6 +214,7 @@ class HttpSink:
             headers=headers,
             timeout=timeout,
         )
+        self._server_keeps_ended_ms: int | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
