@@ -1,6 +1,5 @@
 """Durable storage: the only package that speaks SQL."""
 
-from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.errors import (
     MigrationRefused,
@@ -12,6 +11,7 @@ from tamma_sync.store.errors import (
 )
 from tamma_sync.store.instances import NewRows
 from tamma_sync.store.leadership import Leadership
+from tamma_sync.store.overview import CatalogTotals, Overview
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
 from tamma_sync.store.store import Store
@@ -25,6 +25,7 @@ __all__ = [
     "MigrationRefused",
     "NewRows",
     "ObservedChange",
+    "Overview",
     "PurgeCutoffs",
     "Store",
     "WriteResult",

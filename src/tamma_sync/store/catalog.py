@@ -34,7 +34,6 @@ from tamma_sync.store.tables import (
     definitions,
     engines,
     instance_counts,
-    instance_totals,
     instances,
     sync_state,
 )
@@ -79,24 +78,6 @@ _counts_by_definition = (
     .where(instance_counts.c.tenant_id == _TENANT)
     .group_by(instance_counts.c.definition_id)
 )
-_live_definitions = (
-    sa.select(sa.func.count().label("count"))
-    .where(definitions.c.tenant_id == _TENANT, definitions.c.deleted_at.is_(None))
-    .subquery()
-)
-# One row per kept total, each with the count of live definitions; one row of that count
-# alone while the tenant has no totals.
-_catalog_totals = sa.select(
-    _live_definitions.c.count, instance_totals.c.sub_status, instance_totals.c.count
-).select_from(_live_definitions.outerjoin(instance_totals, instance_totals.c.tenant_id == _TENANT))
-
-
-@dataclass(frozen=True)
-class CatalogTotals:
-    """Live definitions, and live instances per sub-status (None: untyped)."""
-
-    definitions: int
-    instances: dict[str | None, int]
 
 
 async def write_definitions(
@@ -361,16 +342,6 @@ async def instance_counts_by_definition(
         if group:  # kept counts that went down to 0 stay as rows
             counts[definition_id] = group
     return counts
-
-
-async def catalog_totals(db: Database, tenant_id: str) -> CatalogTotals:
-    """How many live definitions a tenant has, and live instances per sub-status: one
-    statement (the summary's reads are its cost)."""
-    rows = await db.read_rows(_catalog_totals, {"tenant_id": tenant_id})
-    return CatalogTotals(
-        definitions=rows[0][0],
-        instances={sub_status or None: int(count) for _, sub_status, count in rows if count},
-    )
 
 
 async def tenant_has_data(db: Database, tenant_id: str) -> bool:

@@ -2,7 +2,8 @@
 
 A facade: each method is one operation, and one write transaction when it writes (see
 `database`); the work is done by the module of its entity — `catalog`, `instances`,
-`activities`, `trends`, `engines`, `api_keys`, `sync_state`, `change_log`, `retention`.
+`activities`, `trends`, `engines`, `api_keys`, `sync_state`, `change_log`, `retention`, and
+`overview` for the dashboard summary's reads across them.
 """
 
 from __future__ import annotations
@@ -40,19 +41,20 @@ from tamma_sync.store import (
     change_log,
     engines,
     instances,
+    overview,
     retention,
     sync_state,
     trends,
 )
 from tamma_sync.store.activities import RunningByActivity
 from tamma_sync.store.anchors import OffsetAnchors
-from tamma_sync.store.catalog import CatalogTotals
 from tamma_sync.store.change_log import ObservedChange
 from tamma_sync.store.connect import PING_AFTER_IDLE_SECONDS, open_sql_engine
 from tamma_sync.store.database import CommitListener, Database
 from tamma_sync.store.instances import NewRows
 from tamma_sync.store.last_statements import CHANGES_CHANNEL
 from tamma_sync.store.leadership import Leadership
+from tamma_sync.store.overview import CatalogTotals, Overview
 from tamma_sync.store.pages import InstancePage, InstanceQuery
 from tamma_sync.store.retention import PurgeCutoffs
 from tamma_sync.store.rows import instance_of
@@ -170,7 +172,12 @@ class Store:
 
     async def catalog_totals(self, tenant_id: str) -> CatalogTotals:
         """How many live definitions a tenant has, and live instances per sub-status."""
-        return await catalog.catalog_totals(self._db, tenant_id)
+        return (await self.overview(tenant_id, recent_events=0)).totals
+
+    async def overview(self, tenant_id: str, *, recent_events: int) -> Overview:
+        """The dashboard summary's reads, in one statement: engines online and offline,
+        catalog totals, the `recent_events` newest engine events, each source's state."""
+        return await overview.read_overview(self._db, tenant_id, recent_events=recent_events)
 
     async def tenant_has_data(self, tenant_id: str) -> bool:
         """Whether a tenant holds anything, deleted rows too."""
@@ -333,14 +340,6 @@ class Store:
             return await engines.add_engine_events(
                 tx, tenant_id, engine_id, events, keep=keep, max_age_ms=max_age_ms
             )
-
-    async def recent_engine_events(
-        self, tenant_id: str, engine_id: str | None = None, *, limit: int, offset: int = 0
-    ) -> list[EngineEvent]:
-        """Events newest first, of one engine or of all."""
-        return await engines.recent_engine_events(
-            self._db, tenant_id, engine_id, limit=limit, offset=offset
-        )
 
     async def engine_events_page(
         self, tenant_id: str, engine_id: str | None, *, limit: int, offset: int = 0

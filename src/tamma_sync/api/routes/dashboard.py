@@ -35,19 +35,15 @@ RECENT_EVENTS = 20
 async def summary(store: StoreDep, tenant: ViewDashboard) -> DashboardSummary:
     """`{engineCount, workflowDefinitions, recentEvents}` as the original, plus instance
     counts by status, engines online/offline and sync health per source."""
-    async with store.reading_together():
-        engines = await store.list_engines(tenant)
-        totals = await store.catalog_totals(tenant)
-        recent_events = await store.recent_engine_events(tenant, limit=RECENT_EVENTS)
-        states = await store.source_states(tenant)
-    online = sum(engine.online for engine in engines)
+    overview = await store.overview(tenant, recent_events=RECENT_EVENTS)
+    engines = EngineHealth(online=overview.engines_online, offline=overview.engines_offline)
     return DashboardSummary(
-        engine_count=len(engines),
-        workflow_definitions=totals.definitions,
-        recent_events=recent_events,
-        instances=InstanceCounts.total_of([totals.instances]),
-        engines=EngineHealth(online=online, offline=len(engines) - online),
-        sync=[SyncHealth.of(state) for state in states],
+        engine_count=engines.online + engines.offline,
+        workflow_definitions=overview.totals.definitions,
+        recent_events=overview.recent_events,
+        instances=InstanceCounts.total_of([overview.totals.instances]),
+        engines=engines,
+        sync=[SyncHealth.of(state) for state in overview.sources],
     )
 
 
