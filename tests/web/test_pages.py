@@ -139,6 +139,50 @@ def test_an_instance_that_comes_to_match_appears_live(
     expect(page.locator('#results > li[data-id="refund-2"]')).to_have_count(0)
 
 
+#: Holds back what `/api/events` streams, after its headers, until `releaseStreams()`: a
+#: slow network between the page and the real server.
+HOLD_STREAMS_JS = """(() => {
+  const fetched = window.fetch;
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  window.releaseStreams = () => release();
+  window.streamsHeld = 0;
+  window.fetch = async (...args) => {
+    const response = await fetched(...args);
+    if (!String(args[0]).includes('api/events') || !response.body) return response;
+    window.streamsHeld += 1;
+    const reader = response.body.getReader();
+    const body = new ReadableStream({
+      async pull(controller) {
+        await released;
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+})();"""
+
+
+def test_a_new_stream_is_shown_live_only_once_the_server_has_subscribed_it(
+    client: httpx.Client, server_url: str, page: Page
+) -> None:
+    """The explorer's stream starts fresh (no Last-Event-ID): until its `: connected`
+    arrives, changes may be missed and the list is not loaded, so the page must not say
+    "live" on the stream's headers alone."""
+    _seed(client)
+    page.add_init_script(HOLD_STREAMS_JS)
+    page.goto(f"{server_url}/instances?subStatus=Faulted")
+    page.wait_for_function("window.streamsHeld === 1", timeout=LIVE_MS)
+    page.wait_for_timeout(300)  # what the page does on the headers, it has done by now
+    expect(page.locator("#live")).to_have_attribute("data-state", "connecting")
+    page.evaluate("window.releaseStreams()")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    _shown(page, ["refund-1", "order-3", "order-2"])
+
+
 def test_the_status_text_filter_matches_what_writers_sent_and_follows_changes(
     client: httpx.Client, server_url: str, page: Page
 ) -> None:

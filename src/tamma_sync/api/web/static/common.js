@@ -264,9 +264,20 @@ export function follow(path, position, { onEvent, onComment = () => {} }) {
         clearTimeout(stall);
         stall = setTimeout(() => controller.abort(), STALL_MS);
       };
+      // A resumed stream is live from its headers: the server replays from its log what
+      // came meanwhile. A fresh one only from its first chunk (`: connected`, an
+      // instance's first state), which the server sends once it has subscribed.
+      const resumed = position.id !== null && position.id !== undefined;
+      if (!resumed) setLive('connecting');
+      let live = false;
+      const arrived = () => {
+        if (!live) setLive('live');
+        live = true;
+        alive();
+      };
       try {
         const headers = { Accept: 'text/event-stream' };
-        if (position.id !== null && position.id !== undefined) headers['Last-Event-ID'] = position.id;
+        if (resumed) headers['Last-Event-ID'] = position.id;
         const url = typeof path === 'function' ? path() : path;
         const response = await fetch(url, { headers: authHeaders(headers), cache: 'no-store', signal: controller.signal });
         if (refused(response)) {
@@ -276,14 +287,14 @@ export function follow(path, position, { onEvent, onComment = () => {} }) {
         if (response.status === 204) ended = true;
         else {
           if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
-          setLive('live');
           failures = 0;
-          alive();
+          if (resumed) arrived();
+          else alive();
           await readEvents(response.body, position, {
             onEvent: (type, text) => { if (onEvent(type, text) === 'end') ended = true; },
             onComment,
             onRetry: (ms) => { retryMs = ms; },
-            onChunk: alive,
+            onChunk: arrived,
           });
         }
       } catch {
