@@ -59,6 +59,31 @@ class Upsert(NamedTuple):
             .table_valued(*self.columns, with_ordinality="given_order")
             .render_derived(name="given")
         )
+        return self._insert_given(given, when)
+
+    def from_values(
+        self, prefix: str, rows: int, *, when: sa.ColumnElement[bool] | None = None
+    ) -> Insert:
+        """PostgreSQL: `from_arrays` for exactly `rows` rows given as single values
+        (`prefix` + the row's number + `_` + the column's name): a statement per number of
+        rows, each of whose parameters costs the driver a fraction of an array's."""
+        columns = [sa.column(name, self.table.c[name].type) for name in self.columns]
+        given = sa.values(*columns, sa.column("given_order", sa.Integer), name="given").data(
+            [
+                (
+                    *(
+                        sa.bindparam(f"{prefix}{number}_{name}", type_=self.table.c[name].type)
+                        for name in self.columns
+                    ),
+                    sa.literal_column(str(number), sa.Integer),
+                )
+                for number in range(rows)
+            ]
+        )
+        return self._insert_given(given, when)
+
+    def _insert_given(self, given: sa.FromClause, when: sa.ColumnElement[bool] | None) -> Insert:
+        """Insert the rows of `given` (this upsert's columns and `given_order`), in order."""
         rows = sa.select(*(given.c[name] for name in self.columns)).order_by(given.c.given_order)
         if when is not None:
             rows = rows.where(when)
