@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import time
@@ -106,6 +107,10 @@ def test_the_access_log_is_on_unless_turned_off(
         assert process.stdout is not None
         access = process.stdout.read().decode()
     assert ('"GET /api/workflows/instances?pageSize=7 HTTP/1.1" 200' in access) is logged
+    if logged:  # uvicorn's own line, word for word: log parsers rely on it
+        request = re.escape('"GET /api/workflows/instances?pageSize=7 HTTP/1.1" 200 OK')
+        line = rf"^INFO:     127\.0\.0\.1:\d+ - {request}$"
+        assert re.search(line, access, re.MULTILINE), access
     assert "Application startup complete" in log.read_text(), "the rest of the log stays"
 
 

@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.lifespan.on import LifespanOn, LifespanSendMessage
 
+from tamma_sync.api.access_log import uvicorn_log_config
 from tamma_sync.api.app import StartupRefused
 from tamma_sync.feed import ChangeFeed
 
@@ -48,7 +49,7 @@ class Server(uvicorn.Server):
             log_level=log_level,
             access_log=access_log,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
+            log_config=None if own_logging else uvicorn_log_config(),
         )
         super().__init__(config)
         self._app = app
