@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request, Response
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tamma_sync.api.fast_routes import Declined, FastRoute
@@ -59,6 +60,9 @@ class FrontDoor:
         self._handlers = handlers
         self._metrics = metrics
         self._max = max_body_bytes
+        #: Each (template, method, status)'s counter and histogram: prometheus_client's
+        #: `labels()` checks and looks them up again on every call.
+        self._counted: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,12 +81,17 @@ class FrontDoor:
             await self._handle(scope, receive, recording_send)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            self._metrics.http_requests.labels(template, method, str(status)).inc()
-            self._metrics.http_latency.labels(template, method).observe(
-                time.perf_counter() - started
-            )
+            key = (getattr(route, "path", None) or "unmatched", scope["method"], status)
+            counted = self._counted.get(key)
+            if counted is None:
+                template, method, _ = key
+                counted = self._counted[key] = (
+                    self._metrics.http_requests.labels(template, method, str(status)),
+                    self._metrics.http_latency.labels(template, method),
+                )
+            requests, latency = counted
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if nul_in_target(scope):
