@@ -31,8 +31,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(log_format: Literal["text", "json"] = "text") -> None:
     # No format here shows the caller's file and line, nor the thread's or process's name:
-    # not looking them up for every record (the logging HOWTO's "Optimization") took a
-    # fifth off an access line's cost.
+    # they are not looked up for every record (the logging HOWTO's "Optimization"). With
+    # `AccessLineFormatter`, an access line went from 145k to 64k instructions.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

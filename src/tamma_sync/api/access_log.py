@@ -4,7 +4,8 @@ uvicorn logs a request as its response's head is about to be written, so the cli
 for the line to be formatted and written (a tenth of a millisecond, a sixth of a small
 request's CPU). Written after the response, it overlaps with the client reading it. The
 line is uvicorn's own (its `uvicorn.access` logger, format and arguments), so log setups
-made for uvicorn keep working; for a stream (SSE) it is written when the stream ends.
+made for uvicorn keep working; for a stream (SSE) it is written when the stream ends. In
+text logs it is formatted by `AccessLineFormatter`: uvicorn's text, for half the cost.
 """
 
 from __future__ import annotations
