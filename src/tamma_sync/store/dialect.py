@@ -3,8 +3,8 @@ a statement matches many ids, and statements compiled once for the driver."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,20 +25,19 @@ class Upsert(NamedTuple):
     key: tuple[str, ...] | None = None
     add: bool = False
 
-    def statement(
-        self, value_lists: Sequence[Mapping[str, sa.BindParameter[Any]]], *, on_sqlite: bool
-    ) -> Insert:
-        """This upsert as a statement inserting one row per value list.
+    def sqlite_statement(self) -> Insert:
+        """SQLite: this upsert as a statement inserting one row, its values named by column.
 
-        On SQLite a plain insert (no `key`) is `INSERT OR ROLLBACK`: a row it cannot insert
+        A plain insert (no `key`) is `INSERT OR ROLLBACK`: a row it cannot insert
         fails the whole write, as its callers want, and SQLite then keeps no statement
         journal, the copy of every page the statement changes it would need to undo just
         that statement. For a sync batch's thousands of rows the journal went to a
         temporary file: 800 MB over an initial walk of 100,000 instances, 8 % of its time.
         (An upsert keeps it: its DO UPDATE may fail midway.)"""
-        insert = sqlite.insert if on_sqlite else postgresql.insert
-        statement = insert(self.table).values(list(value_lists))
-        if on_sqlite and self.key is None:
+        statement = sqlite.insert(self.table).values(
+            {name: sa.bindparam(name) for name in self.columns}
+        )
+        if self.key is None:
             statement = statement.prefix_with("OR ROLLBACK")
         return self._on_conflict(statement)
 
@@ -127,13 +126,7 @@ class Dialect:
         """`upsert` as a statement for many rows, compiled once (`BulkStatement`)."""
         found = self._bulk_statements.get(upsert)
         if found is None:
-            if self.is_sqlite:
-                value_list: dict[str, sa.BindParameter[Any]] = {
-                    name: sa.bindparam(name) for name in upsert.columns
-                }
-                statement = upsert.statement([value_list], on_sqlite=True)
-            else:
-                statement = upsert.from_arrays()
+            statement = upsert.sqlite_statement() if self.is_sqlite else upsert.from_arrays()
             driver_sql = self.driver_form(statement)
             found = BulkStatement(driver_sql, upsert.table, on_sqlite=self.is_sqlite)
             self._bulk_statements[upsert] = found

@@ -275,15 +275,7 @@ def _one_statement(shape: tuple[tuple[Upsert, int], ...], changes_catalog: bool)
     as single values (`_single_values`), the last one appending the change rows, whose seqs
     give the newest and its NOTIFY. Built once per shape: an API write takes one of a few
     dozen."""
-    statements = [
-        upsert.statement(
-            [
-                {name: sa.bindparam(f"w{at}_{number}_{name}") for name in upsert.columns}
-                for number in range(rows)
-            ],
-            on_sqlite=False,
-        )
-        for at, (upsert, rows) in enumerate(shape)
-    ]
-    *writes, appending = statements
+    *writes, appending = (
+        upsert.from_values(f"w{at}_", rows) for at, (upsert, rows) in enumerate(shape)
+    )
     return _with_newest_seq(writes, appending, changes_catalog)
