@@ -139,7 +139,8 @@ def test_post_instance_without_definition_id_is_400(client: httpx.Client) -> Non
 def test_dotnet_upsert_put_404_then_post_then_put(client: httpx.Client) -> None:
     path = f"/api/workflows/instances/{DOTNET_INSTANCE['id']}"
     missing = client.put(path, json=DOTNET_INSTANCE)
-    assert (missing.status_code, missing.json()) == (404, {"error": "Instance not found"})
+    assert (missing.status_code, missing.content) == (404, b'{"error":"Instance not found"}')
+    assert missing.headers["content-type"] == "application/json"
 
     created = client.post("/api/workflows/instances", json=DOTNET_INSTANCE)
     assert created.status_code == 201

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tamma_sync.api.responses import JsonBytes
 from tamma_sync.models import InvalidWrite
 from tamma_sync.store import describe_database_error, is_database_unavailable
 from tamma_sync.store.errors import is_disk_full
@@ -57,31 +58,33 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 
 def _error(
     status_code: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(status_code=status_code, content=body, headers=headers)
+) -> JsonBytes:
+    """The same bytes as Starlette's `JSONResponse`, encoded by orjson: a .NET sync's every
+    new instance is first answered 404."""
+    return JsonBytes(orjson.dumps(body), status_code=status_code, headers=headers)
 
 
-async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_api_error(_request: Request, exc: Exception) -> JsonBytes:
     assert isinstance(exc, ApiError)
     return _error(exc.status_code, exc.body)
 
 
-async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(_request: Request, exc: Exception) -> JsonBytes:
     assert isinstance(exc, RequestValidationError)
     return _error(400, {"error": describe_validation_errors(exc.errors())})
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(_request: Request, exc: Exception) -> JsonBytes:
     assert isinstance(exc, StarletteHTTPException)
     body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
     return _error(exc.status_code, body, dict(exc.headers) if exc.headers else None)
 
 
-async def _on_invalid_write(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_invalid_write(_request: Request, exc: Exception) -> JsonBytes:
     return _error(400, {"error": str(exc)})
 
 
-async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_database_error(request: Request, exc: Exception) -> JsonBytes:
     if isinstance(exc, StatementError) and isinstance(exc.orig, InvalidWrite):
         return await _on_invalid_write(request, exc.orig)
     # The driver's line only: SQLAlchemy's text of the error carries the rows' values.
@@ -101,7 +104,7 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _on_unexpected_error(request, exc)
 
 
-async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_unexpected_error(request: Request, exc: Exception) -> JsonBytes:
     log.exception("unhandled error during %s %s", request.method, request.url.path, exc_info=exc)
     return _error(500, {"error": "Internal Server Error"})
 
