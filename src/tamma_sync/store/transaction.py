@@ -46,8 +46,8 @@ def _upsert(table: sa.Table, key: list[str] | None) -> Upsert:
 
 @functools.cache
 def _upsert_of(table: sa.Table, key: tuple[str, ...] | None) -> Upsert:
-    """Made once: listing a table's columns was a fiftieth of a single-row write's client
-    work."""
+    """Made once: listing a table's columns through SQLAlchemy on every write was a
+    twelfth of a single-row write's client instructions on PostgreSQL."""
     return Upsert(table, tuple(column.name for column in table.columns), key)
 
 
