@@ -141,6 +141,7 @@ def test_dotnet_upsert_put_404_then_post_then_put(client: httpx.Client) -> None:
     missing = client.put(path, json=DOTNET_INSTANCE)
     assert (missing.status_code, missing.content) == (404, b'{"error":"Instance not found"}')
     assert missing.headers["content-type"] == "application/json"
+    assert "server" not in missing.headers, "the original names no server"
 
     created = client.post("/api/workflows/instances", json=DOTNET_INSTANCE)
     assert created.status_code == 201

@@ -50,6 +50,8 @@ class Server(uvicorn.Server):
             access_log=access_log,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             log_config=None if own_logging else uvicorn_log_config(),
+            # The original API sent no `server` header; a client parses every one it gets.
+            server_header=False,
         )
         super().__init__(config)
         self._app = app
