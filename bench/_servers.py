@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +81,11 @@ def tamma_sync_server(
     heartbeat_seconds: float | None = None,
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    launcher: Sequence[str] = (),
 ) -> Iterator[Child]:
     """`tamma-sync serve` (the real CLI, default settings) on a loopback port, as a child
-    process; stopped with SIGTERM (its graceful shutdown) at the end."""
+    process; stopped with SIGTERM (its graceful shutdown) at the end. `launcher`: a
+    command that runs it (e.g. valgrind and its options)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {"TAMMA_SYNC_DATA_DIR": str(workdir / "data")}
@@ -91,6 +93,7 @@ def tamma_sync_server(
         env["TAMMA_SYNC_SSE_HEARTBEAT_SECONDS"] = str(heartbeat_seconds)
     env.update(extra_env or {})
     command = [
+        *launcher,
         sys.executable,
         "-m",
         "tamma_sync",
@@ -171,9 +174,10 @@ def elsa_simulator(
 
 
 @contextlib.contextmanager
-def memory_server(workdir: Path) -> Iterator[Child]:
-    """`python -m bench._memory_server`: the compatible routes in memory, as a child process."""
+def memory_server(workdir: Path, launcher: Sequence[str] = ()) -> Iterator[Child]:
+    """`python -m bench._memory_server`: the compatible routes in memory, as a child process
+    (run by `launcher`, if given)."""
     port = free_port()
-    command = [sys.executable, "-m", "bench._memory_server", "--port", str(port)]
+    command = [*launcher, sys.executable, "-m", "bench._memory_server", "--port", str(port)]
     with _child(command, "/readyz", port, workdir, child_env(), "memory-server") as child:
         yield child

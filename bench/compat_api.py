@@ -117,40 +117,84 @@ def _instance(number: int, created_at: int, status: str = "Running") -> dict[str
     }
 
 
-def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, Any]:
-    """Definitions, `count` new instances (PUT 404 → POST), then a later cycle of PUTs;
-    sequential, one keep-alive connection, as the .NET service sends them."""
-    api = Connection(server.base_url, {"Accept": "application/json"})
-    statuses: dict[str, int] = {}
+class DotnetClient:
+    """The .NET sync service's requests, one at a time on one keep-alive connection, as it
+    sends them; each status counted, a 5xx an error."""
 
-    def call(method: str, path: str, body: dict[str, Any]) -> int:
-        status, data = api.call(method, path, body)
-        statuses[f"{method} {status}"] = statuses.get(f"{method} {status}", 0) + 1
+    def __init__(self, base_url: str) -> None:
+        self.api = Connection(base_url, {"Accept": "application/json"})
+        self.statuses: dict[str, int] = {}
+
+    def call(self, method: str, path: str, body: dict[str, Any]) -> int:
+        status, data = self.api.call(method, path, body)
+        self.statuses[f"{method} {status}"] = self.statuses.get(f"{method} {status}", 0) + 1
         if status >= 500:
             raise RuntimeError(f"{method} {path}: {status} {data[:200]!r}")
         return status
 
-    for number in range(DEFINITIONS):
-        call("POST", "/api/workflows/definitions", _definition(number))
+    def definitions(self) -> None:
+        for number in range(DEFINITIONS):
+            self.call("POST", "/api/workflows/definitions", _definition(number))
+
+    def new_instances(self, numbers: range, created_at: int) -> None:
+        """Each instance PUT, then POSTed when the PUT finds none (404)."""
+        for number in numbers:
+            body = _instance(number, created_at)
+            if self.call("PUT", f"/api/workflows/instances/{body['id']}", body) == 404:
+                self.call("POST", "/api/workflows/instances", body)
+
+    def missing(self, numbers: range) -> None:
+        """A PUT of each of instances the server does not hold: each must be a 404."""
+        for number in numbers:
+            body = _instance(number, 0)
+            status = self.call("PUT", f"/api/workflows/instances/{body['id']}", body)
+            assert status == 404, f"PUT of instance {body['id']}, never created: {status}"
+
+    def later_cycle(self, numbers: range, created_at: int) -> dict[str, str]:
+        """Each instance PUT again with a new `updatedAt`, one in ten with a new status;
+        the status each was last sent with."""
+        sent = {}
+        for number in numbers:
+            body = _instance(number, created_at, STATUSES[number % 10 == 0])
+            self.call("PUT", f"/api/workflows/instances/{body['id']}", body)
+            sent[body["id"]] = body["status"]
+        return sent
+
+    def stored_statuses(self) -> dict[str, str]:
+        """Every stored instance's status, read page by page (200 a page)."""
+        found: dict[str, str] = {}
+        page = 1
+        while True:
+            status, data = self.api.call(
+                "GET", f"/api/workflows/instances?page={page}&pageSize=200"
+            )
+            assert status == 200, data[:200]
+            rows = orjson.loads(data)["data"]
+            found.update((row["id"], row["status"]) for row in rows)
+            if len(rows) < 200:
+                return found
+            page += 1
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, Any]:
+    """Definitions, `count` new instances (PUT 404 → POST), then a later cycle of PUTs."""
+    client = DotnetClient(server.base_url)
+    client.definitions()
     cpu = CpuMeter(server.pids).start()
     started = time.perf_counter()
-    for number in range(count):
-        body = _instance(number, created_at)
-        if call("PUT", f"/api/workflows/instances/{body['id']}", body) == 404:
-            call("POST", "/api/workflows/instances", body)
+    client.new_instances(range(count), created_at)
     new_s = time.perf_counter() - started
     new_cpu = cpu.stop()
-    expected = {}
     cpu = CpuMeter(server.pids).start()
     started = time.perf_counter()
-    for number in range(count):
-        body = _instance(number, created_at, STATUSES[number % 10 == 0])
-        call("PUT", f"/api/workflows/instances/{body['id']}", body)
-        expected[body["id"]] = body["status"]
+    expected = client.later_cycle(range(count), created_at)
     update_s = time.perf_counter() - started
     update_cpu = cpu.stop()
-    stored = _stored_statuses(api)
-    api.close()
+    stored = client.stored_statuses()
+    client.close()
     lost = sum(stored.get(instance_id) != status for instance_id, status in expected.items())
     return {
         "instances": count,
@@ -161,24 +205,10 @@ def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, An
         # The server process's CPU (not PostgreSQL's) per new instance and per PUT.
         "new_cpu_us": new_cpu / count * 1e6 if server.pids else None,
         "update_cpu_us": update_cpu / count * 1e6 if server.pids else None,
-        "statuses": statuses,
+        "statuses": client.statuses,
         "stored": len(stored),
         "wrong_or_missing": lost,
     }
-
-
-def _stored_statuses(api: Connection) -> dict[str, str]:
-    """Every stored instance's status, read page by page (200 a page)."""
-    found: dict[str, str] = {}
-    page = 1
-    while True:
-        status, data = api.call("GET", f"/api/workflows/instances?page={page}&pageSize=200")
-        assert status == 200, data[:200]
-        rows = orjson.loads(data)["data"]
-        found.update((row["id"], row["status"]) for row in rows)
-        if len(rows) < 200:
-            return found
-        page += 1
 
 
 def load(server: Server, first: int, last: int, created_at: int) -> None:
