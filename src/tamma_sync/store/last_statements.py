@@ -15,6 +15,7 @@ of tables that reads the newest seq after the COPY.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -153,16 +154,20 @@ def _single_values(parts: Sequence[tuple[Upsert, Rows]], first: int = 0) -> dict
     takes them, `at` counted from `first`."""
     values: dict[str, Any] = {}
     for at, (upsert, rows) in enumerate(parts, first):
-        for number, row in enumerate(driver_rows(upsert.table, upsert.columns, rows)):
-            values.update(zip(_value_names(upsert, f"w{at}_{number}_"), row, strict=True))
+        row_values = itertools.chain.from_iterable(driver_rows(upsert.table, upsert.columns, rows))
+        values.update(zip(_value_names(upsert, f"w{at}_", len(rows)), row_values, strict=True))
     return values
 
 
 @functools.cache
-def _value_names(upsert: Upsert, prefix: str) -> tuple[str, ...]:
-    """The names of an upsert's values in a statement: `prefix` + each column's name (made
-    once: formatting them was a twentieth of a single-row write's client work)."""
-    return tuple(prefix + name for name in upsert.columns)
+def _value_names(upsert: Upsert, prefix: str, rows: int | None = None) -> tuple[str, ...]:
+    """The names of an upsert's values in a statement: `prefix` + each column's name, or
+    for `rows` rows, `prefix` + the row's number + `_` + each column's name, row after
+    row (made once: formatting them was a twentieth of a single-row write's client
+    work)."""
+    if rows is None:
+        return tuple(prefix + name for name in upsert.columns)
+    return tuple(f"{prefix}{number}_{name}" for number in range(rows) for name in upsert.columns)
 
 
 def _arrays(parts: Sequence[tuple[Upsert, Rows]]) -> dict[str, list[Any]]:

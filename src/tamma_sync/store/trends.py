@@ -131,9 +131,13 @@ def rollup_rows(deltas: TrendDeltas) -> list[dict[str, Any]]:
             "definition_id": definition_id,
             "span_minutes": span,
             "minute": minute,
-            **dict(zip(KINDS, counts, strict=True)),
+            "started": started,
+            "finished": finished,
+            "faulted": faulted,
         }
-        for (tenant_id, definition_id, span, minute), counts in sorted(deltas.items())
+        for (tenant_id, definition_id, span, minute), (started, finished, faulted) in sorted(
+            deltas.items()
+        )
     ]
 
 
