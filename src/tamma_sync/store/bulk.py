@@ -58,10 +58,14 @@ class DriverSql(NamedTuple):
             for at, column in enumerate(selected if selected is not None else ())
             if dialect.name == "sqlite" and isinstance(column.type, sa.JSON)
         )
+        # Only the values the statement holds itself, not None for each it must be given:
+        # `step` merges them into every run's values (a single-row write takes eighty).
+        binds = compiled.binds  # type: ignore[attr-defined]
+        fixed = {name: value for name, value in compiled.params.items() if not binds[name].required}
         return cls(
             str(compiled),
             tuple(names),
-            compiled.params,
+            fixed,
             tuple(selected.keys()) if selected is not None else (),
             json_text_at,
             written,
