@@ -3,8 +3,9 @@ framework's floor, counted rather than timed.
 
 Timings on these 2-core virtual machines drift by 20-40 % within an hour and differ up to
 3x between hosts of one kind, which hides a change of a few percent. An instruction count
-does not drift: valgrind's callgrind counts the instructions a process executes (its
-threads included), the same for the same code and input whatever else the machine does.
+hardly drifts: valgrind's callgrind counts the instructions a process executes (its
+threads included), within 1 % from run to run on a quiet machine. (On a busy one a slowed
+server runs its timers more often a request: run it alone.)
 
 Each server runs under callgrind in turn: the same routes in memory
 (`bench/_memory_server.py`, FastAPI on uvicorn without a database: the floor of what
