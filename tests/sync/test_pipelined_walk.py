@@ -110,19 +110,22 @@ async def test_a_failed_page_write_stops_the_walk_at_the_page_before(
 
 
 class SlowDatabaseSink(StoreSink):
-    """The store's own sink on a database that takes a while to answer each write: the
-    walk makes pages ready meanwhile. The instance ids of each batch are kept; the write
-    numbered `fail_at` fails as a lost database connection, before it writes anything."""
+    """The store's own sink on a database that takes `delay` seconds more to answer each
+    write: the walk makes pages ready meanwhile. The instance ids of each batch are kept;
+    the write numbered `fail_at` fails as a lost database connection, before it writes
+    anything."""
 
     def __init__(
         self,
         store: Store,
         fail_at: int | None = None,
         on_write: Callable[[int], Awaitable[None]] | None = None,
+        delay: float = 0.1,
     ) -> None:
         super().__init__(store, T)
         self.fail_at = fail_at
         self.on_write = on_write
+        self.delay = delay
         self.writes = 0
         self.batches: list[list[str]] = []
 
@@ -139,7 +142,7 @@ class SlowDatabaseSink(StoreSink):
         self.batches.append([write.id for write in batch.instances])
         if self.on_write is not None:
             await self.on_write(self.writes)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(self.delay)
         return result
 
 
@@ -151,8 +154,10 @@ async def test_pages_made_ready_while_the_database_is_busy_are_written_as_one_ba
     simulator: ElsaSimulator,
 ) -> None:
     # Write 1 holds the definitions, write 2 the first page; the pages read while write 2
-    # runs go in write 3, which fails: the stored state covers what write 2 stored.
-    sink = SlowDatabaseSink(store, fail_at=3)
+    # runs go in write 3, which fails: the stored state covers what write 2 stored. Each
+    # write takes half a second more: on a slow, loaded host reading a page with its
+    # details took longer than 0.1 s, and no two pages were ready together.
+    sink = SlowDatabaseSink(store, fail_at=3, delay=0.5)
     service = SyncService(source, elsa_client, sink, options, clock=Clock())
     report = await service.run_cycle()
     assert report.error is not None and "lost" in report.error
