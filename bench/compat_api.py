@@ -30,7 +30,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -303,32 +303,36 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     return {"protocol": protocol, "reads": reads, "total_after": orjson.loads(data)["total"]}
 
 
+@contextmanager
+def started(
+    kind: str, admin_url: str, workdir: Path, launcher: Sequence[str] = ()
+) -> Iterator[Server]:
+    """The routes in memory (`kind` "memory"), or `tamma-sync serve` on a fresh database
+    of `kind` ("sqlite", "postgresql"); run by `launcher` (a command) if given."""
+    if kind == "memory":
+        with memory_server(workdir, launcher) as child:
+            yield Server("in memory", child.base_url, [child.pid], batch_load=False)
+        return
+    with (
+        fresh_database(kind, admin_url, workdir, f"compat-{kind}") as url,
+        tamma_sync_server(url, workdir / kind, launcher=launcher) as child,
+    ):
+        yield Server(f"tamma-sync {kind}", child.base_url, [child.pid], batch_load=True)
+
+
 def servers(
     args: argparse.Namespace, admin_url: str, workdir: Path
 ) -> Iterator[tuple[str, Callable[[], AbstractContextManager[Server]]]]:
     """Each server to measure, started when its turn comes."""
 
     @contextmanager
-    def memory() -> Iterator[Server]:
-        with memory_server(workdir) as child:
-            yield Server("in memory", child.base_url, [child.pid], batch_load=False)
-
-    @contextmanager
-    def tamma_sync(kind: str) -> Iterator[Server]:
-        with (
-            fresh_database(kind, admin_url, workdir, f"compat-{kind}") as url,
-            tamma_sync_server(url, workdir / kind) as child,
-        ):
-            yield Server(f"tamma-sync {kind}", child.base_url, [child.pid], batch_load=True)
-
-    @contextmanager
     def other() -> Iterator[Server]:
         pids = [args.other_pid] if args.other_pid else []
         yield Server("other", args.other_url.rstrip("/"), pids, batch_load=False)
 
-    yield "in memory", memory
+    yield "in memory", functools.partial(started, "memory", admin_url, workdir)
     for kind in args.databases.split(","):
-        yield f"tamma-sync {kind}", functools.partial(tamma_sync, kind)
+        yield f"tamma-sync {kind}", functools.partial(started, kind, admin_url, workdir)
     if args.other_url:
         yield "other", other
 

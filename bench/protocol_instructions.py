@@ -37,8 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +46,9 @@ from bench._common import (
     Report,
     Table,
     common_arguments,
-    fresh_database,
     start_run,
 )
-from bench._servers import Child, memory_server, tamma_sync_server
-from bench.compat_api import DotnetClient
+from bench.compat_api import DotnetClient, started
 
 MODULE = "bench.protocol_instructions"
 #: Numbers of the warm-up instances, and of those PUT but never created, apart from the
@@ -110,52 +107,23 @@ def _totals(dump: Path) -> int | None:
     return None
 
 
-def servers(
-    databases: Sequence[str], admin_url: str, workdir: Path
-) -> Iterator[tuple[str, Callable[[Sequence[str]], AbstractContextManager[Child]]]]:
-    """Each server's name, and how to start it with a launcher."""
-
-    def memory(launcher: Sequence[str]) -> AbstractContextManager[Child]:
-        return memory_server(workdir, launcher)
-
-    def tamma_sync(kind: str) -> Callable[[Sequence[str]], AbstractContextManager[Child]]:
-        @contextmanager
-        def start(launcher: Sequence[str]) -> Iterator[Child]:
-            with (
-                fresh_database(kind, admin_url, workdir, f"instructions-{kind}") as url,
-                tamma_sync_server(url, workdir / kind, launcher=launcher) as child,
-            ):
-                yield child
-
-        return start
-
-    yield "in memory", memory
-    for kind in databases:
-        yield f"tamma-sync {kind}", tamma_sync(kind)
-
-
-def measure(
-    start: Callable[[Sequence[str]], AbstractContextManager[Child]],
-    args: argparse.Namespace,
-    workdir: Path,
-) -> dict[str, Any]:
+def measure(kind: str, args: argparse.Namespace, admin_url: str, workdir: Path) -> dict[str, Any]:
     """The server's instructions per request of each phase, and the stored rows' check."""
-    callgrind = Callgrind(workdir / f"callgrind-{time.monotonic_ns()}.out")
+    callgrind = Callgrind(workdir / f"callgrind-{kind}.out")
     created_at = int(time.time() * 1000) - 86_400_000
     count = args.instances
     measured = range(count)
-    with start(callgrind.launcher) as child:
-        client = DotnetClient(child.base_url)
+    with started(kind, admin_url, workdir, callgrind.launcher) as server:
+        [pid] = server.pids
+        client = DotnetClient(server.base_url)
         client.definitions()
         client.new_instances(range(WARMUP_FROM, WARMUP_FROM + args.warmup), created_at)
-        new = callgrind.count(child.pid, lambda: client.new_instances(measured, created_at))
+        new = callgrind.count(pid, lambda: client.new_instances(measured, created_at))
         missing = callgrind.count(
-            child.pid, lambda: client.missing(range(MISSING_FROM, MISSING_FROM + count))
+            pid, lambda: client.missing(range(MISSING_FROM, MISSING_FROM + count))
         )
         sent: dict[str, str] = {}
-        put = callgrind.count(
-            child.pid, lambda: sent.update(client.later_cycle(measured, created_at))
-        )
+        put = callgrind.count(pid, lambda: sent.update(client.later_cycle(measured, created_at)))
         stored = client.stored_statuses()
         client.close()
     return {
@@ -183,9 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     report, admin_url, _ = start_run("The .NET protocol in instructions", MODULE, args, databases)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="tamma-bench-") as tmp:
-        for name, start in servers(databases, admin_url, Path(tmp)):
+        for kind in ["memory", *databases]:
+            name = "in memory" if kind == "memory" else f"tamma-sync {kind}"
             print(f"[{name}] under callgrind ...", file=sys.stderr, flush=True)
-            results[name] = measure(start, args, Path(tmp))
+            results[name] = measure(kind, args, admin_url, Path(tmp))
     report.raw = {"args": vars(args), "results": results}
     write_report(report, args, results)
     report.publish(record=args.record)
