@@ -10,7 +10,9 @@ original Fastify server, say) — one after another on this machine:
    `PUT /api/workflows/instances/{id}` (404) and `POST /api/workflows/instances` (new
    instances/s); then a later cycle, a `PUT` of each with a new `updatedAt` and, for one in
    ten, a new status (updates/s). Then the stored instances are read back page by page:
-   each must be there with the status last sent.
+   each must be there with the status last sent. For each phase, where the time went: the
+   wall time per instance and the CPU of the client, the server and (PostgreSQL) its
+   backends: one request at a time, they take turns.
 2. **Pages and the summary at concurrency 16**, once the server holds `--instances`
    instances (the rest loaded by `POST /api/sync/batch` on tamma-sync, by concurrent POSTs
    elsewhere: not timed): `page=N&pageSize=50` at several depths, in rounds that read each
@@ -42,6 +44,7 @@ import orjson
 
 from bench._common import (
     TIMES,
+    BackendMeter,
     CpuMeter,
     Report,
     Table,
@@ -85,6 +88,9 @@ class Server:
     """Its processes, for their CPU (for `--other-url`, `--other-pid` if given)."""
     batch_load: bool
     """Whether it takes `POST /api/sync/batch` (tamma-sync) for the untimed load."""
+    postgres: tuple[str, str] | None = None
+    """The admin URL and the URL of the PostgreSQL database it serves, for the CPU of the
+    backends serving it."""
 
     @property
     def port(self) -> int:
@@ -179,32 +185,52 @@ class DotnetClient:
         self.api.close()
 
 
+class Phase:
+    """One phase of the replay, from its start: its wall time and the CPU of this client's
+    thread, of the server's processes and of the PostgreSQL backends serving it."""
+
+    def __init__(self, server: Server) -> None:
+        self._backends = BackendMeter(*server.postgres).start() if server.postgres else None
+        self._server = CpuMeter(server.pids).start()
+        self._has_pids = bool(server.pids)
+        self._client = time.thread_time()  # without the thread sampling the backends
+        self._started = time.perf_counter()
+
+    def stop(self, name: str, count: int) -> dict[str, Any]:
+        """The phase's figures, named `<name>_…`, each CPU time per instance of `count`."""
+        elapsed = time.perf_counter() - self._started
+        client = time.thread_time() - self._client
+        server = self._server.stop()
+        backends = self._backends.stop() if self._backends is not None else None
+        per_instance = 1e6 / count
+        return {
+            f"{name}_s": elapsed,
+            f"{name}_rate": count / elapsed,
+            f"{name}_wall_us": elapsed * per_instance,
+            f"{name}_client_cpu_us": client * per_instance,
+            # The server process's own CPU; PostgreSQL's is its backends'.
+            f"{name}_cpu_us": server * per_instance if self._has_pids else None,
+            f"{name}_postgres_cpu_us": None if backends is None else backends * per_instance,
+        }
+
+
 def replay_protocol(server: Server, count: int, created_at: int) -> dict[str, Any]:
     """Definitions, `count` new instances (PUT 404 → POST), then a later cycle of PUTs."""
     client = DotnetClient(server.base_url)
     client.definitions()
-    cpu = CpuMeter(server.pids).start()
-    started = time.perf_counter()
+    phase = Phase(server)
     client.new_instances(range(count), created_at)
-    new_s = time.perf_counter() - started
-    new_cpu = cpu.stop()
-    cpu = CpuMeter(server.pids).start()
-    started = time.perf_counter()
+    new = phase.stop("new", count)
+    phase = Phase(server)
     expected = client.later_cycle(range(count), created_at)
-    update_s = time.perf_counter() - started
-    update_cpu = cpu.stop()
+    update = phase.stop("update", count)
     stored = client.stored_statuses()
     client.close()
     lost = sum(stored.get(instance_id) != status for instance_id, status in expected.items())
     return {
         "instances": count,
-        "new_s": new_s,
-        "update_s": update_s,
-        "new_rate": count / new_s,
-        "update_rate": count / update_s,
-        # The server process's CPU (not PostgreSQL's) per new instance and per PUT.
-        "new_cpu_us": new_cpu / count * 1e6 if server.pids else None,
-        "update_cpu_us": update_cpu / count * 1e6 if server.pids else None,
+        **new,
+        **update,
         "statuses": client.statuses,
         "stored": len(stored),
         "wrong_or_missing": lost,
@@ -317,7 +343,10 @@ def started(
         fresh_database(kind, admin_url, workdir, f"compat-{kind}") as url,
         tamma_sync_server(url, workdir / kind, launcher=launcher) as child,
     ):
-        yield Server(f"tamma-sync {kind}", child.base_url, [child.pid], batch_load=True)
+        postgres = (admin_url, url) if kind == "postgresql" else None
+        yield Server(
+            f"tamma-sync {kind}", child.base_url, [child.pid], batch_load=True, postgres=postgres
+        )
 
 
 def servers(
@@ -395,8 +424,6 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 *(_ratio(p["new_rate"], base["protocol"]["new_rate"]) for base in baselines),
                 f"{fmt(p['update_rate'], 0)}/s",
                 *(_ratio(p["update_rate"], base["protocol"]["update_rate"]) for base in baselines),
-                _cpu_us(p["new_cpu_us"]),
-                _cpu_us(p["update_cpu_us"]),
                 f"{p['stored']:,} stored, {p['wrong_or_missing']} wrong or missing",
             ]
         )
@@ -409,11 +436,29 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
                 *versus,
                 "later cycle (PUT)",
                 *versus,
-                "server CPU a new instance",
-                "server CPU a PUT",
                 "check",
             ],
             rows,
+        )
+    )
+    report.add(
+        "One request at a time, the client, the server and PostgreSQL take turns: an "
+        "instance's wall time is about the sum of their CPU, less what two cores overlap "
+        "(the server's CPU is its process's own; PostgreSQL's, its backends')."
+    )
+    parts = ["wall", "client CPU", "server CPU", "PostgreSQL CPU"]
+    report.add(
+        Table(
+            ".NET protocol, per instance: where the time goes",
+            ["server", *(f"new: {part}" for part in parts), *(f"PUT: {part}" for part in parts)],
+            [
+                [
+                    name,
+                    *_time_split(result["protocol"], "new"),
+                    *_time_split(result["protocol"], "update"),
+                ]
+                for name, result in results.items()
+            ],
         )
     )
     rows = []
@@ -444,7 +489,13 @@ def write_report(report: Report, args: argparse.Namespace, results: dict[str, An
             )
 
 
-def _cpu_us(value: float | None) -> str:
+def _time_split(protocol: dict[str, Any], phase: str) -> list[str]:
+    """A phase's wall time and CPU per instance (`Phase.stop`'s figures)."""
+    names = ("wall_us", "client_cpu_us", "cpu_us", "postgres_cpu_us")
+    return [_micros(protocol.get(f"{phase}_{name}")) for name in names]
+
+
+def _micros(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} µs"
 
 
